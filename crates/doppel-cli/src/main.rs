@@ -1,0 +1,393 @@
+//! `doppel`: the command-line shell over doppel-core.
+//!
+//! Thin by design: it parses arguments, calls the core's public API, and prints the result as
+//! text or, with `--json`, as JSON. Every error leaves as `{"error":{"code","message"}}` (with
+//! `--json`) or `error: message` on stderr, with exit status 1. A command whose items partly
+//! failed (some files of an ingest) prints its report and exits with status 2.
+
+mod json;
+mod logging;
+mod wait;
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use doppel_core::{
+    Config, DEFAULT_TWIN, Doppel, Error, IngestRequest, JobFilter, JobState, SETTING_SPECS,
+    SearchRequest, TextRequest,
+};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "doppel",
+    version,
+    about = "Train a personal twin on your own documents, locally."
+)]
+struct Cli {
+    /// The data directory (default: $DOPPEL_DATA_DIR, else ~/.local/share/doppel).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Add files and folders (recursively) and wait until they are indexed.
+    Ingest {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Queue them and return at once; a later `doppel wait` (or the app) processes them.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Add text read from standard input.
+    AddText {
+        /// The title of the text.
+        #[arg(long)]
+        title: String,
+        /// Queue it and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Process queued jobs until none is left.
+    Wait,
+    /// List the sources.
+    Sources,
+    /// Show a source (by id or path) and its passages.
+    Show {
+        /// Source id or path.
+        source: String,
+    },
+    /// Forget a source: its passages, index entries and jobs.
+    Delete {
+        /// Source id or path.
+        source: String,
+    },
+    /// List jobs, newest first.
+    Jobs {
+        /// Include finished jobs.
+        #[arg(long)]
+        all: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Cancel a queued or running job.
+    Cancel {
+        /// Job id.
+        job: i64,
+    },
+    /// Search the sources (keyword search, ranked by BM25).
+    Search {
+        /// What to look for.
+        query: String,
+        /// Number of results (default: the top_k setting).
+        #[arg(short, long)]
+        k: Option<u32>,
+        /// Only in these sources (id or path); may be repeated.
+        #[arg(long = "source", value_name = "SOURCE")]
+        sources: Vec<String>,
+    },
+    /// Show or change settings.
+    Settings {
+        #[command(subcommand)]
+        action: Option<SettingsAction>,
+    },
+    /// Check the data directory: integrity, versions, counts.
+    Doctor,
+}
+
+#[derive(Subcommand)]
+enum SettingsAction {
+    /// Print one setting.
+    Get {
+        /// The setting's key.
+        key: String,
+    },
+    /// Change one setting.
+    Set {
+        /// The setting's key.
+        key: String,
+        /// The new value.
+        value: String,
+    },
+}
+
+/// How a command ended when it did not fail outright.
+enum Outcome {
+    Ok,
+    /// Some items failed; the report was printed.
+    Partial,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Partial) => ExitCode::from(2),
+        Err(e) => {
+            if json {
+                println!("{}", json::error(&e));
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<Outcome, Error> {
+    let data_dir = Config::resolve_data_dir(cli.data_dir.as_deref())?;
+    logging::init(&data_dir);
+    let process_queue = match &cli.command {
+        Command::Ingest { no_wait, .. } | Command::AddText { no_wait, .. } => !no_wait,
+        Command::Wait => true,
+        _ => false,
+    };
+    let doppel = Doppel::open(Config {
+        data_dir,
+        process_queue,
+    })?;
+    let out = Printer { json: cli.json };
+    match cli.command {
+        Command::Ingest { paths, no_wait } => {
+            let report = doppel.ingest(IngestRequest {
+                twin: DEFAULT_TWIN,
+                paths,
+            })?;
+            for skipped in &report.skipped {
+                out.note(&format!("skipped {skipped}"));
+            }
+            let ids: Vec<i64> = report.queued.iter().map(|q| q.job_id).collect();
+            let skipped: Vec<Value> = report.skipped.iter().map(json::error_value).collect();
+            if no_wait {
+                let queued: Vec<Value> = report.queued.iter().map(json::enqueued).collect();
+                out.value(json!({ "queued": queued, "skipped": skipped }), || {
+                    format!(
+                        "{} file(s) queued; run `doppel wait` to process them",
+                        ids.len()
+                    )
+                });
+                return Ok(Outcome::Ok);
+            }
+            let jobs = wait::jobs(&doppel, &ids, &out)?;
+            out.finish_jobs(&doppel, &jobs, skipped)
+        }
+        Command::AddText { title, no_wait } => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map_err(|e| {
+                Error::InvalidInput(format!("could not read standard input as UTF-8 text: {e}"))
+            })?;
+            let queued = doppel.add_text(TextRequest {
+                twin: DEFAULT_TWIN,
+                title,
+                text,
+            })?;
+            if no_wait {
+                out.value(json!({ "queued": [json::enqueued(&queued)] }), || {
+                    format!("queued as job {}", queued.job_id)
+                });
+                return Ok(Outcome::Ok);
+            }
+            let jobs = wait::jobs(&doppel, &[queued.job_id], &out)?;
+            out.finish_jobs(&doppel, &jobs, Vec::new())
+        }
+        Command::Wait => {
+            let active = doppel.jobs(JobFilter {
+                active_only: true,
+                limit: u32::MAX,
+            })?;
+            let ids: Vec<i64> = active.iter().rev().map(|j| j.id).collect();
+            let jobs = wait::jobs(&doppel, &ids, &out)?;
+            out.finish_jobs(&doppel, &jobs, Vec::new())
+        }
+        Command::Sources => {
+            let sources = doppel.sources(DEFAULT_TWIN)?;
+            out.value(
+                Value::Array(sources.iter().map(json::source).collect()),
+                || {
+                    if sources.is_empty() {
+                        return "no sources yet: add some with `doppel ingest PATH`".to_string();
+                    }
+                    sources
+                        .iter()
+                        .map(json::source_line)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+            Ok(Outcome::Ok)
+        }
+        Command::Show { source } => {
+            let source = doppel.find_source(DEFAULT_TWIN, &source)?;
+            let chunks = doppel.chunks(source.id)?;
+            let mut value = json::source(&source);
+            value["chunks"] = Value::Array(chunks.iter().map(json::chunk).collect());
+            out.value(value, || json::source_details(&source, &chunks));
+            Ok(Outcome::Ok)
+        }
+        Command::Delete { source } => {
+            let source = doppel.find_source(DEFAULT_TWIN, &source)?;
+            doppel.delete_source(source.id)?;
+            out.value(json!({ "deleted": source.id }), || {
+                format!("forgot source {} ({})", source.id, source.title)
+            });
+            Ok(Outcome::Ok)
+        }
+        Command::Jobs { all, limit } => {
+            let jobs = doppel.jobs(JobFilter {
+                active_only: !all,
+                limit,
+            })?;
+            out.value(Value::Array(jobs.iter().map(json::job).collect()), || {
+                if jobs.is_empty() {
+                    return if all {
+                        "no jobs".into()
+                    } else {
+                        "no queued or running jobs".into()
+                    };
+                }
+                jobs.iter()
+                    .map(json::job_line)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(Outcome::Ok)
+        }
+        Command::Cancel { job } => {
+            let job = doppel.cancel_job(job)?;
+            out.value(json::job(&job), || match job.state {
+                JobState::Cancelled => format!("job {} cancelled", job.id),
+                state => format!("job {} had already ended ({state})", job.id),
+            });
+            Ok(Outcome::Ok)
+        }
+        Command::Search { query, k, sources } => {
+            let sources = sources
+                .iter()
+                .map(|s| doppel.find_source(DEFAULT_TWIN, s).map(|s| s.id))
+                .collect::<Result<Vec<_>, _>>()?;
+            let request = SearchRequest {
+                twin: DEFAULT_TWIN,
+                query,
+                limit: k,
+                sources,
+            };
+            let hits = doppel.search(&request)?;
+            out.value(Value::Array(hits.iter().map(json::hit).collect()), || {
+                if hits.is_empty() {
+                    return "no passage matches".to_string();
+                }
+                hits.iter()
+                    .enumerate()
+                    .map(|(i, h)| json::hit_text(i + 1, h))
+                    .collect::<Vec<_>>()
+                    .join("\n\n")
+            });
+            Ok(Outcome::Ok)
+        }
+        Command::Settings { action } => {
+            let settings = match &action {
+                Some(SettingsAction::Set { key, value }) => doppel.set_setting(key, value)?,
+                _ => doppel.settings()?,
+            };
+            if let Some(SettingsAction::Get { key }) = &action {
+                let value = settings.get(key)?;
+                out.value(json!({ key.as_str(): value }), || value.to_string());
+                return Ok(Outcome::Ok);
+            }
+            let entries = settings.entries();
+            let map: serde_json::Map<String, Value> = entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            out.value(Value::Object(map), || {
+                entries
+                    .iter()
+                    .zip(SETTING_SPECS)
+                    .map(|((key, value), spec)| format!("{key:<18} {value:<8} {}", spec.help))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(Outcome::Ok)
+        }
+        Command::Doctor => {
+            let report = doppel.doctor()?;
+            out.value(json::doctor(&report), || json::doctor_text(&report));
+            Ok(if report.problems.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Partial
+            })
+        }
+    }
+}
+
+/// Prints results as JSON or as text.
+pub(crate) struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    fn value(&self, value: Value, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{}", text());
+        }
+    }
+
+    /// A remark for people (on stderr), never mixed into JSON output.
+    pub(crate) fn note(&self, line: &str) {
+        if !self.json {
+            eprintln!("{line}");
+        }
+    }
+
+    pub(crate) fn interactive(&self) -> bool {
+        !self.json && std::io::stderr().is_terminal()
+    }
+
+    fn finish_jobs(
+        &self,
+        doppel: &Doppel,
+        jobs: &[doppel_core::Job],
+        skipped: Vec<Value>,
+    ) -> Result<Outcome, Error> {
+        let failed = jobs.iter().filter(|j| j.state == JobState::Failed).count();
+        let items: Vec<Value> = jobs.iter().map(json::job).collect();
+        self.value(json!({ "jobs": items, "skipped": skipped }), || {
+            let done = jobs.iter().filter(|j| j.state == JobState::Done).count();
+            let cancelled = jobs
+                .iter()
+                .filter(|j| j.state == JobState::Cancelled)
+                .count();
+            let chunks: u64 = jobs
+                .iter()
+                .filter_map(|j| j.source_id)
+                .filter_map(|s| doppel.source(s).ok())
+                .map(|s| s.chunk_count)
+                .sum();
+            let mut line = format!("{done} done, {failed} failed");
+            if cancelled > 0 {
+                line.push_str(&format!(", {cancelled} cancelled"));
+            }
+            line.push_str(&format!("; {chunks} passages indexed"));
+            line
+        });
+        Ok(if failed > 0 {
+            Outcome::Partial
+        } else {
+            Outcome::Ok
+        })
+    }
+}

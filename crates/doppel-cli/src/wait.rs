@@ -1,0 +1,111 @@
+//! Waiting for jobs with progress: a bar for the batch and one for the file being indexed when
+//! stderr is a terminal, a line per finished file otherwise.
+
+use std::collections::HashMap;
+
+use doppel_core::{Doppel, Error, Event, Job, JobId, JobOutcome};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::Printer;
+
+pub(crate) fn jobs(doppel: &Doppel, ids: &[JobId], out: &Printer) -> Result<Vec<Job>, Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let origins: HashMap<JobId, String> = ids
+        .iter()
+        .filter_map(|&id| doppel.job(id).ok().map(|j| (id, j.origin)))
+        .collect();
+    let name = |job: JobId| {
+        origins
+            .get(&job)
+            .cloned()
+            .unwrap_or_else(|| format!("job {job}"))
+    };
+    let bars = out.interactive().then(|| {
+        let multi = MultiProgress::new();
+        let batch = multi.add(ProgressBar::new(ids.len() as u64));
+        batch.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let file = multi.add(ProgressBar::new(0));
+        file.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} passages {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        (multi, batch, file)
+    });
+    let say = |line: String| match &bars {
+        Some((multi, _, _)) => drop(multi.println(line)),
+        None => out.note(&line),
+    };
+    let jobs = doppel.wait_for(ids, |event| match event {
+        Event::JobStarted { job, attempt, .. } => {
+            if let Some((_, _, file)) = &bars {
+                file.reset();
+                file.set_length(0);
+                let retry = if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
+                file.set_message(format!("{}{retry}", name(*job)));
+            }
+        }
+        Event::JobProgress { done, total, .. } => {
+            if let Some((_, _, file)) = &bars {
+                file.set_length(*total);
+                file.set_position(*done);
+            }
+        }
+        Event::JobDone {
+            job,
+            outcome,
+            chunks,
+            source,
+        } => {
+            let what = match outcome {
+                JobOutcome::Ingested => format!("indexed ({chunks} passages)"),
+                JobOutcome::Unchanged => "unchanged".to_string(),
+                JobOutcome::AlreadyPresent => {
+                    format!(
+                        "already present (source {})",
+                        source.map_or("?".into(), |s| s.to_string())
+                    )
+                }
+            };
+            say(format!("{}: {what}", name(*job)));
+            if let Some((_, batch, _)) = &bars {
+                batch.inc(1);
+            }
+        }
+        Event::JobFailed {
+            job,
+            message,
+            retry_at,
+            ..
+        } => match retry_at {
+            Some(_) => say(format!("{}: {message} (will retry)", name(*job))),
+            None => {
+                say(format!("{}: failed: {message}", name(*job)));
+                if let Some((_, batch, _)) = &bars {
+                    batch.inc(1);
+                }
+            }
+        },
+        Event::JobCancelled { job } => {
+            say(format!("{}: cancelled", name(*job)));
+            if let Some((_, batch, _)) = &bars {
+                batch.inc(1);
+            }
+        }
+        _ => {}
+    });
+    if let Some((multi, batch, file)) = bars {
+        file.finish_and_clear();
+        batch.finish_and_clear();
+        let _ = multi.clear();
+    }
+    jobs
+}

@@ -1,0 +1,214 @@
+//! The one error type of the core.
+//!
+//! Every failure a shell can see is an [`Error`]. Each variant has a stable machine code
+//! ([`Error::code`]) that the shells put in their `{code, message}` shape, and a message
+//! written for the person using the app. Messages name paths and ids, never document text.
+
+use std::path::PathBuf;
+
+/// Result with the core's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the core.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another process holds the data directory's lock.
+    #[error("Doppel is already running on this data directory ({}){}", holder_text(*.pid), dir_text(.dir))]
+    AlreadyRunning {
+        /// The data directory.
+        dir: PathBuf,
+        /// The process id written by the holder, when it could be read.
+        pid: Option<u32>,
+    },
+
+    /// The database was written by a newer Doppel; it is left untouched.
+    #[error(
+        "the database at {path} has schema version {found}, newer than this Doppel understands \
+         (up to {supported}); it was not touched: please use a newer Doppel"
+    )]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The version found in the file.
+        found: i64,
+        /// The newest version this build can read.
+        supported: i64,
+    },
+
+    /// A file is larger than the configured limit.
+    #[error("file too large ({} > limit of {} MB)", mb_text(*.size), .limit / MB)]
+    FileTooLarge {
+        /// Bytes seen (at least; reading stopped at the limit).
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
+    /// The content is not something Doppel can read.
+    #[error("unsupported format: {reason}")]
+    UnsupportedFormat {
+        /// Why, in a few words (for example "binary content" or "PDF files are not supported yet").
+        reason: String,
+    },
+
+    /// The content claims a format but does not follow it.
+    #[error("file is malformed: {reason}")]
+    Malformed {
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// The content has no text worth indexing.
+    #[error("no text found")]
+    Empty,
+
+    /// A path could not be read or walked.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// A path is not something Doppel ingests (a device, a socket, a hidden file in a folder...).
+    #[error("{}: {reason}", .path.display())]
+    Skipped {
+        /// The path.
+        path: PathBuf,
+        /// Why it was skipped.
+        reason: String,
+    },
+
+    /// Something asked for does not exist.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// "source", "job", "twin" or "setting".
+        what: &'static str,
+        /// What was asked for.
+        id: String,
+    },
+
+    /// A setting was given a value outside its range.
+    #[error("invalid value for {key}: {reason}")]
+    InvalidSetting {
+        /// The setting's key.
+        key: String,
+        /// What is allowed.
+        reason: String,
+    },
+
+    /// A request the core cannot act on (empty text, unknown option, ...).
+    #[error("{0}")]
+    InvalidInput(String),
+
+    /// The work was cancelled by the user or by shutdown.
+    #[error("cancelled")]
+    Cancelled,
+
+    /// The worker thread is gone (it panicked or the handle was shut down).
+    #[error("the background worker has stopped: {0}")]
+    WorkerGone(String),
+
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+
+    /// The database file failed an integrity check.
+    #[error("database is corrupt: {0}")]
+    Corrupt(String),
+}
+
+const MB: u64 = 1024 * 1024;
+
+fn holder_text(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "pid unknown".to_string(),
+    }
+}
+
+fn dir_text(dir: &std::path::Path) -> String {
+    format!(": {}", dir.display())
+}
+
+fn mb_text(size: u64) -> String {
+    if size >= 10 * MB {
+        format!("{} MB", size / MB)
+    } else {
+        format!("{:.1} MB", size as f64 / MB as f64)
+    }
+}
+
+impl Error {
+    /// The stable machine code of this error, the same in every shell.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::AlreadyRunning { .. } => "already_running",
+            Error::SchemaTooNew { .. } => "schema_too_new",
+            Error::FileTooLarge { .. } => "file_too_large",
+            Error::UnsupportedFormat { .. } => "unsupported_format",
+            Error::Malformed { .. } => "malformed",
+            Error::Empty => "empty",
+            Error::Io { .. } => "io",
+            Error::Skipped { .. } => "skipped",
+            Error::NotFound { .. } => "not_found",
+            Error::InvalidSetting { .. } => "invalid_setting",
+            Error::InvalidInput(_) => "invalid_input",
+            Error::Cancelled => "cancelled",
+            Error::WorkerGone(_) => "worker_gone",
+            Error::Database(_) => "database",
+            Error::Corrupt(_) => "corrupt",
+        }
+    }
+
+    /// Whether trying the same job again later might succeed.
+    ///
+    /// Content errors (too large, unsupported, malformed, empty) will fail the same way every
+    /// time, so they are not retried; I/O and database trouble may be passing.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Io { .. } | Error::Database(_))
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn unsupported(reason: impl Into<String>) -> Error {
+        Error::UnsupportedFormat {
+            reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_well() {
+        let e = Error::AlreadyRunning {
+            dir: "/d".into(),
+            pid: Some(42),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Doppel is already running on this data directory (pid 42): /d"
+        );
+        assert_eq!(e.code(), "already_running");
+        let e = Error::FileTooLarge {
+            size: 100 * MB,
+            limit: 50 * MB,
+        };
+        assert_eq!(e.to_string(), "file too large (100 MB > limit of 50 MB)");
+        let e = Error::FileTooLarge {
+            size: 3 * MB / 2,
+            limit: MB,
+        };
+        assert_eq!(e.to_string(), "file too large (1.5 MB > limit of 1 MB)");
+    }
+}

@@ -1,0 +1,124 @@
+//! Progress events published by the worker for any shell to follow.
+//!
+//! A shell calls `Doppel::subscribe` and receives every later [`Event`] on a channel. Sending never
+//! blocks the worker: subscribers whose receiver is gone are dropped at the next publish.
+//! Events carry ids, states and counts, never document text.
+
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+use crate::model::{JobId, JobOutcome, SourceId, SourceState};
+
+/// Something that happened in the background.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A job was added to the queue.
+    JobQueued {
+        /// The job.
+        job: JobId,
+        /// Its source.
+        source: SourceId,
+    },
+    /// The worker claimed a job.
+    JobStarted {
+        /// The job.
+        job: JobId,
+        /// Its source.
+        source: Option<SourceId>,
+        /// Which attempt this is, from 1.
+        attempt: u32,
+    },
+    /// A running job made progress.
+    JobProgress {
+        /// The job.
+        job: JobId,
+        /// Units done (chunks).
+        done: u64,
+        /// Units in all.
+        total: u64,
+    },
+    /// A job finished.
+    JobDone {
+        /// The job.
+        job: JobId,
+        /// The source it filled (for `AlreadyPresent`, the source that already held the content).
+        source: Option<SourceId>,
+        /// How it ended.
+        outcome: JobOutcome,
+        /// Chunks indexed.
+        chunks: u64,
+    },
+    /// A job failed; `retry_at` is set when it will be tried again.
+    JobFailed {
+        /// The job.
+        job: JobId,
+        /// Its source.
+        source: Option<SourceId>,
+        /// Stable error code.
+        code: String,
+        /// Readable reason.
+        message: String,
+        /// When the next attempt may start (ms since the epoch), if there is one.
+        retry_at: Option<i64>,
+    },
+    /// A job was cancelled.
+    JobCancelled {
+        /// The job.
+        job: JobId,
+    },
+    /// A source changed state.
+    SourceChanged {
+        /// The source.
+        source: SourceId,
+        /// Its new state.
+        state: SourceState,
+    },
+    /// A source was deleted.
+    SourceDeleted {
+        /// The source.
+        source: SourceId,
+    },
+}
+
+/// Fans events out to subscribers.
+#[derive(Debug, Default)]
+pub(crate) struct EventBus {
+    subscribers: Mutex<Vec<Sender<Event>>>,
+}
+
+impl EventBus {
+    pub(crate) fn subscribe(&self) -> Receiver<Event> {
+        let (tx, rx) = channel();
+        self.lock().push(tx);
+        rx
+    }
+
+    pub(crate) fn publish(&self, event: Event) {
+        self.lock().retain(|tx| tx.send(event.clone()).is_ok());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Sender<Event>>> {
+        // A panic while holding this lock cannot leave the list inconsistent, so a poisoned
+        // lock is still usable.
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_subscribers_do_not_block_others() {
+        let bus = EventBus::default();
+        let gone = bus.subscribe();
+        let kept = bus.subscribe();
+        drop(gone);
+        bus.publish(Event::JobCancelled { job: 7 });
+        assert_eq!(kept.recv().unwrap(), Event::JobCancelled { job: 7 });
+        assert_eq!(bus.lock().len(), 1);
+    }
+}

@@ -1,0 +1,303 @@
+//! Ingestion: reading files within limits, recognising formats, decoding text, parsing each
+//! format into blocks, and cutting blocks into chunks.
+//!
+//! Everything here is pure work on bytes and strings: it never touches the database. The worker
+//! calls [`read_file`], then [`parse`], then [`chunk::chunk`], and stores the result in one
+//! transaction. A bad file ends in an [`Error`] for that file alone; nothing here panics on
+//! input, and memory stays bounded by the file-size limit, which is checked before reading and
+//! again while reading.
+
+pub(crate) mod chunk;
+mod decode;
+mod html;
+mod structured;
+mod subtitles;
+mod text;
+pub(crate) mod walk;
+
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// A parsed document: an optional title and its text as blocks in reading order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Document {
+    pub title: Option<String>,
+    pub media_type: &'static str,
+    pub blocks: Vec<Block>,
+}
+
+/// A run of text that belongs together (a paragraph, a table row, a subtitle cue).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Block {
+    /// The heading path it sits under; chunks never cross from one section to another.
+    pub section: String,
+    pub text: String,
+    /// The source line its text starts on (1-based), for formats with lines.
+    pub first_line: Option<u32>,
+    /// A time range in milliseconds, for subtitles.
+    pub time_ms: Option<(u64, u64)>,
+}
+
+/// The formats Doppel reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Plain,
+    Markdown,
+    Html,
+    Code(&'static str),
+    Csv,
+    Tsv,
+    Json,
+    JsonLines,
+    Srt,
+    Vtt,
+}
+
+impl Format {
+    /// The format a file name suggests; `None` when the extension says nothing.
+    pub(crate) fn from_path(path: &Path) -> Result<Option<Format>> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if let Some(kind) = binary_kind(&ext) {
+            return Err(Error::unsupported(kind));
+        }
+        Ok(Some(match ext.as_str() {
+            "txt" | "text" | "log" | "rst" | "org" | "tex" => Format::Plain,
+            "md" | "markdown" | "mdown" | "mkd" => Format::Markdown,
+            "html" | "htm" | "xhtml" => Format::Html,
+            "csv" => Format::Csv,
+            "tsv" | "tab" => Format::Tsv,
+            "json" => Format::Json,
+            "jsonl" | "ndjson" => Format::JsonLines,
+            "srt" => Format::Srt,
+            "vtt" => Format::Vtt,
+            other => match code_media_type(other) {
+                Some(media) => Format::Code(media),
+                None => return Ok(None),
+            },
+        }))
+    }
+
+    fn media_type(self) -> &'static str {
+        match self {
+            Format::Plain => "text/plain",
+            Format::Markdown => "text/markdown",
+            Format::Html => "text/html",
+            Format::Code(media) => media,
+            Format::Csv => "text/csv",
+            Format::Tsv => "text/tab-separated-values",
+            Format::Json => "application/json",
+            Format::JsonLines => "application/x-ndjson",
+            Format::Srt => "application/x-subrip",
+            Format::Vtt => "text/vtt",
+        }
+    }
+}
+
+/// Kinds of binary files recognised by extension, with the reason they are refused.
+pub(crate) fn binary_kind(ext: &str) -> Option<&'static str> {
+    Some(match ext {
+        "pdf" => "PDF files are not supported yet",
+        "docx" | "doc" | "odt" | "rtf" | "pages" => {
+            "word-processor documents are not supported yet"
+        }
+        "epub" | "mobi" | "azw" | "azw3" => "e-books are not supported yet",
+        "xlsx" | "xls" | "ods" | "pptx" | "ppt" | "odp" => "office documents are not supported yet",
+        "png" | "jpg" | "jpeg" | "gif" | "webp" | "xpm" | "xbm" | "ppm" | "pgm" | "bmp" | "tif"
+        | "tiff" | "ico" | "heic" | "psd" => "image",
+        "mp3" | "wav" | "flac" | "ogg" | "m4a" | "aac" | "opus" => "audio",
+        "mp4" | "mkv" | "mov" | "avi" | "webm" | "wmv" => "video",
+        "zip" | "gz" | "tgz" | "bz2" | "xz" | "zst" | "7z" | "rar" | "tar" | "deb" | "rpm"
+        | "jar" => "archive",
+        "exe" | "dll" | "so" | "dylib" | "o" | "a" | "class" | "pyc" | "wasm" | "bin" => {
+            "executable or binary"
+        }
+        "sqlite" | "sqlite3" | "db" => "database file",
+        "ttf" | "otf" | "woff" | "woff2" => "font",
+        _ => return None,
+    })
+}
+
+fn code_media_type(ext: &str) -> Option<&'static str> {
+    Some(match ext {
+        "rs" => "text/x-rust",
+        "py" | "pyi" => "text/x-python",
+        "js" | "mjs" | "cjs" | "jsx" => "text/javascript",
+        "ts" | "tsx" | "mts" => "text/x-typescript",
+        "c" | "h" => "text/x-c",
+        "cc" | "cpp" | "cxx" | "hpp" | "hh" => "text/x-c++",
+        "go" => "text/x-go",
+        "java" | "kt" | "kts" | "scala" | "groovy" => "text/x-java",
+        "rb" => "text/x-ruby",
+        "php" => "text/x-php",
+        "cs" => "text/x-csharp",
+        "swift" => "text/x-swift",
+        "sh" | "bash" | "zsh" | "fish" => "text/x-shellscript",
+        "sql" => "text/x-sql",
+        "css" | "scss" | "less" => "text/css",
+        "xml" | "svg" | "xsl" | "plist" => "text/xml",
+        "toml" | "yaml" | "yml" | "ini" | "cfg" | "conf" | "properties" | "env" => "text/x-config",
+        "lua" | "pl" | "pm" | "r" | "jl" | "hs" | "ml" | "ex" | "exs" | "erl" | "clj" | "el"
+        | "vim" => "text/x-source",
+        "makefile" | "mk" | "cmake" | "gradle" | "dockerfile" => "text/x-build",
+        _ => return None,
+    })
+}
+
+/// Reads a whole file, refusing anything but a regular file and anything over `limit` bytes.
+///
+/// The size is checked before opening and enforced while reading, so a sparse 10 GB file is
+/// refused at once and a file that grows, or lies about its size, is never read past the limit.
+pub(crate) fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::Skipped {
+            path: path.to_path_buf(),
+            reason: "not a regular file".into(),
+        });
+    }
+    if meta.len() > limit {
+        return Err(Error::FileTooLarge {
+            size: meta.len(),
+            limit,
+        });
+    }
+    // Non-blocking open: should the path have become a FIFO since the check, open does not hang.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::FileTooLarge {
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// SHA-256 of some bytes, as lowercase hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+        hex.push(char::from_digit(u32::from(byte & 15), 16).unwrap_or('0'));
+    }
+    hex
+}
+
+/// Parses raw bytes into a document. `format` comes from the file name; `None` means "sniff".
+pub(crate) fn parse(bytes: &[u8], format: Option<Format>) -> Result<Document> {
+    decode::refuse_known_binary(bytes)?;
+    let text = decode::decode(bytes)?;
+    parse_text(&text, format.unwrap_or_else(|| sniff(&text)))
+}
+
+/// Parses text that is already decoded (pasted text, or a decoded file).
+pub(crate) fn parse_text(text: &str, format: Format) -> Result<Document> {
+    let mut doc = match format {
+        Format::Plain | Format::Code(_) => text::plain(text),
+        Format::Markdown => text::markdown(text),
+        Format::Html => html::parse(text),
+        Format::Csv => structured::delimited(text, b',')?,
+        Format::Tsv => structured::delimited(text, b'\t')?,
+        Format::Json => structured::json(text)?,
+        Format::JsonLines => structured::json_lines(text)?,
+        Format::Srt | Format::Vtt => subtitles::parse(text)?,
+    };
+    doc.media_type = format.media_type();
+    doc.blocks.retain(|b| !b.text.trim().is_empty());
+    if doc.blocks.is_empty() {
+        return Err(Error::Empty);
+    }
+    Ok(doc)
+}
+
+/// Guesses the format of text whose file name said nothing.
+fn sniff(text: &str) -> Format {
+    let head: String = text
+        .chars()
+        .take(512)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let head = head.trim_start();
+    if head.starts_with("<!doctype html") || head.starts_with("<html") {
+        Format::Html
+    } else if head.starts_with("webvtt") {
+        Format::Vtt
+    } else {
+        Format::Plain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_and_special_files_are_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let sparse = dir.path().join("sparse.txt");
+        let file = std::fs::File::create(&sparse).unwrap();
+        file.set_len(10 * 1024 * 1024 * 1024).unwrap();
+        let err = read_file(&sparse, 50 * 1024 * 1024).unwrap_err();
+        assert_eq!(err.code(), "file_too_large");
+        assert_eq!(
+            err.to_string(),
+            "file too large (10240 MB > limit of 50 MB)"
+        );
+        assert_eq!(
+            read_file(Path::new("/dev/zero"), 1024).unwrap_err().code(),
+            "skipped"
+        );
+        assert_eq!(read_file(dir.path(), 1024).unwrap_err().code(), "skipped");
+    }
+
+    #[test]
+    fn formats_come_from_names_and_content() {
+        assert_eq!(
+            Format::from_path(Path::new("a/B.MD")).unwrap(),
+            Some(Format::Markdown)
+        );
+        assert_eq!(
+            Format::from_path(Path::new("x.rs")).unwrap(),
+            Some(Format::Code("text/x-rust"))
+        );
+        assert_eq!(Format::from_path(Path::new("README")).unwrap(), None);
+        let err = Format::from_path(Path::new("scan.pdf")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsupported format: PDF files are not supported yet"
+        );
+        assert_eq!(
+            parse(b"<!DOCTYPE html><p>hi there</p>", None)
+                .unwrap()
+                .media_type,
+            "text/html"
+        );
+        assert_eq!(parse(b"   \n\n  ", None).unwrap_err().code(), "empty");
+    }
+
+    #[test]
+    fn hashes_are_hex_sha256() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

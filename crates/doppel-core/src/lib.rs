@@ -1,0 +1,466 @@
+//! Doppel's core: a personal twin's documents, stored, indexed and searched locally.
+//!
+//! [`Doppel`] is the whole public API, the same for the CLI and the desktop shell. Opening it
+//! locks the data directory, opens (and migrates) the database, recovers the queue from any
+//! crash and starts the single worker thread that owns all writes. Reads go through a small
+//! pool of read-only connections and never wait for the worker. Long work happens in the
+//! background; its progress arrives as [`Event`]s from [`Doppel::subscribe`].
+//!
+//! This crate knows nothing of Tauri, terminals or JSON for IPC.
+
+#![warn(missing_docs)]
+
+mod datadir;
+mod error;
+mod events;
+mod ingest;
+mod model;
+mod retrieve;
+mod settings;
+mod store;
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use datadir::{DATABASE_FILE, LOG_DIR, default_data_dir};
+pub use error::{Error, Result};
+pub use events::Event;
+pub use model::*;
+pub use retrieve::SearchRequest;
+pub use settings::{SPECS as SETTING_SPECS, SettingSpec, Settings};
+pub use store::SCHEMA_VERSION;
+pub use worker::Enqueued;
+
+use datadir::DataDir;
+use store::ReadPool;
+use worker::{Command, Shared, Worker};
+
+/// The environment variable that names the data directory when no path is given.
+pub const DATA_DIR_ENV: &str = "DOPPEL_DATA_DIR";
+
+/// How a [`Doppel`] is opened.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The data directory; created if missing.
+    pub data_dir: PathBuf,
+    /// Whether this process works through the ingestion queue. A short-lived command that only
+    /// reads or queues can leave the queue to a process that stays open.
+    pub process_queue: bool,
+}
+
+impl Config {
+    /// A configuration for `data_dir` that processes the queue.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            process_queue: true,
+        }
+    }
+
+    /// The data directory to use: `explicit` if given, else `$DOPPEL_DATA_DIR`, else the
+    /// platform's data directory.
+    pub fn resolve_data_dir(explicit: Option<&Path>) -> Result<PathBuf> {
+        if let Some(path) = explicit {
+            return Ok(path.to_path_buf());
+        }
+        if let Some(path) = std::env::var_os(DATA_DIR_ENV).filter(|p| !p.is_empty()) {
+            return Ok(PathBuf::from(path));
+        }
+        default_data_dir().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "no home directory found: set {DATA_DIR_ENV} or pass --data-dir"
+            ))
+        })
+    }
+}
+
+/// Files and folders to ingest.
+#[derive(Debug, Clone)]
+pub struct IngestRequest {
+    /// The twin that learns them.
+    pub twin: TwinId,
+    /// Files and folders; folders are walked recursively.
+    pub paths: Vec<PathBuf>,
+}
+
+/// What an ingest request queued, and what it passed over.
+#[derive(Debug)]
+pub struct IngestReport {
+    /// One entry per file queued (or already waiting in the queue).
+    pub queued: Vec<Enqueued>,
+    /// Paths not taken, each with its reason (hidden, symlink loop, unreadable, ...).
+    pub skipped: Vec<Error>,
+}
+
+/// Pasted text to ingest.
+#[derive(Debug, Clone)]
+pub struct TextRequest {
+    /// The twin that learns it.
+    pub twin: TwinId,
+    /// Its title.
+    pub title: String,
+    /// The text itself (Markdown headings are recognised).
+    pub text: String,
+}
+
+/// Which jobs to list.
+#[derive(Debug, Clone, Copy)]
+pub struct JobFilter {
+    /// Only queued and running jobs.
+    pub active_only: bool,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// The state of a data directory, for `doctor`.
+#[derive(Debug, Clone)]
+pub struct DoctorReport {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The database file.
+    pub database: PathBuf,
+    /// This build's version.
+    pub app_version: &'static str,
+    /// The database's schema version.
+    pub schema_version: i64,
+    /// The SQLite library's version.
+    pub sqlite_version: &'static str,
+    /// The pid holding the data directory's lock (this process).
+    pub lock_holder: Option<u32>,
+    /// Problems found; empty when all is well.
+    pub problems: Vec<String>,
+    /// Number of twins.
+    pub twins: u64,
+    /// Sources per state.
+    pub sources: Vec<(String, u64)>,
+    /// Number of chunks.
+    pub chunks: u64,
+    /// Jobs per state.
+    pub jobs: Vec<(String, u64)>,
+}
+
+/// An open data directory with its worker. Dropping it stops the worker (a running job goes
+/// back to the queue) and releases the lock.
+pub struct Doppel {
+    dir: DataDir,
+    readers: ReadPool,
+    shared: Arc<Shared>,
+    commands: Option<Sender<Command>>,
+    worker: Option<JoinHandle<()>>,
+    process_queue: bool,
+}
+
+/// The handle is shared between threads by the shells.
+const _: () = {
+    const fn ensure_send_sync<T: Send + Sync>() {}
+    ensure_send_sync::<Doppel>();
+};
+
+impl std::fmt::Debug for Doppel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Doppel")
+            .field("data_dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Doppel {
+    /// Opens a data directory: lock, database, migrations, crash recovery, worker.
+    pub fn open(config: Config) -> Result<Doppel> {
+        let dir = DataDir::lock(&config.data_dir)?;
+        let database = dir.database();
+        let conn = store::open_writer(&database)?;
+        let shared = Arc::new(Shared::default());
+        let (commands, inbox) = mpsc::channel();
+        let worker = Worker::start(conn, Arc::clone(&shared), inbox, config.process_queue)?;
+        tracing::info!(data_dir = %dir.path().display(), "data directory opened");
+        Ok(Doppel {
+            dir,
+            readers: ReadPool::new(database),
+            shared,
+            commands: Some(commands),
+            worker: Some(worker),
+            process_queue: config.process_queue,
+        })
+    }
+
+    /// The data directory in use.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Receives every event published from now on.
+    pub fn subscribe(&self) -> Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// Queues files and folders. Folders are walked here, in the caller's thread; the queue is
+    /// written by the worker in one transaction.
+    pub fn ingest(&self, request: IngestRequest) -> Result<IngestReport> {
+        let walked = ingest::walk::walk(&request.paths);
+        let queued = if walked.files.is_empty() {
+            Vec::new()
+        } else {
+            self.ask(|reply| Command::Ingest {
+                twin: request.twin,
+                files: walked.files,
+                reply,
+            })?
+        };
+        Ok(IngestReport {
+            queued,
+            skipped: walked.skipped,
+        })
+    }
+
+    /// Queues pasted text as a new source.
+    pub fn add_text(&self, request: TextRequest) -> Result<Enqueued> {
+        let title = request.title.trim().to_string();
+        if title.is_empty() {
+            return Err(Error::InvalidInput(
+                "a title is needed for pasted text".into(),
+            ));
+        }
+        if request.text.trim().is_empty() {
+            return Err(Error::InvalidInput("the text is empty".into()));
+        }
+        let limit = self.settings()?.max_file_bytes();
+        if request.text.len() as u64 > limit {
+            return Err(Error::FileTooLarge {
+                size: request.text.len() as u64,
+                limit,
+            });
+        }
+        self.ask(|reply| Command::AddText {
+            twin: request.twin,
+            title,
+            text: request.text,
+            reply,
+        })
+    }
+
+    /// The twins.
+    pub fn twins(&self) -> Result<Vec<Twin>> {
+        self.readers.with(store::twins)
+    }
+
+    /// The sources of a twin, oldest first.
+    pub fn sources(&self, twin: TwinId) -> Result<Vec<Source>> {
+        self.readers.with(|c| store::sources(c, twin))
+    }
+
+    /// One source.
+    pub fn source(&self, id: SourceId) -> Result<Source> {
+        self.readers.with(|c| store::source(c, id))
+    }
+
+    /// Finds a source of `twin` by id or by path (as given, or made absolute).
+    pub fn find_source(&self, twin: TwinId, key: &str) -> Result<Source> {
+        if let Ok(id) = key.parse::<SourceId>() {
+            return self.source(id);
+        }
+        let path = Path::new(key);
+        let absolute = path
+            .canonicalize()
+            .unwrap_or_else(|_| std::path::absolute(path).unwrap_or(path.to_path_buf()));
+        let candidates = [key.to_string(), absolute.to_string_lossy().into_owned()];
+        self.readers.with(|c| {
+            for origin in &candidates {
+                if let Some(source) = store::source_by_origin(c, twin, origin)? {
+                    return Ok(source);
+                }
+            }
+            Err(Error::NotFound {
+                what: "source",
+                id: key.to_string(),
+            })
+        })
+    }
+
+    /// The chunks of a source, in order.
+    pub fn chunks(&self, source: SourceId) -> Result<Vec<Chunk>> {
+        self.readers.with(|c| {
+            store::source(c, source)?;
+            store::chunks(c, source)
+        })
+    }
+
+    /// Deletes a source with its chunks, keyword-index entries and jobs, in one transaction.
+    pub fn delete_source(&self, source: SourceId) -> Result<()> {
+        self.ask(|reply| Command::Delete { source, reply })
+    }
+
+    /// Jobs, newest first.
+    pub fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>> {
+        self.readers
+            .with(|c| store::jobs(c, filter.active_only, filter.limit))
+    }
+
+    /// One job.
+    pub fn job(&self, id: JobId) -> Result<Job> {
+        self.readers.with(|c| store::job(c, id))
+    }
+
+    /// Cancels a job. A queued job is cancelled at once; a running one stops at its next chunk
+    /// boundary and leaves nothing behind. Returns the job as it is afterwards (a job that had
+    /// already finished is returned unchanged).
+    pub fn cancel_job(&self, id: JobId) -> Result<Job> {
+        let job = self.job(id)?;
+        if job.state.is_final() {
+            return Ok(job);
+        }
+        self.shared
+            .cancel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+        self.ask(|reply| Command::Cancel { job: id, reply })
+    }
+
+    /// Keyword search (BM25 over FTS5).
+    pub fn search(&self, request: &SearchRequest) -> Result<Vec<Hit>> {
+        let limit = match request.limit {
+            Some(limit) => limit.clamp(1, 1000),
+            None => self.settings()?.top_k,
+        };
+        self.readers.with(|c| retrieve::keyword(c, request, limit))
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> Result<Settings> {
+        self.readers
+            .with(|c| Ok(Settings::from_stored(&store::stored_settings(c)?)))
+    }
+
+    /// Changes one setting after validating it; returns all settings as they are now.
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<Settings> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.ask(|reply| Command::SetSetting { key, value, reply })
+    }
+
+    /// Checks the database and reports versions and counts.
+    pub fn doctor(&self) -> Result<DoctorReport> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.readers.with(store::integrity_check) {
+            problems.push(e.to_string());
+        }
+        if let Err(e) = self.ask(|reply| Command::CheckIndex { reply }) {
+            problems.push(e.to_string());
+        }
+        let (schema_version, twins, sources, chunks, jobs) = self.readers.with(|c| {
+            Ok((
+                store::stored_version(c)?,
+                store::twins(c)?.len() as u64,
+                store::state_counts(c, store::Table::Sources)?,
+                store::count(c, store::Table::Chunks)?,
+                store::state_counts(c, store::Table::Jobs)?,
+            ))
+        })?;
+        Ok(DoctorReport {
+            data_dir: self.dir.path().to_path_buf(),
+            database: self.dir.database(),
+            app_version: env!("CARGO_PKG_VERSION"),
+            schema_version,
+            sqlite_version: rusqlite::version(),
+            lock_holder: datadir::lock_holder(self.dir.path()),
+            problems,
+            twins,
+            sources,
+            chunks,
+            jobs,
+        })
+    }
+
+    /// Waits until every job in `jobs` has finished (done, failed or cancelled), passing each
+    /// event about them to `on_event`. Returns the jobs as they ended.
+    pub fn wait_for(&self, jobs: &[JobId], mut on_event: impl FnMut(&Event)) -> Result<Vec<Job>> {
+        if !self.process_queue {
+            return Err(Error::InvalidInput(
+                "this handle does not process the queue".into(),
+            ));
+        }
+        let events = self.subscribe();
+        loop {
+            let mut current = Vec::with_capacity(jobs.len());
+            for &id in jobs {
+                match self.job(id) {
+                    Ok(job) => current.push(job),
+                    // Deleting a source deletes its jobs: a job that is gone has ended.
+                    Err(Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if current.iter().all(|j| j.state.is_final()) {
+                return Ok(current);
+            }
+            // Events wake the wait at once; the timeout only guards against a worker that died.
+            match events.recv_timeout(Duration::from_secs(5)) {
+                Ok(event) => {
+                    if event_job(&event).is_some_and(|id| jobs.contains(&id)) {
+                        on_event(&event);
+                    }
+                    while let Ok(event) = events.try_recv() {
+                        if event_job(&event).is_some_and(|id| jobs.contains(&id)) {
+                            on_event(&event);
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.worker.as_ref().is_none_or(|w| w.is_finished()) {
+                        return Err(Error::WorkerGone(
+                            "it stopped while jobs were waiting".into(),
+                        ));
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::WorkerGone("events stopped".into()));
+                }
+            }
+        }
+    }
+
+    /// Sends a command to the worker and waits for its answer.
+    fn ask<T>(&self, command: impl FnOnce(Sender<Result<T>>) -> Command) -> Result<T> {
+        let (reply, answer) = mpsc::channel();
+        let commands = self
+            .commands
+            .as_ref()
+            .ok_or_else(|| Error::WorkerGone("shut down".into()))?;
+        commands
+            .send(command(reply))
+            .map_err(|_| Error::WorkerGone("it is not running".into()))?;
+        answer
+            .recv()
+            .map_err(|_| Error::WorkerGone("it stopped before answering".into()))?
+    }
+}
+
+fn event_job(event: &Event) -> Option<JobId> {
+    match event {
+        Event::JobQueued { job, .. }
+        | Event::JobStarted { job, .. }
+        | Event::JobProgress { job, .. }
+        | Event::JobDone { job, .. }
+        | Event::JobFailed { job, .. }
+        | Event::JobCancelled { job } => Some(*job),
+        _ => None,
+    }
+}
+
+impl Drop for Doppel {
+    fn drop(&mut self) {
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(self.commands.take());
+        if let Some(worker) = self.worker.take()
+            && worker.join().is_err()
+        {
+            tracing::error!("the worker thread panicked");
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The SQLite store: schema, migrations, connections and every query.
+//!
+//! The store owns the shape of the database. It opens exactly one write connection, which it
+//! hands to the worker thread, and a small bounded pool of read-only connections for everyone
+//! else ([`ReadPool`]). Read-only connections are opened with `SQLITE_OPEN_READ_ONLY`, so a write
+//! from anywhere but the worker fails loudly. User text reaches SQL only as bound parameters.
+
+mod read;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Row};
+
+pub(crate) use read::*;
+pub(crate) use write::*;
+
+use crate::error::{Error, Result};
+use crate::model::*;
+
+/// Migrations, in order; `PRAGMA user_version` counts how many have been applied.
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+
+/// The newest schema version this build understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a connection waits for a lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many read-only connections may be open at once.
+const READERS: usize = 4;
+
+/// Opens the single write connection, creating or migrating the database as needed.
+///
+/// A database from a newer version is refused before anything is written to it.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Read the version before any pragma that could write to the file.
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA secure_delete = ON;",
+    )?;
+    migrate(&conn, version)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection, from: i64) -> Result<()> {
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        let to = index as i64 + 1;
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        if to == 1 {
+            tx.execute(
+                "INSERT INTO twins (id, name, created_at) VALUES (?1, 'My twin', ?2)",
+                (DEFAULT_TWIN, now_ms()),
+            )?;
+        }
+        tx.pragma_update(None, "user_version", to)?;
+        tx.commit()?;
+        tracing::info!(version = to, "database migrated");
+    }
+    Ok(())
+}
+
+/// The schema version stored in a database file, without changing it.
+pub(crate) fn stored_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// A bounded pool of read-only connections.
+///
+/// At most [`READERS`] connections exist; a caller that finds them all busy waits for one. WAL
+/// lets readers run beside the writer, and the busy timeout covers the brief moments (a
+/// checkpoint, recovery) when they cannot.
+#[derive(Debug)]
+pub(crate) struct ReadPool {
+    path: PathBuf,
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    idle: Vec<Connection>,
+    open: usize,
+}
+
+impl ReadPool {
+    pub(crate) fn new(path: PathBuf) -> ReadPool {
+        ReadPool {
+            path,
+            state: Mutex::new(PoolState::default()),
+            returned: Condvar::new(),
+        }
+    }
+
+    /// Runs `f` with a read-only connection.
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.take()?;
+        let result = f(&conn);
+        let mut state = self.lock();
+        state.idle.push(conn);
+        drop(state);
+        self.returned.notify_one();
+        result
+    }
+
+    fn take(&self) -> Result<Connection> {
+        let mut state = self.lock();
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                return Ok(conn);
+            }
+            if state.open < READERS {
+                state.open += 1;
+                drop(state);
+                return self.open().inspect_err(|_| self.lock().open -= 1);
+            }
+            state = self
+                .returned
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    fn open(&self) -> Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(conn)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        // The state is two plain fields updated together; a panic elsewhere cannot break it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+fn bad_text(column: usize, what: &str, text: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {text:?}").into(),
+    )
+}
+
+fn parse_col<T>(
+    row: &Row,
+    column: usize,
+    what: &str,
+    parse: fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(column)?;
+    parse(&text).ok_or_else(|| bad_text(column, what, &text))
+}
+
+pub(crate) const SOURCE_COLUMNS: &str = "id, twin_id, kind, origin, title, media_type, byte_size, \
+     content_hash, state, error, chunk_count, created_at, updated_at";
+
+pub(crate) fn source_from_row(row: &Row) -> rusqlite::Result<Source> {
+    Ok(Source {
+        id: row.get(0)?,
+        twin_id: row.get(1)?,
+        kind: parse_col(row, 2, "source kind", SourceKind::parse)?,
+        origin: row.get(3)?,
+        title: row.get(4)?,
+        media_type: row.get(5)?,
+        byte_size: row.get(6)?,
+        content_hash: row.get(7)?,
+        state: parse_col(row, 8, "source state", SourceState::parse)?,
+        error: row.get(9)?,
+        chunk_count: row.get(10)?,
+        created_at: row.get(11)?,
+        updated_at: row.get(12)?,
+    })
+}
+
+pub(crate) const JOB_COLUMNS: &str = "id, kind, twin_id, source_id, origin, state, attempts, \
+     next_attempt_at, last_error, last_error_code, outcome, duplicate_of, created_at, updated_at";
+
+pub(crate) fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
+    let outcome: Option<String> = row.get(10)?;
+    Ok(Job {
+        id: row.get(0)?,
+        kind: parse_col(row, 1, "job kind", JobKind::parse)?,
+        twin_id: row.get(2)?,
+        source_id: row.get(3)?,
+        origin: row.get(4)?,
+        state: parse_col(row, 5, "job state", JobState::parse)?,
+        attempts: row.get(6)?,
+        next_attempt_at: row.get(7)?,
+        last_error: row.get(8)?,
+        last_error_code: row.get(9)?,
+        outcome: match outcome {
+            Some(text) => {
+                Some(JobOutcome::parse(&text).ok_or_else(|| bad_text(10, "job outcome", &text))?)
+            }
+            None => None,
+        },
+        duplicate_of: row.get(11)?,
+        created_at: row.get(12)?,
+        updated_at: row.get(13)?,
+    })
+}
+
+pub(crate) const CHUNK_COLUMNS: &str =
+    "id, source_id, ordinal, text, location, line_start, line_end, token_count, text_hash";
+
+pub(crate) fn chunk_from_row(row: &Row) -> rusqlite::Result<Chunk> {
+    Ok(Chunk {
+        id: row.get(0)?,
+        source_id: row.get(1)?,
+        ordinal: row.get(2)?,
+        text: row.get(3)?,
+        location: Location {
+            label: row.get(4)?,
+            line_start: row.get(5)?,
+            line_end: row.get(6)?,
+        },
+        token_count: row.get(7)?,
+        text_hash: row.get(8)?,
+    })
+}

@@ -1,0 +1,455 @@
+//! Queries that write. Only the worker thread calls these, on the one write connection.
+//!
+//! Each function that changes more than one row takes a `Transaction`, so the caller decides
+//! where the unit of work ends; the transaction commits last and rolls back when dropped.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::*;
+
+/// Queues a file, creating its source row unless the path already is a source of the twin.
+pub(crate) fn enqueue_file(
+    tx: &Transaction,
+    twin: TwinId,
+    origin: &str,
+    title: &str,
+) -> Result<(SourceId, JobId, EnqueueStatus)> {
+    let now = now_ms();
+    let source_id = match source_by_origin(tx, twin, origin)? {
+        Some(source) => source.id,
+        None => tx.query_row(
+            "INSERT INTO sources (twin_id, kind, origin, title, state, created_at, updated_at)
+             VALUES (?1, 'file', ?2, ?3, 'queued', ?4, ?4) RETURNING id",
+            params![twin, origin, title, now],
+            |r| r.get(0),
+        )?,
+    };
+    insert_job(tx, twin, JobKind::IngestFile, source_id, origin, None, now)
+        .map(|(job, status)| (source_id, job, status))
+}
+
+/// Queues pasted text as a new source; its text waits in the job row until the job runs.
+pub(crate) fn enqueue_text(
+    tx: &Transaction,
+    twin: TwinId,
+    title: &str,
+    text: &str,
+) -> Result<(SourceId, JobId)> {
+    let now = now_ms();
+    let source_id: SourceId = tx.query_row(
+        "INSERT INTO sources (twin_id, kind, title, state, created_at, updated_at)
+         VALUES (?1, 'text', ?2, 'queued', ?3, ?3) RETURNING id",
+        params![twin, title, now],
+        |r| r.get(0),
+    )?;
+    let (job, _) = insert_job(
+        tx,
+        twin,
+        JobKind::IngestText,
+        source_id,
+        title,
+        Some(text),
+        now,
+    )?;
+    Ok((source_id, job))
+}
+
+fn insert_job(
+    tx: &Transaction,
+    twin: TwinId,
+    kind: JobKind,
+    source: SourceId,
+    origin: &str,
+    payload: Option<&str>,
+    now: Millis,
+) -> Result<(JobId, EnqueueStatus)> {
+    // The partial unique index allows one queued job per source: a second request while one
+    // waits changes nothing, in one statement, with no check-then-act.
+    let inserted: Option<JobId> = tx
+        .query_row(
+            "INSERT INTO jobs (twin_id, kind, source_id, origin, payload_text, state,
+                               next_attempt_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?6)
+             ON CONFLICT (source_id) WHERE state = 'queued' DO NOTHING
+             RETURNING id",
+            params![twin, kind.as_str(), source, origin, payload, now],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match inserted {
+        Some(job) => {
+            tx.execute(
+                "UPDATE sources SET state = 'queued', updated_at = ?2
+                 WHERE id = ?1 AND state IN ('failed', 'ready')",
+                params![source, now],
+            )?;
+            Ok((job, EnqueueStatus::Queued))
+        }
+        None => {
+            let job = tx.query_row(
+                "SELECT id FROM jobs WHERE source_id = ?1 AND state = 'queued'",
+                [source],
+                |r| r.get(0),
+            )?;
+            Ok((job, EnqueueStatus::AlreadyQueued))
+        }
+    }
+}
+
+/// A claimed job with what it needs to run.
+#[derive(Debug)]
+pub(crate) struct Claimed {
+    pub job: Job,
+    pub payload_text: Option<String>,
+}
+
+/// Claims the next due job in one atomic statement, counting the attempt.
+pub(crate) fn claim_job(conn: &Connection) -> Result<Option<Claimed>> {
+    let now = now_ms();
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?1
+         WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND next_attempt_at <= ?1
+                     ORDER BY next_attempt_at, id LIMIT 1)
+         RETURNING {JOB_COLUMNS}, payload_text"
+    );
+    let claimed = conn
+        .query_row(&sql, [now], |row| {
+            Ok(Claimed {
+                job: job_from_row(row)?,
+                payload_text: row.get(14)?,
+            })
+        })
+        .optional()?;
+    Ok(claimed)
+}
+
+/// When the earliest queued job becomes due, if any is queued.
+pub(crate) fn next_due(conn: &Connection) -> Result<Option<Millis>> {
+    Ok(conn.query_row(
+        "SELECT min(next_attempt_at) FROM jobs WHERE state = 'queued'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+pub(crate) fn set_source_state(
+    conn: &Connection,
+    source: SourceId,
+    state: SourceState,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE sources SET state = ?2, updated_at = ?3 WHERE id = ?1",
+        params![source, state.as_str(), now_ms()],
+    )?;
+    Ok(())
+}
+
+/// What a finished parse tells the store about its source.
+#[derive(Debug)]
+pub(crate) struct SourceFacts<'a> {
+    pub title: &'a str,
+    pub media_type: &'a str,
+    pub byte_size: u64,
+    pub content_hash: &'a str,
+}
+
+/// A chunk about to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NewChunk {
+    pub text: String,
+    pub location: Location,
+    pub token_count: u32,
+    pub text_hash: String,
+}
+
+/// Replaces a source's chunks and makes it ready, finishing its job, inside `tx`.
+///
+/// `step` runs before each chunk is written; it reports progress and may stop the work by
+/// returning an error (cancellation), in which case the caller drops `tx` and nothing is kept.
+pub(crate) fn store_ingested(
+    tx: &Transaction,
+    job: JobId,
+    source: SourceId,
+    facts: &SourceFacts,
+    chunks: &[NewChunk],
+    mut step: impl FnMut(usize) -> Result<()>,
+) -> Result<()> {
+    tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO chunks (source_id, ordinal, text, location, line_start, line_end, token_count, text_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (ordinal, chunk) in chunks.iter().enumerate() {
+        step(ordinal)?;
+        insert.execute(params![
+            source,
+            ordinal as i64,
+            chunk.text,
+            chunk.location.label,
+            chunk.location.line_start,
+            chunk.location.line_end,
+            chunk.token_count,
+            chunk.text_hash,
+        ])?;
+    }
+    let now = now_ms();
+    tx.execute(
+        "UPDATE sources SET title = ?2, media_type = ?3, byte_size = ?4, content_hash = ?5,
+                state = 'ready', error = NULL, chunk_count = ?6, updated_at = ?7
+         WHERE id = ?1",
+        params![
+            source,
+            facts.title,
+            facts.media_type,
+            facts.byte_size,
+            facts.content_hash,
+            chunks.len() as i64,
+            now
+        ],
+    )?;
+    finish_job(tx, job, JobOutcome::Ingested, Some(source), None)
+}
+
+/// Marks a job done with `outcome`, clearing any payload it carried.
+pub(crate) fn finish_job(
+    conn: &Connection,
+    job: JobId,
+    outcome: JobOutcome,
+    source: Option<SourceId>,
+    duplicate_of: Option<SourceId>,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE jobs SET state = 'done', outcome = ?2, source_id = ?3, duplicate_of = ?4,
+                payload_text = NULL, last_error = NULL, last_error_code = NULL, updated_at = ?5
+         WHERE id = ?1",
+        params![job, outcome.as_str(), source, duplicate_of, now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Records that a source's content is unchanged: it goes back to ready as it was.
+pub(crate) fn store_unchanged(tx: &Transaction, job: JobId, source: SourceId) -> Result<()> {
+    tx.execute(
+        "UPDATE sources SET state = 'ready', error = NULL, updated_at = ?2 WHERE id = ?1",
+        params![source, now_ms()],
+    )?;
+    finish_job(tx, job, JobOutcome::Unchanged, Some(source), None)
+}
+
+/// Records that a source's content is already held by `existing`: the job points there and the
+/// source that would have duplicated it is forgotten.
+pub(crate) fn store_duplicate(
+    tx: &Transaction,
+    job: JobId,
+    source: SourceId,
+    existing: SourceId,
+) -> Result<()> {
+    finish_job(
+        tx,
+        job,
+        JobOutcome::AlreadyPresent,
+        Some(existing),
+        Some(existing),
+    )?;
+    delete_source(tx, source)
+}
+
+/// Records a failed attempt. With `retry_at` the job waits to be tried again; without, it has
+/// failed for good. A source that was ready before keeps its last good content and says why the
+/// update failed; a new source shows the failure.
+pub(crate) fn store_failure(
+    conn: &Connection,
+    job: &Job,
+    code: &str,
+    message: &str,
+    retry_at: Option<Millis>,
+) -> Result<()> {
+    let now = now_ms();
+    let retry = match retry_at {
+        // Another request for the same source may have queued a job meanwhile; that one wins.
+        Some(at) => conn.execute(
+            "UPDATE jobs SET state = 'queued', next_attempt_at = ?2, last_error = ?3,
+                    last_error_code = ?4, updated_at = ?5
+             WHERE id = ?1 AND NOT EXISTS
+                 (SELECT 1 FROM jobs other WHERE other.source_id = jobs.source_id AND other.state = 'queued')",
+            params![job.id, at, message, code, now],
+        )? == 1,
+        None => false,
+    };
+    if !retry {
+        conn.execute(
+            "UPDATE jobs SET state = 'failed', last_error = ?2, last_error_code = ?3,
+                    payload_text = NULL, updated_at = ?4
+             WHERE id = ?1",
+            params![job.id, message, code, now],
+        )?;
+    }
+    let Some(source) = job.source_id else {
+        return Ok(());
+    };
+    let (fresh, ready) = if retry {
+        (
+            format!("retrying after: {message}"),
+            format!("update retrying after: {message}"),
+        )
+    } else {
+        (message.to_string(), format!("update failed: {message}"))
+    };
+    let state = if retry { "queued" } else { "failed" };
+    conn.execute(
+        "UPDATE sources SET
+             state = CASE WHEN content_hash IS NULL THEN ?2 ELSE 'ready' END,
+             error = CASE WHEN content_hash IS NULL THEN ?3 ELSE ?4 END,
+             updated_at = ?5
+         WHERE id = ?1",
+        params![source, state, fresh, ready, now],
+    )?;
+    Ok(())
+}
+
+/// Ends a job the owner cancelled. A source that never became ready is forgotten; one that was
+/// ready before goes back to ready as it was.
+pub(crate) fn store_cancelled(tx: &Transaction, job: &Job) -> Result<()> {
+    tx.execute(
+        "UPDATE jobs SET state = 'cancelled', payload_text = NULL, updated_at = ?2 WHERE id = ?1",
+        params![job.id, now_ms()],
+    )?;
+    let Some(source) = job.source_id else {
+        return Ok(());
+    };
+    let fresh: Option<bool> = tx
+        .query_row(
+            "SELECT content_hash IS NULL FROM sources WHERE id = ?1",
+            [source],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match fresh {
+        Some(true) => {
+            tx.execute("UPDATE jobs SET source_id = NULL WHERE id = ?1", [job.id])?;
+            delete_source(tx, source)
+        }
+        Some(false) => set_source_state(tx, source, SourceState::Ready),
+        None => Ok(()),
+    }
+}
+
+/// Puts a job interrupted by shutdown back in the queue; the interrupted attempt does not count.
+pub(crate) fn requeue_interrupted(conn: &Connection, job: &Job) -> Result<()> {
+    let now = now_ms();
+    let requeued = conn.execute(
+        "UPDATE jobs SET state = 'queued', attempts = max(attempts - 1, 0), next_attempt_at = ?2, updated_at = ?2
+         WHERE id = ?1 AND NOT EXISTS
+             (SELECT 1 FROM jobs other WHERE other.source_id = jobs.source_id AND other.state = 'queued')",
+        params![job.id, now],
+    )?;
+    if requeued == 0 {
+        conn.execute(
+            "UPDATE jobs SET state = 'cancelled', last_error = 'superseded by a newer request',
+                    payload_text = NULL, updated_at = ?2 WHERE id = ?1",
+            params![job.id, now],
+        )?;
+    }
+    if let Some(source) = job.source_id {
+        conn.execute(
+            "UPDATE sources SET state = CASE WHEN content_hash IS NULL THEN 'queued' ELSE 'ready' END,
+                    updated_at = ?2
+             WHERE id = ?1 AND state = 'processing'",
+            params![source, now],
+        )?;
+    }
+    Ok(())
+}
+
+/// Deletes a source with its chunks (and so its keyword-index entries) and its jobs.
+pub(crate) fn delete_source(tx: &Transaction, source: SourceId) -> Result<()> {
+    tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
+    tx.execute(
+        "DELETE FROM jobs WHERE source_id = ?1 OR duplicate_of = ?1",
+        [source],
+    )?;
+    let deleted = tx.execute("DELETE FROM sources WHERE id = ?1", [source])?;
+    if deleted == 0 {
+        return Err(Error::NotFound {
+            what: "source",
+            id: source.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Cancels a job that is still queued. Returns the job as it is afterwards.
+pub(crate) fn cancel_queued(tx: &Transaction, id: JobId) -> Result<Job> {
+    let job = super::job(tx, id)?;
+    if job.state == JobState::Queued {
+        store_cancelled(tx, &job)?;
+    }
+    super::job(tx, id)
+}
+
+/// Makes the queue consistent after a process died: jobs it left running are queued again (the
+/// attempt was counted when they were claimed) or, out of attempts, failed; no source stays
+/// "processing".
+pub(crate) fn recover(tx: &Transaction, max_attempts: u32) -> Result<usize> {
+    let now = now_ms();
+    tx.execute(
+        "UPDATE jobs SET state = 'cancelled', last_error = 'superseded by a newer request',
+                payload_text = NULL, updated_at = ?1
+         WHERE state = 'running' AND source_id IN
+             (SELECT source_id FROM jobs WHERE state = 'queued' AND source_id IS NOT NULL)",
+        [now],
+    )?;
+    tx.execute(
+        "UPDATE jobs SET state = 'failed', last_error_code = 'interrupted',
+                last_error = 'interrupted ' || attempts || ' times (the app stopped while it ran)',
+                payload_text = NULL, updated_at = ?1
+         WHERE state = 'running' AND attempts >= ?2",
+        params![now, max_attempts],
+    )?;
+    let requeued = tx.execute(
+        "UPDATE jobs SET state = 'queued', next_attempt_at = ?1, updated_at = ?1 WHERE state = 'running'",
+        [now],
+    )?;
+    tx.execute(
+        "UPDATE sources SET state = 'queued', updated_at = ?1
+         WHERE state = 'processing'
+           AND EXISTS (SELECT 1 FROM jobs WHERE jobs.source_id = sources.id AND jobs.state = 'queued')",
+        [now],
+    )?;
+    tx.execute(
+        "UPDATE sources SET
+             state = CASE WHEN content_hash IS NULL THEN 'failed' ELSE 'ready' END,
+             error = (SELECT last_error FROM jobs WHERE jobs.source_id = sources.id ORDER BY id DESC LIMIT 1),
+             updated_at = ?1
+         WHERE state = 'processing'",
+        [now],
+    )?;
+    Ok(requeued)
+}
+
+pub(crate) fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+/// Asks FTS5 to compare the keyword index with the chunks table.
+pub(crate) fn check_keyword_index(conn: &Connection) -> Result<()> {
+    conn.execute(
+        "INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)",
+        [],
+    )
+    .map(drop)
+    .map_err(|e| Error::Corrupt(format!("keyword index does not match the chunks: {e}")))
+}
+
+/// Moves everything in the write-ahead log into the database file and empties the log, so that
+/// deleted text does not linger in old page images. A busy reader only delays this to a later
+/// call.
+pub(crate) fn checkpoint(conn: &Connection) -> Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
+}
