@@ -468,7 +468,11 @@ impl Worker {
             overlap: self.settings.chunk_overlap,
         };
         let chunks = chunk(&doc, config, checkpoint)?;
-        let title = doc.title.clone().unwrap_or_else(|| source.title.clone());
+        // Pasted text keeps the title it was given; a file takes its document's own title.
+        let title = match (job.kind, &doc.title) {
+            (JobKind::IngestFile, Some(title)) => title.clone(),
+            _ => source.title.clone(),
+        };
         let facts = SourceFacts {
             title: &title,
             media_type: doc.media_type,
@@ -483,7 +487,7 @@ impl Worker {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         store::store_ingested(&tx, job.id, source_id, &facts, &chunks, |done| {
             let done = done as u64;
-            if done % every == 0 {
+            if done.is_multiple_of(every) {
                 events.publish(Event::JobProgress {
                     job: job.id,
                     done,

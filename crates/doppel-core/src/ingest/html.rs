@@ -278,10 +278,8 @@ impl Extractor {
         }
         match name {
             "br" => self.buffer.push('\n'),
-            "td" | "th" => {
-                if !self.buffer.is_empty() && !self.buffer.ends_with([' ', '\n']) {
-                    self.buffer.push_str(" | ");
-                }
+            "td" | "th" if !self.buffer.is_empty() && !self.buffer.ends_with([' ', '\n']) => {
+                self.buffer.push_str(" | ");
             }
             "pre" => {
                 self.flush();

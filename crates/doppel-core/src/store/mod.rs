@@ -244,3 +244,46 @@ pub(crate) fn chunk_from_row(row: &Row) -> rusqlite::Result<Chunk> {
         text_hash: row.get(8)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_writer_can_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let writer = open_writer(&path).unwrap();
+        let pool = ReadPool::new(path);
+        let err = pool
+            .with(|c| Ok(c.execute("INSERT INTO settings (key, value) VALUES ('a', 'b')", [])?))
+            .unwrap_err();
+        assert!(err.to_string().contains("readonly"), "{err}");
+        set_setting(&writer, "top_k", "5").unwrap();
+        assert_eq!(
+            pool.with(stored_settings)
+                .unwrap()
+                .get("top_k")
+                .map(String::as_str),
+            Some("5")
+        );
+    }
+
+    #[test]
+    fn the_pool_is_bounded_and_shared_between_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let _writer = open_writer(&path).unwrap();
+        let pool = std::sync::Arc::new(ReadPool::new(path));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let pool = std::sync::Arc::clone(&pool);
+                std::thread::spawn(move || pool.with(|c| count(c, Table::Sources)).unwrap())
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), 0);
+        }
+        assert!(pool.lock().open <= READERS);
+    }
+}

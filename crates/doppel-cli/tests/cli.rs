@@ -1,0 +1,577 @@
+//! End-to-end tests of the `doppel` binary on real SQLite files in temporary directories.
+
+mod util;
+
+use std::io::Write;
+use std::os::unix::fs::symlink;
+use std::process::Stdio;
+
+use serde_json::Value;
+use util::{Cli, error_of};
+
+fn state_of(cli: &Cli, path: &std::path::Path) -> (String, Option<String>) {
+    let source = cli
+        .source_by_origin(path)
+        .unwrap_or_else(|| panic!("no source for {}", path.display()));
+    (
+        source["state"].as_str().unwrap().to_string(),
+        source["error"].as_str().map(str::to_string),
+    )
+}
+
+fn top_origin(hits: &[Value]) -> String {
+    hits.first()
+        .map(|h| h["origin"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn text_formats_are_ingested_with_their_locations() {
+    let cli = Cli::new();
+    cli.write(
+        "notes/guide.md",
+        "# Guide\nIntro words.\n\n## Setup\nThe zebracorn needs hay.\n",
+    );
+    cli.write(
+        "notes/page.html",
+        "<html><head><title>Garden page</title><script>var quokkajs = 1;</script></head>\
+         <body><h1>Plants</h1><p>The marigold&nbsp;thrives in sun.</p></body></html>",
+    );
+    cli.write(
+        "notes/plain.txt",
+        "line one\nline two\n\nthe saxophonist arrives\n",
+    );
+    cli.write(
+        "notes/people.csv",
+        "name,city\nAda,Londinium\nGrace,Arlington\n",
+    );
+    cli.write(
+        "notes/data.json",
+        r#"{"title": "Inventory", "items": [{"name": "flugelhorn"}]}"#,
+    );
+    cli.write("notes/talk.srt", "1\n00:00:01,000 --> 00:00:04,000\nWelcome aboard captain\n\n2\n00:01:00,000 --> 00:01:02,000\nGoodbye\n");
+    cli.write(
+        "notes/talk.vtt",
+        "WEBVTT\n\n00:02.000 --> 00:03.500\nthe narwhal speaks\n",
+    );
+    cli.write(
+        "notes/code.rs",
+        "fn main() {\n    let capybara_count = 3;\n}\n",
+    );
+    let mut utf16 = vec![0xff, 0xfe];
+    utf16.extend(
+        "wide ümlaut axolotl text"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes()),
+    );
+    cli.write("notes/wide.txt", utf16);
+    cli.write(
+        "notes/legacy.txt",
+        b"Le caf\xe9 de la gr\xe8ve, tr\xe8s calme, o\xf9 l'on d\xe9guste un rago\xfbt.".as_slice(),
+    );
+
+    let report = cli.json(&["ingest", cli.file("notes").to_str().unwrap()]);
+    let jobs = report["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 10, "{report}");
+    assert!(
+        jobs.iter()
+            .all(|j| j["state"] == "done" && j["outcome"] == "ingested"),
+        "{report}"
+    );
+
+    let expect = [
+        ("zebracorn", "guide.md", "Guide › Setup"),
+        ("marigold", "page.html", "Plants"),
+        ("saxophonist", "plain.txt", ""),
+        ("Londinium", "people.csv", ""),
+        ("flugelhorn", "data.json", "$.items"),
+        ("captain", "talk.srt", "00:00:01 – 00:01:02"),
+        ("narwhal", "talk.vtt", "00:00:02 – 00:00:03"),
+        ("capybara_count", "code.rs", ""),
+        ("axolotl", "wide.txt", ""),
+        ("ragoût", "legacy.txt", ""),
+    ];
+    for (word, file, label) in expect {
+        let hits = cli.search(word);
+        assert_eq!(hits.len(), 1, "{word}: {hits:?}");
+        assert!(top_origin(&hits).ends_with(file), "{word}: {hits:?}");
+        assert_eq!(hits[0]["location"]["label"], label, "{word}");
+        assert_eq!(hits[0]["retriever"], "keyword");
+    }
+    // Line ranges for formats with lines; scripts are not visible text; titles come from the file.
+    let lines = |word: &str| {
+        let location = &cli.search(word)[0]["location"];
+        (
+            location["line_start"].as_u64(),
+            location["line_end"].as_u64(),
+        )
+    };
+    assert_eq!(lines("saxophonist"), (Some(1), Some(4)));
+    assert_eq!(lines("Arlington"), (Some(2), Some(3)));
+    assert_eq!(lines("capybara_count"), (Some(1), Some(3)));
+    assert!(cli.search("quokkajs").is_empty());
+    assert_eq!(
+        cli.source_by_origin(&cli.file("notes/page.html")).unwrap()["title"],
+        "Garden page"
+    );
+    assert_eq!(
+        cli.source_by_origin(&cli.file("notes/guide.md")).unwrap()["media_type"],
+        "text/markdown"
+    );
+}
+
+#[test]
+fn hostile_inputs_fail_alone_with_clear_reasons_and_bounded_memory() {
+    let cli = Cli::new();
+    cli.write("in/good.txt", "a perfectly ordinary pangolin");
+    cli.write("in/zeros.txt", vec![0u8; 1024 * 1024]);
+    let noise: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    cli.write("in/noise.txt", noise);
+    cli.write("in/empty.txt", "");
+    cli.write("in/fake.pdf", "this is not a PDF at all");
+    let sparse = std::fs::File::create(cli.file("in/sparse.txt")).unwrap();
+    sparse.set_len(10 * 1024 * 1024 * 1024).unwrap();
+    let mut line = std::fs::File::create(cli.file("in/oneline.txt")).unwrap();
+    let block = vec![b'w'; 1024 * 1024];
+    for _ in 0..100 {
+        line.write_all(&block).unwrap();
+    }
+    drop(line);
+    cli.write("in/.hidden.txt", "secret");
+    symlink(cli.file("in"), cli.file("in/loop")).unwrap();
+    let fifo = cli.file("in/pipe.txt");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+
+    let report = cli.json_status(
+        &[
+            "ingest",
+            cli.file("in").to_str().unwrap(),
+            cli.file("in/fake.pdf").to_str().unwrap(),
+        ],
+        2,
+    );
+    let skipped: Vec<String> = report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["message"].as_str().unwrap().to_string())
+        .collect();
+    let dir = cli.file("in");
+    for expected in [
+        format!("{}: hidden", dir.join(".hidden.txt").display()),
+        format!("{}: symbolic link loop", dir.join("loop").display()),
+        format!(
+            "{}: unsupported format: PDF files are not supported yet",
+            dir.join("fake.pdf").display()
+        ),
+        format!("{}: not a regular file", dir.join("pipe.txt").display()),
+    ] {
+        assert!(
+            skipped.contains(&expected),
+            "missing {expected:?} in {skipped:#?}"
+        );
+    }
+
+    assert_eq!(
+        state_of(&cli, &dir.join("good.txt")),
+        ("ready".into(), None)
+    );
+    let failures = [
+        ("zeros.txt", "unsupported format: binary content"),
+        ("noise.txt", "unsupported format: binary content"),
+        ("empty.txt", "no text found"),
+        (
+            "fake.pdf",
+            "unsupported format: PDF files are not supported yet",
+        ),
+        ("sparse.txt", "file too large (10240 MB > limit of 50 MB)"),
+        ("oneline.txt", "file too large (100 MB > limit of 50 MB)"),
+    ];
+    for (name, reason) in failures {
+        assert_eq!(
+            state_of(&cli, &dir.join(name)),
+            ("failed".into(), Some(reason.to_string())),
+            "{name}"
+        );
+    }
+    // Content errors are final: no retries were spent on them.
+    let jobs = cli.json(&["jobs", "--all"]);
+    assert!(
+        jobs.as_array().unwrap().iter().all(|j| j["attempts"] == 1),
+        "{jobs}"
+    );
+    assert_eq!(cli.search("pangolin").len(), 1);
+
+    // No input made the process hold more than a small fraction of the files' sizes.
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) },
+        0
+    );
+    // SAFETY: initialised by the successful call above.
+    let peak_kb = unsafe { usage.assume_init() }.ru_maxrss;
+    assert!(
+        peak_kb < 200 * 1024,
+        "peak memory of a doppel process was {peak_kb} KB"
+    );
+}
+
+#[test]
+fn a_long_single_line_is_chunked_without_loss() {
+    let cli = Cli::new();
+    let words: String = (0..200_000).map(|i| format!("w{i} ")).collect();
+    let path = cli.write("long.txt", &words);
+    cli.json(&["ingest", path.to_str().unwrap()]);
+    let source = cli.source_by_origin(&path).unwrap();
+    assert_eq!(source["state"], "ready");
+    let shown = cli.json(&["show", path.to_str().unwrap()]);
+    let chunks = shown["chunks"].as_array().unwrap();
+    assert!(chunks.len() > 100);
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["token_count"].as_u64().unwrap() <= 256)
+    );
+    assert_eq!(cli.search("w199999").len(), 1);
+    assert_eq!(cli.search("w0")[0]["location"]["line_start"], 1);
+}
+
+#[test]
+fn errors_share_one_json_shape() {
+    let cli = Cli::new();
+    let cases: [(&[&str], &str, &str); 5] = [
+        (&["show", "999"], "not_found", "source 999 not found"),
+        (
+            &["delete", "/no/such/file.txt"],
+            "not_found",
+            "source /no/such/file.txt not found",
+        ),
+        (&["cancel", "77"], "not_found", "job 77 not found"),
+        (
+            &["settings", "set", "top_k", "0"],
+            "invalid_setting",
+            "invalid value for top_k: 0 is outside 1..=200",
+        ),
+        (
+            &["settings", "get", "colour"],
+            "not_found",
+            "setting colour not found",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let value = cli.json_status(args, 1);
+        assert_eq!(
+            error_of(&value),
+            (code.to_string(), message.to_string()),
+            "{args:?}"
+        );
+    }
+    let out = cli.run(&["show", "999"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: source 999 not found"
+    );
+}
+
+#[test]
+fn a_second_process_is_refused_with_the_holders_pid() {
+    let cli = Cli::new();
+    let holder = doppel_core::Doppel::open(doppel_core::Config::new(cli.data_dir())).unwrap();
+    let value = cli.json_status(&["sources"], 1);
+    let (code, message) = error_of(&value);
+    assert_eq!(code, "already_running");
+    let expected = format!(
+        "Doppel is already running on this data directory (pid {})",
+        std::process::id()
+    );
+    assert!(message.starts_with(&expected), "{message}");
+    drop(holder);
+    assert_eq!(cli.json(&["sources"]), serde_json::json!([]));
+}
+
+#[test]
+fn duplicates_are_told_and_changes_replace_the_source() {
+    let cli = Cli::new();
+    let a = cli.write("a.txt", "the original wombat text");
+    let b = cli.write("b.txt", "the original wombat text");
+    cli.json(&["ingest", a.to_str().unwrap()]);
+    let first = cli.source_by_origin(&a).unwrap();
+
+    let report = cli.json(&["ingest", b.to_str().unwrap()]);
+    let job = &report["jobs"][0];
+    assert_eq!(job["outcome"], "already_present");
+    assert_eq!(job["duplicate_of"], first["id"]);
+    assert_eq!(cli.sources().len(), 1);
+    let text = cli.run(&["ingest", b.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&text.stderr)
+            .contains(&format!("already present (source {})", first["id"]))
+    );
+
+    let report = cli.json(&["ingest", a.to_str().unwrap()]);
+    assert_eq!(report["jobs"][0]["outcome"], "unchanged");
+
+    std::fs::write(&a, "a rewritten platypus text").unwrap();
+    let report = cli.json(&["ingest", a.to_str().unwrap()]);
+    assert_eq!(report["jobs"][0]["outcome"], "ingested");
+    let after = cli.source_by_origin(&a).unwrap();
+    assert_eq!(after["id"], first["id"]);
+    assert_ne!(after["content_hash"], first["content_hash"]);
+    assert!(cli.search("wombat").is_empty());
+    assert_eq!(cli.search("platypus").len(), 1);
+}
+
+#[test]
+fn delete_forgets_the_source_everywhere() {
+    let cli = Cli::new();
+    let keep = cli.write("keep.md", "# Kept\nthe ocelot stays\n");
+    let gone = cli.write(
+        "gone.md",
+        "# Gone\nthe quetzalmarker leaves, with the ocelot\n",
+    );
+    cli.json(&["ingest", keep.to_str().unwrap(), gone.to_str().unwrap()]);
+    assert_eq!(cli.search("ocelot").len(), 2);
+
+    let deleted = cli.json(&["delete", gone.to_str().unwrap()]);
+    let id = deleted["deleted"].as_i64().unwrap();
+    assert!(cli.search("quetzalmarker").is_empty());
+    let hits = cli.search("ocelot");
+    assert_eq!(hits.len(), 1);
+    assert!(top_origin(&hits).ends_with("keep.md"));
+    assert_eq!(
+        error_of(&cli.json_status(&["show", &id.to_string()], 1)).0,
+        "not_found"
+    );
+    let jobs = cli.json(&["jobs", "--all"]);
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["source_id"] != id),
+        "{jobs}"
+    );
+
+    // The text is gone from the database files themselves, not only from query results.
+    for entry in std::fs::read_dir(cli.data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(14).any(|w| w == b"quetzalmarker "),
+                "found in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn search_text_is_never_query_syntax() {
+    let cli = Cli::new();
+    let path = cli.write("doc.txt", "alpha beta gamma NEAR delta");
+    cli.json(&["ingest", path.to_str().unwrap()]);
+    for query in [
+        "\"",
+        "\"alpha",
+        "alpha\"beta",
+        "(",
+        ")",
+        "alpha AND",
+        "OR",
+        "NOT alpha",
+        "NEAR(alpha beta)",
+        "alpha*",
+        "*",
+        "^alpha",
+        "text:alpha",
+        "{alpha}",
+        "alpha -beta",
+        "'; DROP TABLE chunks; --",
+        "ǅ é 日本",
+        "",
+    ] {
+        let hits = cli.json(&["search", query]);
+        assert!(hits.is_array(), "{query:?}: {hits}");
+    }
+    assert_eq!(cli.search("NEAR(alpha beta)").len(), 1);
+    assert_eq!(cli.search("text:alpha").len(), 1);
+    assert_eq!(cli.sources().len(), 1);
+}
+
+#[test]
+fn queued_jobs_can_be_cancelled_and_leave_nothing() {
+    let cli = Cli::new();
+    let path = cli.write("later.txt", "a note about the okapi");
+    let queued = cli.json(&["ingest", "--no-wait", path.to_str().unwrap()]);
+    let job = queued["queued"][0]["job_id"].as_i64().unwrap();
+    assert_eq!(cli.sources()[0]["state"], "queued");
+    assert_eq!(cli.json(&["jobs"]).as_array().unwrap().len(), 1);
+
+    let cancelled = cli.json(&["cancel", &job.to_string()]);
+    assert_eq!(cancelled["state"], "cancelled");
+    assert!(cli.sources().is_empty());
+    assert_eq!(cli.json(&["wait"])["jobs"], serde_json::json!([]));
+    assert!(cli.search("okapi").is_empty());
+    let again = cli.json(&["cancel", &job.to_string()]);
+    assert_eq!(again["state"], "cancelled");
+}
+
+#[test]
+fn queued_work_survives_until_a_later_process_does_it() {
+    let cli = Cli::new();
+    let path = cli.write("queued.txt", "the durable tapir");
+    cli.json(&["ingest", "--no-wait", path.to_str().unwrap()]);
+    assert!(cli.search("tapir").is_empty());
+    let report = cli.json(&["wait"]);
+    assert_eq!(report["jobs"][0]["state"], "done");
+    assert_eq!(cli.search("tapir").len(), 1);
+}
+
+#[test]
+fn pasted_text_is_read_from_stdin() {
+    let cli = Cli::new();
+    let mut child = cli
+        .command()
+        .args(["--json", "add-text", "--title", "Meeting notes"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"## Decisions\nWe chose the aardwolf plan.\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let hits = cli.search("aardwolf");
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0]["source_title"], "Meeting notes");
+    assert_eq!(hits[0]["origin"], Value::Null);
+    assert_eq!(hits[0]["location"]["label"], "Decisions");
+    // The pasted text lives in its chunks only, not in the finished job.
+    let jobs = cli.json(&["jobs", "--all"]);
+    assert!(!jobs.to_string().contains("aardwolf"));
+
+    let empty = cli.json_status(&["add-text", "--title", "x"], 1);
+    assert_eq!(
+        error_of(&empty),
+        ("invalid_input".into(), "the text is empty".into())
+    );
+}
+
+#[test]
+fn settings_round_trip_and_are_validated() {
+    let cli = Cli::new();
+    let all = cli.json(&["settings"]);
+    for key in [
+        "chunk_tokens",
+        "chunk_overlap",
+        "top_k",
+        "max_file_mb",
+        "max_attempts",
+        "retry_backoff_ms",
+    ] {
+        assert!(all.get(key).is_some(), "{key} missing from {all}");
+    }
+    assert_eq!(all["max_file_mb"], 50);
+    assert_eq!(cli.json(&["settings", "set", "top_k", "3"])["top_k"], 3);
+    assert_eq!(
+        cli.json(&["settings", "get", "top_k"]),
+        serde_json::json!({"top_k": 3})
+    );
+    let (code, message) =
+        error_of(&cli.json_status(&["settings", "set", "chunk_overlap", "200"], 1));
+    assert_eq!(code, "invalid_setting");
+    assert!(
+        message.contains("at most half of chunk_tokens"),
+        "{message}"
+    );
+
+    // Settings take effect: a tiny file limit refuses a small file, and top_k bounds results.
+    cli.json(&["settings", "set", "max_file_mb", "1"]);
+    let big = cli.write("big.txt", "x ".repeat(600 * 1024));
+    let report = cli.json_status(&["ingest", big.to_str().unwrap()], 2);
+    assert_eq!(
+        report["jobs"][0]["error"]["message"],
+        "file too large (1.2 MB > limit of 1 MB)"
+    );
+    assert_eq!(report["jobs"][0]["error"]["code"], "file_too_large");
+    let many: Vec<_> = (0..5)
+        .map(|i| cli.write(&format!("m{i}.txt"), format!("shared word number {i}")))
+        .collect();
+    let mut args = vec!["ingest"];
+    args.extend(many.iter().map(|p| p.to_str().unwrap()));
+    cli.json(&args);
+    assert_eq!(cli.json(&["search", "shared"]).as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn doctor_reports_a_healthy_directory() {
+    let cli = Cli::new();
+    let path = cli.write("d.txt", "doctor check");
+    cli.json(&["ingest", path.to_str().unwrap()]);
+    let report = cli.json(&["doctor"]);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["schema_version"], doppel_core::SCHEMA_VERSION);
+    assert_eq!(report["sources"]["ready"], 1);
+    assert_eq!(report["jobs"]["done"], 1);
+    assert_eq!(report["chunks"], 1);
+    assert!(report["lock_holder"].as_u64().is_some());
+}
+
+#[test]
+fn debian_handbook_pages_are_found_by_distinctive_phrases() {
+    let dir = std::path::Path::new("/usr/share/doc/debian-handbook/html/en-US");
+    assert!(
+        dir.is_dir(),
+        "install the debian-handbook package (.ci/run does)"
+    );
+    let cli = Cli::new();
+    let report = cli.json(&["ingest", dir.to_str().unwrap()]);
+    let jobs = report["jobs"].as_array().unwrap();
+    assert!(jobs.len() >= 120, "{} files", jobs.len());
+    assert!(jobs.iter().all(|j| j["state"] == "done"));
+    let cases = [
+        ("Xen hypervisor domains", "sect.virtualization.html"),
+        ("SELinux policy modules", "sect.selinux.html"),
+        (
+            "anacron periodic jobs when the computer was off",
+            "sect.asynchronous-task-scheduling-anacron.html",
+        ),
+        ("Caching Proxy for Debian Packages", "apt.html"),
+        (
+            "Configuring debconf for automatic upgrades",
+            "sect.automatic-upgrades.html",
+        ),
+        ("Securing NFS", "sect.nfs-file-server.html"),
+        (
+            "Building your First Package",
+            "sect.building-first-package.html",
+        ),
+    ];
+    for (phrase, page) in cases {
+        let hits = cli.json(&["search", phrase, "-k", "3"]);
+        let origins: Vec<&str> = hits
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["origin"].as_str().unwrap())
+            .collect();
+        assert!(
+            origins.iter().any(|o| o.ends_with(&format!("/{page}"))),
+            "{phrase:?} → {origins:?}"
+        );
+    }
+}

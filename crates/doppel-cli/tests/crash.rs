@@ -1,0 +1,140 @@
+//! Exactly once: ingestion killed with SIGKILL at random moments, then restarted, never loses or
+//! duplicates a source, a chunk or a job.
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use rusqlite::{Connection, OpenFlags};
+use util::Cli;
+
+/// A small deterministic generator; the seed is printed so that a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn cr1_exactly_once_through_repeated_sigkill() {
+    let seed = std::env::var("DOPPEL_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    println!("seed {seed} (set DOPPEL_TEST_SEED to replay)");
+    let mut rng = Rng(seed);
+    let cli = Cli::new();
+    for i in 0..200 {
+        let paragraphs: String = (0..40 + i % 60)
+            .map(|p| format!("File {i} paragraph {p}: the unique token f{i}p{p} sits among ordinary words.\n\n"))
+            .collect();
+        cli.write(
+            &format!("corpus/{:02}/doc{i:03}.md", i % 7),
+            format!("# Document {i}\n\n{paragraphs}"),
+        );
+    }
+    let corpus = cli.file("corpus");
+    // Kills may hit the same job many times; the retry limit is not what this test is about.
+    cli.json(&["settings", "set", "max_attempts", "100"]);
+
+    for round in 0..20 {
+        let mut child = cli
+            .command()
+            .args(["ingest", corpus.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Kill after a random number of finished files: the worker is then inside the next one.
+        let wait_for = rng.below(14);
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        for _ in 0..wait_for {
+            if lines.next().is_none() {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        println!("round {round}: killed after {wait_for} finished files");
+    }
+
+    let report = cli.json(&["ingest", corpus.to_str().unwrap()]);
+    assert_eq!(report["jobs"].as_array().unwrap().len(), 200);
+    assert!(
+        report["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["state"] == "done"),
+        "{report}"
+    );
+
+    let db = Connection::open_with_flags(
+        cli.data_dir().join("doppel.sqlite3"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let one = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        db.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+            .unwrap(),
+        "ok"
+    );
+    assert_eq!(one("SELECT count(*) FROM sources"), 200);
+    assert_eq!(one("SELECT count(DISTINCT origin) FROM sources"), 200);
+    assert_eq!(
+        one("SELECT count(*) FROM sources WHERE state != 'ready'"),
+        0
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')"),
+        0
+    );
+    assert_eq!(one("SELECT count(*) FROM jobs WHERE state = 'failed'"), 0);
+    println!(
+        "jobs interrupted mid-run and resumed: {}",
+        one("SELECT count(*) FROM jobs WHERE attempts > 1")
+    );
+    // Every source holds exactly one set of chunks: counts agree and no text appears twice.
+    assert_eq!(
+        one("SELECT sum(chunk_count) FROM sources"),
+        one("SELECT count(*) FROM chunks")
+    );
+    assert_eq!(
+        one(
+            "SELECT count(*) FROM (SELECT source_id, text_hash FROM chunks GROUP BY 1, 2 HAVING count(*) > 1)"
+        ),
+        0
+    );
+    assert_eq!(
+        one(
+            "SELECT count(*) FROM sources s WHERE chunk_count != (SELECT count(*) FROM chunks c WHERE c.source_id = s.id)"
+        ),
+        0
+    );
+    // The keyword index agrees with the chunks, and each unique token is found exactly once.
+    let doctor = cli.json(&["doctor"]);
+    assert_eq!(doctor["ok"], true, "{doctor}");
+    for (i, p) in [(0, 0), (57, 30), (199, 58), (123, 12)] {
+        let hits = cli.search(&format!("f{i}p{p}"));
+        assert_eq!(hits.len(), 1, "f{i}p{p}");
+        assert!(
+            hits[0]["origin"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("doc{i:03}.md"))
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! Keyword search takes any text a person types as plain words: property-tested against a real
+//! index.
+
+use doppel_core::*;
+use proptest::prelude::*;
+
+fn fixture() -> (tempfile::TempDir, Doppel) {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("fixture.md");
+    std::fs::write(
+        &file,
+        "# Notes\nalpha beta gamma \"quoted\" NEAR AND OR NOT text:column (paren) star*\n",
+    )
+    .unwrap();
+    let doppel = Doppel::open(Config::new(data.path().join("data"))).unwrap();
+    let report = doppel
+        .ingest(IngestRequest {
+            twin: DEFAULT_TWIN,
+            paths: vec![file],
+        })
+        .unwrap();
+    let jobs: Vec<JobId> = report.queued.iter().map(|q| q.job_id).collect();
+    doppel.wait_for(&jobs, |_| {}).unwrap();
+    (data, doppel)
+}
+
+/// Characters that mean something to FTS5 or SQL, mixed with letters and odd Unicode.
+fn hostile_text() -> impl Strategy<Value = String> {
+    let pieces = prop_oneof![
+        Just("\"".to_string()),
+        Just("'".to_string()),
+        Just("*".to_string()),
+        Just("^".to_string()),
+        Just(":".to_string()),
+        Just("(".to_string()),
+        Just(")".to_string()),
+        Just("{".to_string()),
+        Just("-".to_string()),
+        Just("+".to_string()),
+        Just(" AND ".to_string()),
+        Just(" OR ".to_string()),
+        Just(" NOT ".to_string()),
+        Just("NEAR(".to_string()),
+        Just("text:".to_string()),
+        Just(";--".to_string()),
+        Just("\u{0}".to_string()),
+        "[a-z]{1,8}",
+        "\\PC{1,4}",
+    ];
+    prop::collection::vec(pieces, 0..12).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn m5_any_query_is_searched_as_words(query in hostile_text()) {
+        let (_dir, doppel) = FIXTURE.with(|f| f.clone());
+        let hits = doppel.search(&SearchRequest::new(query.clone()));
+        prop_assert!(hits.is_ok(), "{query:?}: {hits:?}");
+        // Any word of the fixture in the query finds the fixture.
+        let words = ["alpha", "beta", "gamma", "quoted", "near", "column", "paren", "star"];
+        if query.split(|c: char| !c.is_alphanumeric()).any(|w| words.contains(&w.to_lowercase().as_str())) {
+            prop_assert_eq!(hits.unwrap().len(), 1);
+        }
+    }
+}
+
+thread_local! {
+    static FIXTURE: (std::rc::Rc<tempfile::TempDir>, std::rc::Rc<Doppel>) = {
+        let (dir, doppel) = fixture();
+        (std::rc::Rc::new(dir), std::rc::Rc::new(doppel))
+    };
+}
+
+#[test]
+fn source_filters_limit_results() {
+    let data = tempfile::tempdir().unwrap();
+    let files: Vec<_> = (0..3)
+        .map(|i| {
+            let path = data.path().join(format!("f{i}.txt"));
+            std::fs::write(&path, format!("common word and unique{i}")).unwrap();
+            path
+        })
+        .collect();
+    let doppel = Doppel::open(Config::new(data.path().join("data"))).unwrap();
+    let report = doppel
+        .ingest(IngestRequest {
+            twin: DEFAULT_TWIN,
+            paths: files,
+        })
+        .unwrap();
+    let jobs: Vec<JobId> = report.queued.iter().map(|q| q.job_id).collect();
+    doppel.wait_for(&jobs, |_| {}).unwrap();
+    assert_eq!(
+        doppel.search(&SearchRequest::new("common")).unwrap().len(),
+        3
+    );
+    let only = report.queued[1].source_id;
+    let hits = doppel
+        .search(&SearchRequest {
+            sources: vec![only],
+            ..SearchRequest::new("common")
+        })
+        .unwrap();
+    assert_eq!(hits.iter().map(|h| h.source_id).collect::<Vec<_>>(), [only]);
+    let hits = doppel
+        .search(&SearchRequest {
+            limit: Some(2),
+            ..SearchRequest::new("common")
+        })
+        .unwrap();
+    assert_eq!(hits.len(), 2);
+    assert!(hits[0].score >= hits[1].score);
+    assert!(hits[0].snippet.contains("[common]"), "{}", hits[0].snippet);
+}

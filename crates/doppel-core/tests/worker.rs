@@ -1,0 +1,324 @@
+//! The worker and its durable queue, driven through the core's public API on real SQLite files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use doppel_core::*;
+use rusqlite::Connection;
+
+fn open(dir: &Path) -> Doppel {
+    Doppel::open(Config::new(dir)).unwrap()
+}
+
+fn open_idle(dir: &Path) -> Doppel {
+    Doppel::open(Config {
+        data_dir: dir.to_path_buf(),
+        process_queue: false,
+    })
+    .unwrap()
+}
+
+fn ingest(doppel: &Doppel, paths: &[PathBuf]) -> Vec<JobId> {
+    let report = doppel
+        .ingest(IngestRequest {
+            twin: DEFAULT_TWIN,
+            paths: paths.to_vec(),
+        })
+        .unwrap();
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    report.queued.iter().map(|q| q.job_id).collect()
+}
+
+fn write_files(dir: &Path, prefix: &str, count: usize, paragraphs: usize) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    (0..count)
+        .map(|i| {
+            let path = dir.join(format!("{prefix}{i:04}.txt"));
+            let text: String = (0..paragraphs)
+                .map(|p| {
+                    format!("{prefix} file {i} paragraph {p} holds the token {prefix}x{i}y{p}.\n\n")
+                })
+                .collect();
+            std::fs::write(&path, text).unwrap();
+            path.canonicalize().unwrap()
+        })
+        .collect()
+}
+
+fn raw(dir: &Path) -> Connection {
+    Connection::open(dir.join(DATABASE_FILE)).unwrap()
+}
+
+#[test]
+fn many_threads_enqueue_each_file_once() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let shared_files = write_files(files.path(), "shared", 30, 5);
+    let doppel = Arc::new(open(data.path()));
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let doppel = Arc::clone(&doppel);
+            let mut mine = write_files(
+                &files.path().join(format!("t{t}")),
+                &format!("own{t}_"),
+                5,
+                3,
+            );
+            mine.extend(shared_files.iter().cloned());
+            std::thread::spawn(move || ingest(&doppel, &mine))
+        })
+        .collect();
+    let mut jobs: Vec<JobId> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    jobs.sort();
+    jobs.dedup();
+    let ended = doppel.wait_for(&jobs, |_| {}).unwrap();
+    assert!(ended.iter().all(|j| j.state == JobState::Done), "{ended:?}");
+
+    let sources = doppel.sources(DEFAULT_TWIN).unwrap();
+    assert_eq!(sources.len(), 30 + 8 * 5);
+    let mut origins: Vec<_> = sources.iter().map(|s| s.origin.clone()).collect();
+    origins.dedup();
+    assert_eq!(origins.len(), sources.len());
+    for source in &sources {
+        assert_eq!(source.state, SourceState::Ready);
+        assert_eq!(
+            doppel.chunks(source.id).unwrap().len() as u64,
+            source.chunk_count
+        );
+    }
+}
+
+#[test]
+fn readers_during_ingestion_never_see_a_locked_database_or_half_a_source() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let paths = write_files(files.path(), "bulk", 150, 120);
+    let doppel = Arc::new(open(data.path()));
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|r| {
+            let (doppel, done) = (Arc::clone(&doppel), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut searches = 0u32;
+                while !done.load(Ordering::Relaxed) || searches == 0 {
+                    let query = format!(
+                        "bulkx{}y{}",
+                        (searches as usize * 7 + r) % 150,
+                        searches % 120
+                    );
+                    let hits = doppel.search(&SearchRequest::new(query)).unwrap();
+                    for hit in hits {
+                        // A source is visible whole or not at all.
+                        let source = doppel.source(hit.source_id).unwrap();
+                        assert_eq!(source.state, SourceState::Ready);
+                        assert_eq!(
+                            doppel.chunks(source.id).unwrap().len() as u64,
+                            source.chunk_count
+                        );
+                    }
+                    doppel.sources(DEFAULT_TWIN).unwrap();
+                    searches += 1;
+                }
+                searches
+            })
+        })
+        .collect();
+    let jobs = ingest(&doppel, &paths);
+    let ended = doppel.wait_for(&jobs, |_| {}).unwrap();
+    done.store(true, Ordering::Relaxed);
+    let searches: u32 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(ended.iter().all(|j| j.state == JobState::Done));
+    assert!(searches >= 4);
+    println!(
+        "{searches} searches ran beside the ingestion of {} files",
+        paths.len()
+    );
+}
+
+#[test]
+fn a_running_job_cancelled_at_a_chunk_boundary_leaves_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let path = write_files(files.path(), "huge", 1, 20_000).remove(0);
+    let doppel = open(data.path());
+    let events = doppel.subscribe();
+    let job = ingest(&doppel, &[path])[0];
+    loop {
+        if let Event::JobProgress { job: j, .. } = events.recv().unwrap()
+            && j == job
+        {
+            break;
+        }
+    }
+    let cancelled = doppel.cancel_job(job).unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert_eq!(cancelled.source_id, None);
+    assert!(doppel.sources(DEFAULT_TWIN).unwrap().is_empty());
+    assert!(
+        doppel
+            .search(&SearchRequest::new("hugex0y1"))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(doppel.doctor().unwrap().chunks, 0);
+    let seen: Vec<Event> = events.try_iter().collect();
+    assert!(seen.contains(&Event::JobCancelled { job }), "{seen:?}");
+}
+
+#[test]
+fn failures_are_retried_with_backoff_then_recorded_on_job_and_source() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let path = write_files(files.path(), "vanishing", 1, 1).remove(0);
+    let job = {
+        let doppel = open_idle(data.path());
+        doppel.set_setting("retry_backoff_ms", "1").unwrap();
+        ingest(&doppel, std::slice::from_ref(&path))[0]
+    };
+    std::fs::remove_file(&path).unwrap();
+
+    let doppel = open(data.path());
+    let mut failures = Vec::new();
+    let ended = doppel
+        .wait_for(&[job], |event| {
+            if let Event::JobFailed {
+                retry_at, message, ..
+            } = event
+            {
+                failures.push((retry_at.is_some(), message.clone()));
+            }
+        })
+        .unwrap();
+    let job = &ended[0];
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.attempts, 3);
+    assert_eq!(job.last_error_code.as_deref(), Some("io"));
+    let reason = job.last_error.clone().unwrap();
+    assert!(reason.contains("No such file"), "{reason}");
+    assert_eq!(
+        failures.iter().map(|f| f.0).collect::<Vec<_>>(),
+        [true, true, false]
+    );
+    let source = doppel.source(job.source_id.unwrap()).unwrap();
+    assert_eq!(source.state, SourceState::Failed);
+    assert_eq!(source.error.as_deref(), Some(reason.as_str()));
+}
+
+#[test]
+fn nothing_stays_running_or_processing_after_a_crash() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let paths = write_files(files.path(), "crashy", 2, 3);
+    let jobs = ingest(&open_idle(data.path()), &paths);
+    // What a process killed in the middle of both jobs leaves behind; the second had no
+    // attempts left.
+    let db = raw(data.path());
+    db.execute(
+        "UPDATE jobs SET state = 'running', attempts = 1 WHERE id = ?1",
+        [jobs[0]],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE jobs SET state = 'running', attempts = 3 WHERE id = ?1",
+        [jobs[1]],
+    )
+    .unwrap();
+    db.execute("UPDATE sources SET state = 'processing'", [])
+        .unwrap();
+    drop(db);
+
+    let doppel = open_idle(data.path());
+    let first = doppel.job(jobs[0]).unwrap();
+    assert_eq!((first.state, first.attempts), (JobState::Queued, 1));
+    let second = doppel.job(jobs[1]).unwrap();
+    assert_eq!(second.state, JobState::Failed);
+    assert_eq!(
+        second.last_error.as_deref(),
+        Some("interrupted 3 times (the app stopped while it ran)")
+    );
+    let states: Vec<_> = doppel
+        .sources(DEFAULT_TWIN)
+        .unwrap()
+        .iter()
+        .map(|s| s.state)
+        .collect();
+    assert_eq!(states, [SourceState::Queued, SourceState::Failed]);
+    drop(doppel);
+
+    let doppel = open(data.path());
+    let ended = doppel.wait_for(&jobs[..1], |_| {}).unwrap();
+    assert_eq!((ended[0].state, ended[0].attempts), (JobState::Done, 2));
+}
+
+#[test]
+fn shutdown_puts_the_running_job_back_without_counting_it() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let path = write_files(files.path(), "long", 1, 20_000).remove(0);
+    let doppel = open(data.path());
+    let events = doppel.subscribe();
+    let job = ingest(&doppel, &[path])[0];
+    while !matches!(events.recv().unwrap(), Event::JobProgress { .. }) {}
+    drop(doppel);
+
+    let doppel = open_idle(data.path());
+    let job = doppel.job(job).unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
+    assert_eq!(
+        doppel.sources(DEFAULT_TWIN).unwrap()[0].state,
+        SourceState::Queued
+    );
+    assert_eq!(doppel.doctor().unwrap().chunks, 0);
+}
+
+#[test]
+fn a_newer_database_is_refused_and_left_untouched() {
+    let data = tempfile::tempdir().unwrap();
+    drop(open(data.path()));
+    let db = raw(data.path());
+    db.pragma_update(None, "user_version", 99).unwrap();
+    db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
+        .unwrap();
+    drop(db);
+    let before = std::fs::read(data.path().join(DATABASE_FILE)).unwrap();
+
+    let err = Doppel::open(Config::new(data.path())).unwrap_err();
+    assert_eq!(err.code(), "schema_too_new");
+    assert!(
+        err.to_string()
+            .contains("schema version 99, newer than this Doppel understands"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(data.path().join(DATABASE_FILE)).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn a_database_is_migrated_on_first_open_and_keeps_its_data() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let paths = write_files(files.path(), "keep", 1, 2);
+    {
+        let doppel = open(data.path());
+        let jobs = ingest(&doppel, &paths);
+        doppel.wait_for(&jobs, |_| {}).unwrap();
+        doppel.set_setting("top_k", "4").unwrap();
+    }
+    let doppel = open(data.path());
+    assert_eq!(doppel.doctor().unwrap().schema_version, SCHEMA_VERSION);
+    assert_eq!(doppel.settings().unwrap().top_k, 4);
+    assert_eq!(
+        doppel
+            .search(&SearchRequest::new("keepx0y1"))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(doppel.twins().unwrap()[0].name, "My twin");
+}
