@@ -43,10 +43,7 @@ pub(crate) fn source_line(s: &Source) -> String {
         None => s.state.to_string(),
     };
     let origin = s.origin.as_deref().unwrap_or("(pasted text)");
-    format!(
-        "{:>5}  {:<10} {:>5} passages  {}  [{}]",
-        s.id, state, s.chunk_count, s.title, origin
-    )
+    format!("{:>5}  {:<10} {:>5} passages  {}  [{}]", s.id, state, s.chunk_count, s.title, origin)
 }
 
 pub(crate) fn source_details(s: &Source, chunks: &[Chunk]) -> String {
@@ -56,21 +53,13 @@ pub(crate) fn source_details(s: &Source, chunks: &[Chunk]) -> String {
         s.title,
         s.origin.as_deref().unwrap_or("(pasted text)"),
         s.state,
-        s.error
-            .as_deref()
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default(),
+        s.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
         s.media_type.as_deref().unwrap_or("-"),
         s.byte_size.map_or("-".to_string(), |b| b.to_string()),
         s.chunk_count,
     );
     for c in chunks {
-        out.push_str(&format!(
-            "\n[{}] {}\n{}\n",
-            c.ordinal + 1,
-            c.location,
-            c.text
-        ));
+        out.push_str(&format!("\n[{}] {}\n{}\n", c.ordinal + 1, c.location, c.text));
     }
     out
 }
@@ -107,19 +96,13 @@ pub(crate) fn job(j: &Job) -> Value {
 pub(crate) fn job_line(j: &Job) -> String {
     let detail = match (&j.outcome, &j.last_error) {
         (Some(doppel_core::JobOutcome::AlreadyPresent), _) => {
-            format!(
-                "already present (source {})",
-                j.duplicate_of.unwrap_or_default()
-            )
+            format!("already present (source {})", j.duplicate_of.unwrap_or_default())
         }
         (Some(outcome), _) => outcome.to_string(),
         (None, Some(error)) => error.clone(),
         (None, None) => String::new(),
     };
-    format!(
-        "{:>5}  {:<9} attempt {}  {}  {}",
-        j.id, j.state, j.attempts, j.origin, detail
-    )
+    format!("{:>5}  {:<9} attempt {}  {}  {}", j.id, j.state, j.attempts, j.origin, detail)
 }
 
 pub(crate) fn enqueued(q: &Enqueued) -> Value {
@@ -151,16 +134,14 @@ pub(crate) fn hit(h: &Hit) -> Value {
 pub(crate) fn hit_text(rank: usize, h: &Hit) -> String {
     let place = h.location.to_string();
     let origin = h.origin.as_deref().unwrap_or("pasted text");
-    let at = if place.is_empty() {
-        String::new()
+    let heading = if place.is_empty() {
+        h.source_title.clone()
+    } else if place.starts_with(&h.source_title) {
+        place
     } else {
-        format!(" — {place}")
+        format!("{} — {place}", h.source_title)
     };
-    format!(
-        "{rank}. {}{at}\n   {origin}\n   {}",
-        h.source_title,
-        h.snippet.replace('\n', " ")
-    )
+    format!("{rank}. {heading}\n   {origin}\n   {}", h.snippet.replace('\n', " "))
 }
 
 pub(crate) fn doctor(r: &DoctorReport) -> Value {
@@ -188,11 +169,7 @@ pub(crate) fn doctor_text(r: &DoctorReport) -> String {
         if pairs.is_empty() {
             return "none".into();
         }
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{v} {k}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        pairs.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
     };
     let verdict = if r.problems.is_empty() {
         "all checks passed".to_string()
@@ -221,10 +198,7 @@ mod tests {
 
     #[test]
     fn the_error_shape_is_pinned() {
-        let e = Error::NotFound {
-            what: "source",
-            id: "42".into(),
-        };
+        let e = Error::NotFound { what: "source", id: "42".into() };
         assert_eq!(
             error(&e).to_string(),
             r#"{"error":{"code":"not_found","message":"source 42 not found"}}"#

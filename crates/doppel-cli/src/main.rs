@@ -153,17 +153,11 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Wait => true,
         _ => false,
     };
-    let doppel = Doppel::open(Config {
-        data_dir,
-        process_queue,
-    })?;
+    let doppel = Doppel::open(Config { data_dir, process_queue })?;
     let out = Printer { json: cli.json };
     match cli.command {
         Command::Ingest { paths, no_wait } => {
-            let report = doppel.ingest(IngestRequest {
-                twin: DEFAULT_TWIN,
-                paths,
-            })?;
+            let report = doppel.ingest(IngestRequest { twin: DEFAULT_TWIN, paths })?;
             for skipped in &report.skipped {
                 out.note(&format!("skipped {skipped}"));
             }
@@ -172,26 +166,23 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             if no_wait {
                 let queued: Vec<Value> = report.queued.iter().map(json::enqueued).collect();
                 out.value(json!({ "queued": queued, "skipped": skipped }), || {
-                    format!(
-                        "{} file(s) queued; run `doppel wait` to process them",
-                        ids.len()
-                    )
+                    format!("{} file(s) queued; run `doppel wait` to process them", ids.len())
                 });
                 return Ok(Outcome::Ok);
             }
+            // Hidden files, loops and binary files are skipped by design; a path that cannot be
+            // read at all is a failure of the request.
+            let unreadable = report.skipped.iter().any(|e| e.code() == "io");
             let jobs = wait::jobs(&doppel, &ids, &out)?;
-            out.finish_jobs(&doppel, &jobs, skipped)
+            let outcome = out.finish_jobs(&doppel, &jobs, skipped)?;
+            Ok(if unreadable { Outcome::Partial } else { outcome })
         }
         Command::AddText { title, no_wait } => {
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text).map_err(|e| {
                 Error::InvalidInput(format!("could not read standard input as UTF-8 text: {e}"))
             })?;
-            let queued = doppel.add_text(TextRequest {
-                twin: DEFAULT_TWIN,
-                title,
-                text,
-            })?;
+            let queued = doppel.add_text(TextRequest { twin: DEFAULT_TWIN, title, text })?;
             if no_wait {
                 out.value(json!({ "queued": [json::enqueued(&queued)] }), || {
                     format!("queued as job {}", queued.job_id)
@@ -202,29 +193,19 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             out.finish_jobs(&doppel, &jobs, Vec::new())
         }
         Command::Wait => {
-            let active = doppel.jobs(JobFilter {
-                active_only: true,
-                limit: u32::MAX,
-            })?;
+            let active = doppel.jobs(JobFilter { active_only: true, limit: u32::MAX })?;
             let ids: Vec<i64> = active.iter().rev().map(|j| j.id).collect();
             let jobs = wait::jobs(&doppel, &ids, &out)?;
             out.finish_jobs(&doppel, &jobs, Vec::new())
         }
         Command::Sources => {
             let sources = doppel.sources(DEFAULT_TWIN)?;
-            out.value(
-                Value::Array(sources.iter().map(json::source).collect()),
-                || {
-                    if sources.is_empty() {
-                        return "no sources yet: add some with `doppel ingest PATH`".to_string();
-                    }
-                    sources
-                        .iter()
-                        .map(json::source_line)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                },
-            );
+            out.value(Value::Array(sources.iter().map(json::source).collect()), || {
+                if sources.is_empty() {
+                    return "no sources yet: add some with `doppel ingest PATH`".to_string();
+                }
+                sources.iter().map(json::source_line).collect::<Vec<_>>().join("\n")
+            });
             Ok(Outcome::Ok)
         }
         Command::Show { source } => {
@@ -244,22 +225,12 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             Ok(Outcome::Ok)
         }
         Command::Jobs { all, limit } => {
-            let jobs = doppel.jobs(JobFilter {
-                active_only: !all,
-                limit,
-            })?;
+            let jobs = doppel.jobs(JobFilter { active_only: !all, limit })?;
             out.value(Value::Array(jobs.iter().map(json::job).collect()), || {
                 if jobs.is_empty() {
-                    return if all {
-                        "no jobs".into()
-                    } else {
-                        "no queued or running jobs".into()
-                    };
+                    return if all { "no jobs".into() } else { "no queued or running jobs".into() };
                 }
-                jobs.iter()
-                    .map(json::job_line)
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                jobs.iter().map(json::job_line).collect::<Vec<_>>().join("\n")
             });
             Ok(Outcome::Ok)
         }
@@ -276,12 +247,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
                 .iter()
                 .map(|s| doppel.find_source(DEFAULT_TWIN, s).map(|s| s.id))
                 .collect::<Result<Vec<_>, _>>()?;
-            let request = SearchRequest {
-                twin: DEFAULT_TWIN,
-                query,
-                limit: k,
-                sources,
-            };
+            let request = SearchRequest { twin: DEFAULT_TWIN, query, limit: k, sources };
             let hits = doppel.search(&request)?;
             out.value(Value::Array(hits.iter().map(json::hit).collect()), || {
                 if hits.is_empty() {
@@ -306,10 +272,8 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
                 return Ok(Outcome::Ok);
             }
             let entries = settings.entries();
-            let map: serde_json::Map<String, Value> = entries
-                .iter()
-                .map(|(k, v)| (k.to_string(), json!(v)))
-                .collect();
+            let map: serde_json::Map<String, Value> =
+                entries.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
             out.value(Value::Object(map), || {
                 entries
                     .iter()
@@ -323,11 +287,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Doctor => {
             let report = doppel.doctor()?;
             out.value(json::doctor(&report), || json::doctor_text(&report));
-            Ok(if report.problems.is_empty() {
-                Outcome::Ok
-            } else {
-                Outcome::Partial
-            })
+            Ok(if report.problems.is_empty() { Outcome::Ok } else { Outcome::Partial })
         }
     }
 }
@@ -367,10 +327,7 @@ impl Printer {
         let items: Vec<Value> = jobs.iter().map(json::job).collect();
         self.value(json!({ "jobs": items, "skipped": skipped }), || {
             let done = jobs.iter().filter(|j| j.state == JobState::Done).count();
-            let cancelled = jobs
-                .iter()
-                .filter(|j| j.state == JobState::Cancelled)
-                .count();
+            let cancelled = jobs.iter().filter(|j| j.state == JobState::Cancelled).count();
             let chunks: u64 = jobs
                 .iter()
                 .filter_map(|j| j.source_id)
@@ -384,10 +341,6 @@ impl Printer {
             line.push_str(&format!("; {chunks} passages indexed"));
             line
         });
-        Ok(if failed > 0 {
-            Outcome::Partial
-        } else {
-            Outcome::Ok
-        })
+        Ok(if failed > 0 { Outcome::Partial } else { Outcome::Ok })
     }
 }

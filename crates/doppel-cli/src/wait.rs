@@ -12,16 +12,9 @@ pub(crate) fn jobs(doppel: &Doppel, ids: &[JobId], out: &Printer) -> Result<Vec<
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let origins: HashMap<JobId, String> = ids
-        .iter()
-        .filter_map(|&id| doppel.job(id).ok().map(|j| (id, j.origin)))
-        .collect();
-    let name = |job: JobId| {
-        origins
-            .get(&job)
-            .cloned()
-            .unwrap_or_else(|| format!("job {job}"))
-    };
+    let origins: HashMap<JobId, String> =
+        ids.iter().filter_map(|&id| doppel.job(id).ok().map(|j| (id, j.origin))).collect();
+    let name = |job: JobId| origins.get(&job).cloned().unwrap_or_else(|| format!("job {job}"));
     let bars = out.interactive().then(|| {
         let multi = MultiProgress::new();
         let batch = multi.add(ProgressBar::new(ids.len() as u64));
@@ -45,11 +38,8 @@ pub(crate) fn jobs(doppel: &Doppel, ids: &[JobId], out: &Printer) -> Result<Vec<
             if let Some((_, _, file)) = &bars {
                 file.reset();
                 file.set_length(0);
-                let retry = if *attempt > 1 {
-                    format!(" (attempt {attempt})")
-                } else {
-                    String::new()
-                };
+                let retry =
+                    if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
                 file.set_message(format!("{}{retry}", name(*job)));
             }
         }
@@ -59,12 +49,7 @@ pub(crate) fn jobs(doppel: &Doppel, ids: &[JobId], out: &Printer) -> Result<Vec<
                 file.set_position(*done);
             }
         }
-        Event::JobDone {
-            job,
-            outcome,
-            chunks,
-            source,
-        } => {
+        Event::JobDone { job, outcome, chunks, source } => {
             let what = match outcome {
                 JobOutcome::Ingested => format!("indexed ({chunks} passages)"),
                 JobOutcome::Unchanged => "unchanged".to_string(),
@@ -80,12 +65,7 @@ pub(crate) fn jobs(doppel: &Doppel, ids: &[JobId], out: &Printer) -> Result<Vec<
                 batch.inc(1);
             }
         }
-        Event::JobFailed {
-            job,
-            message,
-            retry_at,
-            ..
-        } => match retry_at {
+        Event::JobFailed { job, message, retry_at, .. } => match retry_at {
             Some(_) => say(format!("{}: {message} (will retry)", name(*job))),
             None => {
                 say(format!("{}: failed: {message}", name(*job)));

@@ -10,60 +10,32 @@ use serde_json::Value;
 use util::{Cli, error_of};
 
 fn state_of(cli: &Cli, path: &std::path::Path) -> (String, Option<String>) {
-    let source = cli
-        .source_by_origin(path)
-        .unwrap_or_else(|| panic!("no source for {}", path.display()));
-    (
-        source["state"].as_str().unwrap().to_string(),
-        source["error"].as_str().map(str::to_string),
-    )
+    let source =
+        cli.source_by_origin(path).unwrap_or_else(|| panic!("no source for {}", path.display()));
+    (source["state"].as_str().unwrap().to_string(), source["error"].as_str().map(str::to_string))
 }
 
 fn top_origin(hits: &[Value]) -> String {
-    hits.first()
-        .map(|h| h["origin"].as_str().unwrap_or("").to_string())
-        .unwrap_or_default()
+    hits.first().map(|h| h["origin"].as_str().unwrap_or("").to_string()).unwrap_or_default()
 }
 
 #[test]
 fn text_formats_are_ingested_with_their_locations() {
     let cli = Cli::new();
-    cli.write(
-        "notes/guide.md",
-        "# Guide\nIntro words.\n\n## Setup\nThe zebracorn needs hay.\n",
-    );
+    cli.write("notes/guide.md", "# Guide\nIntro words.\n\n## Setup\nThe zebracorn needs hay.\n");
     cli.write(
         "notes/page.html",
         "<html><head><title>Garden page</title><script>var quokkajs = 1;</script></head>\
          <body><h1>Plants</h1><p>The marigold&nbsp;thrives in sun.</p></body></html>",
     );
-    cli.write(
-        "notes/plain.txt",
-        "line one\nline two\n\nthe saxophonist arrives\n",
-    );
-    cli.write(
-        "notes/people.csv",
-        "name,city\nAda,Londinium\nGrace,Arlington\n",
-    );
-    cli.write(
-        "notes/data.json",
-        r#"{"title": "Inventory", "items": [{"name": "flugelhorn"}]}"#,
-    );
+    cli.write("notes/plain.txt", "line one\nline two\n\nthe saxophonist arrives\n");
+    cli.write("notes/people.csv", "name,city\nAda,Londinium\nGrace,Arlington\n");
+    cli.write("notes/data.json", r#"{"title": "Inventory", "items": [{"name": "flugelhorn"}]}"#);
     cli.write("notes/talk.srt", "1\n00:00:01,000 --> 00:00:04,000\nWelcome aboard captain\n\n2\n00:01:00,000 --> 00:01:02,000\nGoodbye\n");
-    cli.write(
-        "notes/talk.vtt",
-        "WEBVTT\n\n00:02.000 --> 00:03.500\nthe narwhal speaks\n",
-    );
-    cli.write(
-        "notes/code.rs",
-        "fn main() {\n    let capybara_count = 3;\n}\n",
-    );
+    cli.write("notes/talk.vtt", "WEBVTT\n\n00:02.000 --> 00:03.500\nthe narwhal speaks\n");
+    cli.write("notes/code.rs", "fn main() {\n    let capybara_count = 3;\n}\n");
     let mut utf16 = vec![0xff, 0xfe];
-    utf16.extend(
-        "wide ümlaut axolotl text"
-            .encode_utf16()
-            .flat_map(|u| u.to_le_bytes()),
-    );
+    utf16.extend("wide ümlaut axolotl text".encode_utf16().flat_map(|u| u.to_le_bytes()));
     cli.write("notes/wide.txt", utf16);
     cli.write(
         "notes/legacy.txt",
@@ -73,11 +45,7 @@ fn text_formats_are_ingested_with_their_locations() {
     let report = cli.json(&["ingest", cli.file("notes").to_str().unwrap()]);
     let jobs = report["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 10, "{report}");
-    assert!(
-        jobs.iter()
-            .all(|j| j["state"] == "done" && j["outcome"] == "ingested"),
-        "{report}"
-    );
+    assert!(jobs.iter().all(|j| j["state"] == "done" && j["outcome"] == "ingested"), "{report}");
 
     let expect = [
         ("zebracorn", "guide.md", "Guide › Setup"),
@@ -101,19 +69,13 @@ fn text_formats_are_ingested_with_their_locations() {
     // Line ranges for formats with lines; scripts are not visible text; titles come from the file.
     let lines = |word: &str| {
         let location = &cli.search(word)[0]["location"];
-        (
-            location["line_start"].as_u64(),
-            location["line_end"].as_u64(),
-        )
+        (location["line_start"].as_u64(), location["line_end"].as_u64())
     };
     assert_eq!(lines("saxophonist"), (Some(1), Some(4)));
     assert_eq!(lines("Arlington"), (Some(2), Some(3)));
     assert_eq!(lines("capybara_count"), (Some(1), Some(3)));
     assert!(cli.search("quokkajs").is_empty());
-    assert_eq!(
-        cli.source_by_origin(&cli.file("notes/page.html")).unwrap()["title"],
-        "Garden page"
-    );
+    assert_eq!(cli.source_by_origin(&cli.file("notes/page.html")).unwrap()["title"], "Garden page");
     assert_eq!(
         cli.source_by_origin(&cli.file("notes/guide.md")).unwrap()["media_type"],
         "text/markdown"
@@ -125,9 +87,8 @@ fn hostile_inputs_fail_alone_with_clear_reasons_and_bounded_memory() {
     let cli = Cli::new();
     cli.write("in/good.txt", "a perfectly ordinary pangolin");
     cli.write("in/zeros.txt", vec![0u8; 1024 * 1024]);
-    let noise: Vec<u8> = (0..64 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let noise: Vec<u8> =
+        (0..64 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     cli.write("in/noise.txt", noise);
     cli.write("in/empty.txt", "");
     cli.write("in/fake.pdf", "this is not a PDF at all");
@@ -147,11 +108,7 @@ fn hostile_inputs_fail_alone_with_clear_reasons_and_bounded_memory() {
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
 
     let report = cli.json_status(
-        &[
-            "ingest",
-            cli.file("in").to_str().unwrap(),
-            cli.file("in/fake.pdf").to_str().unwrap(),
-        ],
+        &["ingest", cli.file("in").to_str().unwrap(), cli.file("in/fake.pdf").to_str().unwrap()],
         2,
     );
     let skipped: Vec<String> = report["skipped"]
@@ -170,24 +127,15 @@ fn hostile_inputs_fail_alone_with_clear_reasons_and_bounded_memory() {
         ),
         format!("{}: not a regular file", dir.join("pipe.txt").display()),
     ] {
-        assert!(
-            skipped.contains(&expected),
-            "missing {expected:?} in {skipped:#?}"
-        );
+        assert!(skipped.contains(&expected), "missing {expected:?} in {skipped:#?}");
     }
 
-    assert_eq!(
-        state_of(&cli, &dir.join("good.txt")),
-        ("ready".into(), None)
-    );
+    assert_eq!(state_of(&cli, &dir.join("good.txt")), ("ready".into(), None));
     let failures = [
         ("zeros.txt", "unsupported format: binary content"),
         ("noise.txt", "unsupported format: binary content"),
         ("empty.txt", "no text found"),
-        (
-            "fake.pdf",
-            "unsupported format: PDF files are not supported yet",
-        ),
+        ("fake.pdf", "unsupported format: PDF files are not supported yet"),
         ("sparse.txt", "file too large (10240 MB > limit of 50 MB)"),
         ("oneline.txt", "file too large (100 MB > limit of 50 MB)"),
     ];
@@ -200,25 +148,16 @@ fn hostile_inputs_fail_alone_with_clear_reasons_and_bounded_memory() {
     }
     // Content errors are final: no retries were spent on them.
     let jobs = cli.json(&["jobs", "--all"]);
-    assert!(
-        jobs.as_array().unwrap().iter().all(|j| j["attempts"] == 1),
-        "{jobs}"
-    );
+    assert!(jobs.as_array().unwrap().iter().all(|j| j["attempts"] == 1), "{jobs}");
     assert_eq!(cli.search("pangolin").len(), 1);
 
     // No input made the process hold more than a small fraction of the files' sizes.
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage fills the struct it is given.
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) },
-        0
-    );
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) }, 0);
     // SAFETY: initialised by the successful call above.
     let peak_kb = unsafe { usage.assume_init() }.ru_maxrss;
-    assert!(
-        peak_kb < 200 * 1024,
-        "peak memory of a doppel process was {peak_kb} KB"
-    );
+    assert!(peak_kb < 200 * 1024, "peak memory of a doppel process was {peak_kb} KB");
 }
 
 #[test]
@@ -232,11 +171,7 @@ fn a_long_single_line_is_chunked_without_loss() {
     let shown = cli.json(&["show", path.to_str().unwrap()]);
     let chunks = shown["chunks"].as_array().unwrap();
     assert!(chunks.len() > 100);
-    assert!(
-        chunks
-            .iter()
-            .all(|c| c["token_count"].as_u64().unwrap() <= 256)
-    );
+    assert!(chunks.iter().all(|c| c["token_count"].as_u64().unwrap() <= 256));
     assert_eq!(cli.search("w199999").len(), 1);
     assert_eq!(cli.search("w0")[0]["location"]["line_start"], 1);
 }
@@ -246,37 +181,22 @@ fn errors_share_one_json_shape() {
     let cli = Cli::new();
     let cases: [(&[&str], &str, &str); 5] = [
         (&["show", "999"], "not_found", "source 999 not found"),
-        (
-            &["delete", "/no/such/file.txt"],
-            "not_found",
-            "source /no/such/file.txt not found",
-        ),
+        (&["delete", "/no/such/file.txt"], "not_found", "source /no/such/file.txt not found"),
         (&["cancel", "77"], "not_found", "job 77 not found"),
         (
             &["settings", "set", "top_k", "0"],
             "invalid_setting",
             "invalid value for top_k: 0 is outside 1..=200",
         ),
-        (
-            &["settings", "get", "colour"],
-            "not_found",
-            "setting colour not found",
-        ),
+        (&["settings", "get", "colour"], "not_found", "setting colour not found"),
     ];
     for (args, code, message) in cases {
         let value = cli.json_status(args, 1);
-        assert_eq!(
-            error_of(&value),
-            (code.to_string(), message.to_string()),
-            "{args:?}"
-        );
+        assert_eq!(error_of(&value), (code.to_string(), message.to_string()), "{args:?}");
     }
     let out = cli.run(&["show", "999"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim(),
-        "error: source 999 not found"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "error: source 999 not found");
 }
 
 #[test]
@@ -286,10 +206,8 @@ fn a_second_process_is_refused_with_the_holders_pid() {
     let value = cli.json_status(&["sources"], 1);
     let (code, message) = error_of(&value);
     assert_eq!(code, "already_running");
-    let expected = format!(
-        "Doppel is already running on this data directory (pid {})",
-        std::process::id()
-    );
+    let expected =
+        format!("Doppel is already running on this data directory (pid {})", std::process::id());
     assert!(message.starts_with(&expected), "{message}");
     drop(holder);
     assert_eq!(cli.json(&["sources"]), serde_json::json!([]));
@@ -331,10 +249,7 @@ fn duplicates_are_told_and_changes_replace_the_source() {
 fn delete_forgets_the_source_everywhere() {
     let cli = Cli::new();
     let keep = cli.write("keep.md", "# Kept\nthe ocelot stays\n");
-    let gone = cli.write(
-        "gone.md",
-        "# Gone\nthe quetzalmarker leaves, with the ocelot\n",
-    );
+    let gone = cli.write("gone.md", "# Gone\nthe quetzalmarker leaves, with the ocelot\n");
     cli.json(&["ingest", keep.to_str().unwrap(), gone.to_str().unwrap()]);
     assert_eq!(cli.search("ocelot").len(), 2);
 
@@ -344,18 +259,9 @@ fn delete_forgets_the_source_everywhere() {
     let hits = cli.search("ocelot");
     assert_eq!(hits.len(), 1);
     assert!(top_origin(&hits).ends_with("keep.md"));
-    assert_eq!(
-        error_of(&cli.json_status(&["show", &id.to_string()], 1)).0,
-        "not_found"
-    );
+    assert_eq!(error_of(&cli.json_status(&["show", &id.to_string()], 1)).0, "not_found");
     let jobs = cli.json(&["jobs", "--all"]);
-    assert!(
-        jobs.as_array()
-            .unwrap()
-            .iter()
-            .all(|j| j["source_id"] != id),
-        "{jobs}"
-    );
+    assert!(jobs.as_array().unwrap().iter().all(|j| j["source_id"] != id), "{jobs}");
 
     // The text is gone from the database files themselves, not only from query results.
     for entry in std::fs::read_dir(cli.data_dir()).unwrap() {
@@ -443,18 +349,9 @@ fn pasted_text_is_read_from_stdin() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"## Decisions\nWe chose the aardwolf plan.\n")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"## Decisions\nWe chose the aardwolf plan.\n").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let hits = cli.search("aardwolf");
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0]["source_title"], "Meeting notes");
@@ -465,10 +362,7 @@ fn pasted_text_is_read_from_stdin() {
     assert!(!jobs.to_string().contains("aardwolf"));
 
     let empty = cli.json_status(&["add-text", "--title", "x"], 1);
-    assert_eq!(
-        error_of(&empty),
-        ("invalid_input".into(), "the text is empty".into())
-    );
+    assert_eq!(error_of(&empty), ("invalid_input".into(), "the text is empty".into()));
 }
 
 #[test]
@@ -487,26 +381,17 @@ fn settings_round_trip_and_are_validated() {
     }
     assert_eq!(all["max_file_mb"], 50);
     assert_eq!(cli.json(&["settings", "set", "top_k", "3"])["top_k"], 3);
-    assert_eq!(
-        cli.json(&["settings", "get", "top_k"]),
-        serde_json::json!({"top_k": 3})
-    );
+    assert_eq!(cli.json(&["settings", "get", "top_k"]), serde_json::json!({"top_k": 3}));
     let (code, message) =
         error_of(&cli.json_status(&["settings", "set", "chunk_overlap", "200"], 1));
     assert_eq!(code, "invalid_setting");
-    assert!(
-        message.contains("at most half of chunk_tokens"),
-        "{message}"
-    );
+    assert!(message.contains("at most half of chunk_tokens"), "{message}");
 
     // Settings take effect: a tiny file limit refuses a small file, and top_k bounds results.
     cli.json(&["settings", "set", "max_file_mb", "1"]);
     let big = cli.write("big.txt", "x ".repeat(600 * 1024));
     let report = cli.json_status(&["ingest", big.to_str().unwrap()], 2);
-    assert_eq!(
-        report["jobs"][0]["error"]["message"],
-        "file too large (1.2 MB > limit of 1 MB)"
-    );
+    assert_eq!(report["jobs"][0]["error"]["message"], "file too large (1.2 MB > limit of 1 MB)");
     assert_eq!(report["jobs"][0]["error"]["code"], "file_too_large");
     let many: Vec<_> = (0..5)
         .map(|i| cli.write(&format!("m{i}.txt"), format!("shared word number {i}")))
@@ -534,10 +419,7 @@ fn doctor_reports_a_healthy_directory() {
 #[test]
 fn debian_handbook_pages_are_found_by_distinctive_phrases() {
     let dir = std::path::Path::new("/usr/share/doc/debian-handbook/html/en-US");
-    assert!(
-        dir.is_dir(),
-        "install the debian-handbook package (.ci/run does)"
-    );
+    assert!(dir.is_dir(), "install the debian-handbook package (.ci/run does)");
     let cli = Cli::new();
     let report = cli.json(&["ingest", dir.to_str().unwrap()]);
     let jobs = report["jobs"].as_array().unwrap();
@@ -551,27 +433,50 @@ fn debian_handbook_pages_are_found_by_distinctive_phrases() {
             "sect.asynchronous-task-scheduling-anacron.html",
         ),
         ("Caching Proxy for Debian Packages", "apt.html"),
-        (
-            "Configuring debconf for automatic upgrades",
-            "sect.automatic-upgrades.html",
-        ),
+        ("Configuring debconf for automatic upgrades", "sect.automatic-upgrades.html"),
         ("Securing NFS", "sect.nfs-file-server.html"),
-        (
-            "Building your First Package",
-            "sect.building-first-package.html",
-        ),
+        ("Building your First Package", "sect.building-first-package.html"),
     ];
     for (phrase, page) in cases {
         let hits = cli.json(&["search", phrase, "-k", "3"]);
-        let origins: Vec<&str> = hits
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["origin"].as_str().unwrap())
-            .collect();
+        let origins: Vec<&str> =
+            hits.as_array().unwrap().iter().map(|h| h["origin"].as_str().unwrap()).collect();
         assert!(
             origins.iter().any(|o| o.ends_with(&format!("/{page}"))),
             "{phrase:?} → {origins:?}"
         );
     }
+}
+
+#[test]
+fn m2_logs_carry_job_ids_but_never_document_text() {
+    let cli = Cli::new();
+    let path = cli.write("private.md", "# Diary\nmy secret is the xylophonemarker\n");
+    let out = cli
+        .command()
+        .env("DOPPEL_LOG", "debug")
+        .args(["ingest", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let job = cli.json(&["jobs", "--all"])[0]["id"].as_i64().unwrap();
+    let log = std::fs::read_to_string(cli.data_dir().join("logs/doppel.log")).unwrap();
+    assert!(log.contains(&format!("job{{id={job} kind=\"ingest_file\" attempt=1}}")), "{log}");
+    assert!(log.contains("job done"), "{log}");
+    assert!(!log.contains("xylophonemarker") && !log.contains("secret"), "{log}");
+}
+
+#[test]
+fn a_missing_path_is_reported_and_exits_non_zero() {
+    let cli = Cli::new();
+    let good = cli.write("here.txt", "present");
+    let report = cli.json_status(&["ingest", "/no/such/place", good.to_str().unwrap()], 2);
+    assert_eq!(report["skipped"][0]["code"], "io");
+    assert!(
+        report["skipped"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("/no/such/place: No such file")
+    );
+    assert_eq!(report["jobs"][0]["state"], "done");
 }

@@ -23,14 +23,10 @@ impl Rng {
 
 #[test]
 fn cr1_exactly_once_through_repeated_sigkill() {
-    let seed = std::env::var("DOPPEL_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
+    let seed =
+        std::env::var("DOPPEL_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                as u64
                 | 1
         });
     println!("seed {seed} (set DOPPEL_TEST_SEED to replay)");
@@ -72,14 +68,7 @@ fn cr1_exactly_once_through_repeated_sigkill() {
 
     let report = cli.json(&["ingest", corpus.to_str().unwrap()]);
     assert_eq!(report["jobs"].as_array().unwrap().len(), 200);
-    assert!(
-        report["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|j| j["state"] == "done"),
-        "{report}"
-    );
+    assert!(report["jobs"].as_array().unwrap().iter().all(|j| j["state"] == "done"), "{report}");
 
     let db = Connection::open_with_flags(
         cli.data_dir().join("doppel.sqlite3"),
@@ -88,30 +77,20 @@ fn cr1_exactly_once_through_repeated_sigkill() {
     .unwrap();
     let one = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(
-        db.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
-            .unwrap(),
+        db.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).unwrap(),
         "ok"
     );
     assert_eq!(one("SELECT count(*) FROM sources"), 200);
     assert_eq!(one("SELECT count(DISTINCT origin) FROM sources"), 200);
-    assert_eq!(
-        one("SELECT count(*) FROM sources WHERE state != 'ready'"),
-        0
-    );
-    assert_eq!(
-        one("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')"),
-        0
-    );
+    assert_eq!(one("SELECT count(*) FROM sources WHERE state != 'ready'"), 0);
+    assert_eq!(one("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')"), 0);
     assert_eq!(one("SELECT count(*) FROM jobs WHERE state = 'failed'"), 0);
     println!(
         "jobs interrupted mid-run and resumed: {}",
         one("SELECT count(*) FROM jobs WHERE attempts > 1")
     );
     // Every source holds exactly one set of chunks: counts agree and no text appears twice.
-    assert_eq!(
-        one("SELECT sum(chunk_count) FROM sources"),
-        one("SELECT count(*) FROM chunks")
-    );
+    assert_eq!(one("SELECT sum(chunk_count) FROM sources"), one("SELECT count(*) FROM chunks"));
     assert_eq!(
         one(
             "SELECT count(*) FROM (SELECT source_id, text_hash FROM chunks GROUP BY 1, 2 HAVING count(*) > 1)"
@@ -130,11 +109,6 @@ fn cr1_exactly_once_through_repeated_sigkill() {
     for (i, p) in [(0, 0), (57, 30), (199, 58), (123, 12)] {
         let hits = cli.search(&format!("f{i}p{p}"));
         assert_eq!(hits.len(), 1, "f{i}p{p}");
-        assert!(
-            hits[0]["origin"]
-                .as_str()
-                .unwrap()
-                .ends_with(&format!("doc{i:03}.md"))
-        );
+        assert!(hits[0]["origin"].as_str().unwrap().ends_with(&format!("doc{i:03}.md")));
     }
 }

@@ -47,10 +47,7 @@ impl DataDir {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                return Err(Error::AlreadyRunning {
-                    pid: read_pid(&mut file),
-                    dir: path,
-                });
+                return Err(Error::AlreadyRunning { pid: read_pid(&mut file), dir: path });
             }
             Err(TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
@@ -97,13 +94,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = DataDir::lock(dir.path()).unwrap();
         let err = DataDir::lock(dir.path()).unwrap_err();
-        let Error::AlreadyRunning { pid, .. } = &err else {
-            panic!("unexpected error {err}")
-        };
+        let Error::AlreadyRunning { pid, .. } = &err else { panic!("unexpected error {err}") };
         assert_eq!(*pid, Some(std::process::id()));
         assert!(
-            err.to_string()
-                .starts_with("Doppel is already running on this data directory (pid ")
+            err.to_string().starts_with("Doppel is already running on this data directory (pid ")
         );
         drop(first);
         DataDir::lock(dir.path()).unwrap();

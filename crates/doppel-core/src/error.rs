@@ -172,16 +172,11 @@ impl Error {
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     pub(crate) fn unsupported(reason: impl Into<String>) -> Error {
-        Error::UnsupportedFormat {
-            reason: reason.into(),
-        }
+        Error::UnsupportedFormat { reason: reason.into() }
     }
 }
 
@@ -191,24 +186,12 @@ mod tests {
 
     #[test]
     fn messages_read_well() {
-        let e = Error::AlreadyRunning {
-            dir: "/d".into(),
-            pid: Some(42),
-        };
-        assert_eq!(
-            e.to_string(),
-            "Doppel is already running on this data directory (pid 42): /d"
-        );
+        let e = Error::AlreadyRunning { dir: "/d".into(), pid: Some(42) };
+        assert_eq!(e.to_string(), "Doppel is already running on this data directory (pid 42): /d");
         assert_eq!(e.code(), "already_running");
-        let e = Error::FileTooLarge {
-            size: 100 * MB,
-            limit: 50 * MB,
-        };
+        let e = Error::FileTooLarge { size: 100 * MB, limit: 50 * MB };
         assert_eq!(e.to_string(), "file too large (100 MB > limit of 50 MB)");
-        let e = Error::FileTooLarge {
-            size: 3 * MB / 2,
-            limit: MB,
-        };
+        let e = Error::FileTooLarge { size: 3 * MB / 2, limit: MB };
         assert_eq!(e.to_string(), "file too large (1.5 MB > limit of 1 MB)");
     }
 }

@@ -101,9 +101,7 @@ impl EventBus {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Sender<Event>>> {
         // A panic while holding this lock cannot leave the list inconsistent, so a poisoned
         // lock is still usable.
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.subscribers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

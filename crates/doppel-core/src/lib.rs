@@ -20,6 +20,7 @@ mod settings;
 mod store;
 mod worker;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -55,10 +56,7 @@ pub struct Config {
 impl Config {
     /// A configuration for `data_dir` that processes the queue.
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
-        Config {
-            data_dir: data_dir.into(),
-            process_queue: true,
-        }
+        Config { data_dir: data_dir.into(), process_queue: true }
     }
 
     /// The data directory to use: `explicit` if given, else `$DOPPEL_DATA_DIR`, else the
@@ -162,9 +160,7 @@ const _: () = {
 
 impl std::fmt::Debug for Doppel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Doppel")
-            .field("data_dir", &self.dir.path())
-            .finish_non_exhaustive()
+        f.debug_struct("Doppel").field("data_dir", &self.dir.path()).finish_non_exhaustive()
     }
 }
 
@@ -205,42 +201,25 @@ impl Doppel {
         let queued = if walked.files.is_empty() {
             Vec::new()
         } else {
-            self.ask(|reply| Command::Ingest {
-                twin: request.twin,
-                files: walked.files,
-                reply,
-            })?
+            self.ask(|reply| Command::Ingest { twin: request.twin, files: walked.files, reply })?
         };
-        Ok(IngestReport {
-            queued,
-            skipped: walked.skipped,
-        })
+        Ok(IngestReport { queued, skipped: walked.skipped })
     }
 
     /// Queues pasted text as a new source.
     pub fn add_text(&self, request: TextRequest) -> Result<Enqueued> {
         let title = request.title.trim().to_string();
         if title.is_empty() {
-            return Err(Error::InvalidInput(
-                "a title is needed for pasted text".into(),
-            ));
+            return Err(Error::InvalidInput("a title is needed for pasted text".into()));
         }
         if request.text.trim().is_empty() {
             return Err(Error::InvalidInput("the text is empty".into()));
         }
         let limit = self.settings()?.max_file_bytes();
         if request.text.len() as u64 > limit {
-            return Err(Error::FileTooLarge {
-                size: request.text.len() as u64,
-                limit,
-            });
+            return Err(Error::FileTooLarge { size: request.text.len() as u64, limit });
         }
-        self.ask(|reply| Command::AddText {
-            twin: request.twin,
-            title,
-            text: request.text,
-            reply,
-        })
+        self.ask(|reply| Command::AddText { twin: request.twin, title, text: request.text, reply })
     }
 
     /// The twins.
@@ -274,10 +253,7 @@ impl Doppel {
                     return Ok(source);
                 }
             }
-            Err(Error::NotFound {
-                what: "source",
-                id: key.to_string(),
-            })
+            Err(Error::NotFound { what: "source", id: key.to_string() })
         })
     }
 
@@ -296,8 +272,7 @@ impl Doppel {
 
     /// Jobs, newest first.
     pub fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>> {
-        self.readers
-            .with(|c| store::jobs(c, filter.active_only, filter.limit))
+        self.readers.with(|c| store::jobs(c, filter.active_only, filter.limit))
     }
 
     /// One job.
@@ -313,11 +288,7 @@ impl Doppel {
         if job.state.is_final() {
             return Ok(job);
         }
-        self.shared
-            .cancel
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id);
+        self.shared.cancel.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         self.ask(|reply| Command::Cancel { job: id, reply })
     }
 
@@ -332,8 +303,7 @@ impl Doppel {
 
     /// The current settings.
     pub fn settings(&self) -> Result<Settings> {
-        self.readers
-            .with(|c| Ok(Settings::from_stored(&store::stored_settings(c)?)))
+        self.readers.with(|c| Ok(Settings::from_stored(&store::stored_settings(c)?)))
     }
 
     /// Changes one setting after validating it; returns all settings as they are now.
@@ -376,44 +346,51 @@ impl Doppel {
     }
 
     /// Waits until every job in `jobs` has finished (done, failed or cancelled), passing each
-    /// event about them to `on_event`. Returns the jobs as they ended.
+    /// event about them to `on_event`, and exactly one final event per job (made from the
+    /// database for a job that ended before the wait began). Returns the jobs as they ended;
+    /// a job deleted meanwhile (with its source) is left out.
     pub fn wait_for(&self, jobs: &[JobId], mut on_event: impl FnMut(&Event)) -> Result<Vec<Job>> {
         if !self.process_queue {
-            return Err(Error::InvalidInput(
-                "this handle does not process the queue".into(),
-            ));
+            return Err(Error::InvalidInput("this handle does not process the queue".into()));
         }
         let events = self.subscribe();
+        let wanted: HashSet<JobId> = jobs.iter().copied().collect();
+        let mut ended: HashSet<JobId> = HashSet::new();
+        let mut pass_on = |event: &Event, ended: &mut HashSet<JobId>| {
+            let Some(id) = event_job(event).filter(|id| wanted.contains(id)) else { return };
+            if ended.contains(&id) {
+                return;
+            }
+            if is_final_event(event) {
+                ended.insert(id);
+            }
+            on_event(event);
+        };
         loop {
+            while let Ok(event) = events.try_recv() {
+                pass_on(&event, &mut ended);
+            }
             let mut current = Vec::with_capacity(jobs.len());
             for &id in jobs {
                 match self.job(id) {
                     Ok(job) => current.push(job),
-                    // Deleting a source deletes its jobs: a job that is gone has ended.
                     Err(Error::NotFound { .. }) => {}
                     Err(e) => return Err(e),
                 }
+            }
+            for job in current.iter().filter(|j| j.state.is_final()) {
+                // `pass_on` skips jobs whose final event was already passed on.
+                pass_on(&self.final_event(job), &mut ended);
             }
             if current.iter().all(|j| j.state.is_final()) {
                 return Ok(current);
             }
             // Events wake the wait at once; the timeout only guards against a worker that died.
             match events.recv_timeout(Duration::from_secs(5)) {
-                Ok(event) => {
-                    if event_job(&event).is_some_and(|id| jobs.contains(&id)) {
-                        on_event(&event);
-                    }
-                    while let Ok(event) = events.try_recv() {
-                        if event_job(&event).is_some_and(|id| jobs.contains(&id)) {
-                            on_event(&event);
-                        }
-                    }
-                }
+                Ok(event) => pass_on(&event, &mut ended),
                 Err(RecvTimeoutError::Timeout) => {
                     if self.worker.as_ref().is_none_or(|w| w.is_finished()) {
-                        return Err(Error::WorkerGone(
-                            "it stopped while jobs were waiting".into(),
-                        ));
+                        return Err(Error::WorkerGone("it stopped while jobs were waiting".into()));
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -423,20 +400,45 @@ impl Doppel {
         }
     }
 
+    /// The event that announced how a finished job ended, rebuilt from its row.
+    fn final_event(&self, job: &Job) -> Event {
+        match job.state {
+            JobState::Failed => Event::JobFailed {
+                job: job.id,
+                source: job.source_id,
+                code: job.last_error_code.clone().unwrap_or_default(),
+                message: job.last_error.clone().unwrap_or_default(),
+                retry_at: None,
+            },
+            JobState::Cancelled => Event::JobCancelled { job: job.id },
+            _ => {
+                let outcome = job.outcome.unwrap_or(JobOutcome::Ingested);
+                let chunks = match (outcome, job.source_id) {
+                    (JobOutcome::AlreadyPresent, _) | (_, None) => 0,
+                    (_, Some(source)) => self.source(source).map_or(0, |s| s.chunk_count),
+                };
+                Event::JobDone { job: job.id, source: job.source_id, outcome, chunks }
+            }
+        }
+    }
+
     /// Sends a command to the worker and waits for its answer.
     fn ask<T>(&self, command: impl FnOnce(Sender<Result<T>>) -> Command) -> Result<T> {
         let (reply, answer) = mpsc::channel();
-        let commands = self
-            .commands
-            .as_ref()
-            .ok_or_else(|| Error::WorkerGone("shut down".into()))?;
-        commands
-            .send(command(reply))
-            .map_err(|_| Error::WorkerGone("it is not running".into()))?;
-        answer
-            .recv()
-            .map_err(|_| Error::WorkerGone("it stopped before answering".into()))?
+        let commands =
+            self.commands.as_ref().ok_or_else(|| Error::WorkerGone("shut down".into()))?;
+        commands.send(command(reply)).map_err(|_| Error::WorkerGone("it is not running".into()))?;
+        answer.recv().map_err(|_| Error::WorkerGone("it stopped before answering".into()))?
     }
+}
+
+fn is_final_event(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::JobDone { .. }
+            | Event::JobCancelled { .. }
+            | Event::JobFailed { retry_at: None, .. }
+    )
 }
 
 fn event_job(event: &Event) -> Option<JobId> {
@@ -453,9 +455,7 @@ fn event_job(event: &Event) -> Option<JobId> {
 
 impl Drop for Doppel {
     fn drop(&mut self) {
-        self.shared
-            .stopping
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.shared.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         drop(self.commands.take());
         if let Some(worker) = self.worker.take()
             && worker.join().is_err()

@@ -157,10 +157,7 @@ pub enum JobState {
 impl JobState {
     /// Whether the job will not change any more.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            JobState::Done | JobState::Failed | JobState::Cancelled
-        )
+        matches!(self, JobState::Done | JobState::Failed | JobState::Cancelled)
     }
 }
 
@@ -297,12 +294,9 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in [
-            SourceState::Queued,
-            SourceState::Processing,
-            SourceState::Ready,
-            SourceState::Failed,
-        ] {
+        for s in
+            [SourceState::Queued, SourceState::Processing, SourceState::Ready, SourceState::Failed]
+        {
             assert_eq!(SourceState::parse(s.as_str()), Some(s));
         }
         assert_eq!(JobState::parse("bogus"), None);
@@ -310,19 +304,9 @@ mod tests {
 
     #[test]
     fn locations_read_well() {
-        let loc = |label: &str, a, b| Location {
-            label: label.into(),
-            line_start: a,
-            line_end: b,
-        };
-        assert_eq!(
-            loc("Intro", Some(3), Some(9)).to_string(),
-            "Intro, lines 3–9"
-        );
+        let loc = |label: &str, a, b| Location { label: label.into(), line_start: a, line_end: b };
+        assert_eq!(loc("Intro", Some(3), Some(9)).to_string(), "Intro, lines 3–9");
         assert_eq!(loc("", Some(4), Some(4)).to_string(), "line 4");
-        assert_eq!(
-            loc("00:00:01 – 00:00:04", None, None).to_string(),
-            "00:00:01 – 00:00:04"
-        );
+        assert_eq!(loc("00:00:01 – 00:00:04", None, None).to_string(), "00:00:01 – 00:00:04");
     }
 }

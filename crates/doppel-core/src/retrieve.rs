@@ -3,7 +3,8 @@
 //! User text never reaches FTS5 syntax: the query is cut into words exactly where FTS5's
 //! `unicode61` tokenizer would cut it, and each word is passed as a quoted string, so quotes,
 //! operators (`AND`, `OR`, `NOT`, `NEAR`), `*`, `^`, column filters and parentheses are plain
-//! words. The words are OR-ed: BM25 ranks passages that hold more of them first.
+//! words. Very common English words are dropped when the query has others. The remaining words
+//! are OR-ed: BM25 ranks passages that hold more of them, and rarer ones, first.
 
 use rusqlite::{Connection, params};
 
@@ -26,26 +27,30 @@ pub struct SearchRequest {
 impl SearchRequest {
     /// A search of the default twin with the default limit.
     pub fn new(query: impl Into<String>) -> SearchRequest {
-        SearchRequest {
-            twin: DEFAULT_TWIN,
-            query: query.into(),
-            limit: None,
-            sources: Vec::new(),
-        }
+        SearchRequest { twin: DEFAULT_TWIN, query: query.into(), limit: None, sources: Vec::new() }
     }
 }
 
 /// Most words of a query that are searched; the rest are ignored.
 const MAX_TERMS: usize = 64;
 
+/// English words too common to tell passages apart. They are dropped from a query that has
+/// other words, so that "when did I plant the tomatoes" ranks by "plant" and "tomatoes"; a query
+/// made only of them is searched as it is.
+const STOP_WORDS: &[&str] = &[
+    "a", "about", "am", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could",
+    "did", "do", "does", "for", "from", "had", "has", "have", "he", "her", "his", "how", "i", "if",
+    "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our", "she", "should", "so",
+    "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "was",
+    "we", "were", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you",
+    "your",
+];
+
 /// The FTS5 expression for a person's query: its words, each quoted, joined by OR. `None` when
 /// the query has no words at all.
 pub(crate) fn fts_query(text: &str) -> Option<String> {
     let mut terms: Vec<String> = Vec::new();
-    for word in text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         let word = word.to_lowercase();
         if !terms.contains(&word) {
             terms.push(word);
@@ -54,13 +59,11 @@ pub(crate) fn fts_query(text: &str) -> Option<String> {
             break;
         }
     }
-    (!terms.is_empty()).then(|| {
-        terms
-            .iter()
-            .map(|t| format!("\"{t}\""))
-            .collect::<Vec<_>>()
-            .join(" OR ")
-    })
+    if terms.iter().any(|t| !STOP_WORDS.contains(&t.as_str())) {
+        terms.retain(|t| !STOP_WORDS.contains(&t.as_str()));
+    }
+    (!terms.is_empty())
+        .then(|| terms.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" OR "))
 }
 
 pub(crate) fn keyword(conn: &Connection, request: &SearchRequest, limit: u32) -> Result<Vec<Hit>> {
@@ -88,11 +91,7 @@ pub(crate) fn keyword(conn: &Connection, request: &SearchRequest, limit: u32) ->
             source_id: r.get(1)?,
             source_title: r.get(2)?,
             origin: r.get(3)?,
-            location: Location {
-                label: r.get(4)?,
-                line_start: r.get(5)?,
-                line_end: r.get(6)?,
-            },
+            location: Location { label: r.get(4)?, line_start: r.get(5)?, line_end: r.get(6)? },
             snippet: r.get(7)?,
             text: r.get(8)?,
             score: -r.get::<_, f64>(9)?,
@@ -108,19 +107,18 @@ mod tests {
 
     #[test]
     fn queries_become_quoted_words() {
-        assert_eq!(
-            fts_query("apt proxy").as_deref(),
-            Some("\"apt\" OR \"proxy\"")
-        );
-        assert_eq!(
-            fts_query("\"NEAR(a b)\" OR c*").as_deref(),
-            Some("\"near\" OR \"a\" OR \"b\" OR \"or\" OR \"c\"")
-        );
+        assert_eq!(fts_query("apt proxy").as_deref(), Some("\"apt\" OR \"proxy\""));
+        assert_eq!(fts_query("\"NEAR(a b)\" OR c*").as_deref(), Some("\"near\" OR \"b\" OR \"c\""));
         assert_eq!(
             fts_query("text:foo ^bar -baz"),
             Some("\"text\" OR \"foo\" OR \"bar\" OR \"baz\"".into())
         );
         assert_eq!(fts_query("  ()\"*:^ "), None);
         assert_eq!(fts_query("Café café"), Some("\"café\"".into()));
+        assert_eq!(
+            fts_query("when did I plant the tomatoes?").as_deref(),
+            Some("\"plant\" OR \"tomatoes\"")
+        );
+        assert_eq!(fts_query("The Who").as_deref(), Some("\"the\" OR \"who\""));
     }
 }

@@ -120,10 +120,7 @@ impl Settings {
     /// The settings as `(key, value)` pairs, in display order.
     pub fn entries(&self) -> Vec<(&'static str, u32)> {
         let mut copy = self.clone();
-        SPECS
-            .iter()
-            .map(|spec| (spec.key, *(spec.field)(&mut copy)))
-            .collect()
+        SPECS.iter().map(|spec| (spec.key, *(spec.field)(&mut copy))).collect()
     }
 
     /// The value of one setting.
@@ -149,21 +146,12 @@ impl Settings {
     /// against the other settings.
     pub fn with(&self, key: &str, text: &str) -> Result<Settings> {
         let spec = spec(key)?;
-        let invalid = |reason: String| Error::InvalidSetting {
-            key: key.to_string(),
-            reason,
-        };
+        let invalid = |reason: String| Error::InvalidSetting { key: key.to_string(), reason };
         let value: u32 = text.trim().parse().map_err(|_| {
-            invalid(format!(
-                "expected a whole number from {} to {}",
-                spec.min, spec.max
-            ))
+            invalid(format!("expected a whole number from {} to {}", spec.min, spec.max))
         })?;
         if !(spec.min..=spec.max).contains(&value) {
-            return Err(invalid(format!(
-                "{value} is outside {}..={}",
-                spec.min, spec.max
-            )));
+            return Err(invalid(format!("{value} is outside {}..={}", spec.min, spec.max)));
         }
         let mut next = self.clone();
         *(spec.field)(&mut next) = value;
@@ -181,10 +169,7 @@ fn spec(key: &str) -> Result<&'static SettingSpec> {
     SPECS
         .iter()
         .find(|s| s.key == key)
-        .ok_or_else(|| Error::NotFound {
-            what: "setting",
-            id: key.to_string(),
-        })
+        .ok_or_else(|| Error::NotFound { what: "setting", id: key.to_string() })
 }
 
 #[cfg(test)]
@@ -205,10 +190,7 @@ mod tests {
         assert_eq!(s.with("top_k", "12").unwrap().top_k, 12);
         assert_eq!(s.with("top_k", "0").unwrap_err().code(), "invalid_setting");
         assert_eq!(s.with("top_k", "-3").unwrap_err().code(), "invalid_setting");
-        assert_eq!(
-            s.with("top_k", "many").unwrap_err().code(),
-            "invalid_setting"
-        );
+        assert_eq!(s.with("top_k", "many").unwrap_err().code(), "invalid_setting");
         assert_eq!(s.with("nope", "1").unwrap_err().code(), "not_found");
         let err = s.with("chunk_overlap", "200").unwrap_err();
         assert!(err.to_string().contains("at most half"), "{err}");

@@ -28,33 +28,12 @@ use crate::store::{self, SourceFacts};
 
 /// A request to the worker. Each carries the channel its answer goes back on.
 pub(crate) enum Command {
-    Ingest {
-        twin: TwinId,
-        files: Vec<PathBuf>,
-        reply: Sender<Result<Vec<Enqueued>>>,
-    },
-    AddText {
-        twin: TwinId,
-        title: String,
-        text: String,
-        reply: Sender<Result<Enqueued>>,
-    },
-    Delete {
-        source: SourceId,
-        reply: Sender<Result<()>>,
-    },
-    Cancel {
-        job: JobId,
-        reply: Sender<Result<Job>>,
-    },
-    SetSetting {
-        key: String,
-        value: String,
-        reply: Sender<Result<Settings>>,
-    },
-    CheckIndex {
-        reply: Sender<Result<()>>,
-    },
+    Ingest { twin: TwinId, files: Vec<PathBuf>, reply: Sender<Result<Vec<Enqueued>>> },
+    AddText { twin: TwinId, title: String, text: String, reply: Sender<Result<Enqueued>> },
+    Delete { source: SourceId, reply: Sender<Result<()>> },
+    Cancel { job: JobId, reply: Sender<Result<Job>> },
+    SetSetting { key: String, value: String, reply: Sender<Result<Settings>> },
+    CheckIndex { reply: Sender<Result<()>> },
 }
 
 /// One item of an ingest request, as queued.
@@ -82,17 +61,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn cancel_requested(&self, job: JobId) -> bool {
-        self.cancel
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&job)
+        self.cancel.lock().unwrap_or_else(|p| p.into_inner()).contains(&job)
     }
 
     fn forget_cancel(&self, job: JobId) {
-        self.cancel
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&job);
+        self.cancel.lock().unwrap_or_else(|p| p.into_inner()).remove(&job);
     }
 
     /// Called at every chunk boundary of a running job.
@@ -135,17 +108,9 @@ impl Worker {
         let requeued = store::recover(&tx, settings.max_attempts)?;
         tx.commit()?;
         if requeued > 0 {
-            info!(
-                requeued,
-                "jobs interrupted by a previous run were queued again"
-            );
+            info!(requeued, "jobs interrupted by a previous run were queued again");
         }
-        let worker = Worker {
-            conn,
-            shared,
-            settings,
-            process_queue,
-        };
+        let worker = Worker { conn, shared, settings, process_queue };
         std::thread::Builder::new()
             .name("doppel-worker".into())
             .spawn(move || worker.run(commands))
@@ -201,12 +166,9 @@ impl Worker {
             Command::Ingest { twin, files, reply } => {
                 drop(reply.send(self.enqueue_files(twin, &files)))
             }
-            Command::AddText {
-                twin,
-                title,
-                text,
-                reply,
-            } => drop(reply.send(self.enqueue_text(twin, &title, &text))),
+            Command::AddText { twin, title, text, reply } => {
+                drop(reply.send(self.enqueue_text(twin, &title, &text)))
+            }
             Command::Delete { source, reply } => drop(reply.send(self.delete(source))),
             Command::Cancel { job, reply } => drop(reply.send(self.cancel(job))),
             Command::SetSetting { key, value, reply } => {
@@ -219,9 +181,7 @@ impl Worker {
     }
 
     fn enqueue_files(&mut self, twin: TwinId, files: &[PathBuf]) -> Result<Vec<Enqueued>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut queued = Vec::with_capacity(files.len());
         for path in files {
             let origin = path.to_string_lossy().into_owned();
@@ -229,19 +189,13 @@ impl Worker {
                 .file_name()
                 .map_or_else(|| origin.clone(), |n| n.to_string_lossy().into_owned());
             let (source_id, job_id, status) = store::enqueue_file(&tx, twin, &origin, &title)?;
-            queued.push(Enqueued {
-                origin,
-                source_id,
-                job_id,
-                status,
-            });
+            queued.push(Enqueued { origin, source_id, job_id, status });
         }
         tx.commit()?;
         for item in queued.iter().filter(|q| q.status == EnqueueStatus::Queued) {
-            self.shared.events.publish(Event::JobQueued {
-                job: item.job_id,
-                source: item.source_id,
-            });
+            self.shared
+                .events
+                .publish(Event::JobQueued { job: item.job_id, source: item.source_id });
             self.shared.events.publish(Event::SourceChanged {
                 source: item.source_id,
                 state: SourceState::Queued,
@@ -251,27 +205,15 @@ impl Worker {
     }
 
     fn enqueue_text(&mut self, twin: TwinId, title: &str, text: &str) -> Result<Enqueued> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (source_id, job_id) = store::enqueue_text(&tx, twin, title, text)?;
         tx.commit()?;
-        self.shared.events.publish(Event::JobQueued {
-            job: job_id,
-            source: source_id,
-        });
-        Ok(Enqueued {
-            origin: title.to_string(),
-            source_id,
-            job_id,
-            status: EnqueueStatus::Queued,
-        })
+        self.shared.events.publish(Event::JobQueued { job: job_id, source: source_id });
+        Ok(Enqueued { origin: title.to_string(), source_id, job_id, status: EnqueueStatus::Queued })
     }
 
     fn delete(&mut self, source: SourceId) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         store::delete_source(&tx, source)?;
         tx.commit()?;
         if let Err(e) = store::checkpoint(&self.conn) {
@@ -283,9 +225,7 @@ impl Worker {
     }
 
     fn cancel(&mut self, job: JobId) -> Result<Job> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let before = store::job(&tx, job)?;
         let after = store::cancel_queued(&tx, job)?;
         tx.commit()?;
@@ -297,15 +237,12 @@ impl Worker {
     }
 
     fn publish_cancelled(&self, job: &Job) {
-        self.shared
-            .events
-            .publish(Event::JobCancelled { job: job.id });
+        self.shared.events.publish(Event::JobCancelled { job: job.id });
         if let Some(source) = job.source_id {
             match store::source(&self.conn, source) {
-                Ok(s) => self.shared.events.publish(Event::SourceChanged {
-                    source,
-                    state: s.state,
-                }),
+                Ok(s) => {
+                    self.shared.events.publish(Event::SourceChanged { source, state: s.state })
+                }
                 Err(_) => self.shared.events.publish(Event::SourceDeleted { source }),
             }
         }
@@ -321,12 +258,7 @@ impl Worker {
 
     fn run_job(&mut self, claimed: store::Claimed) {
         let job = claimed.job;
-        let span = info_span!(
-            "job",
-            id = job.id,
-            kind = job.kind.as_str(),
-            attempt = job.attempts
-        );
+        let span = info_span!("job", id = job.id, kind = job.kind.as_str(), attempt = job.attempts);
         let _entered = span.enter();
         info!("job started");
         let events = &self.shared.events;
@@ -339,10 +271,7 @@ impl Worker {
             if let Err(e) = store::set_source_state(&self.conn, source, SourceState::Processing) {
                 warn!(error = %e, "could not mark the source as processing");
             }
-            events.publish(Event::SourceChanged {
-                source,
-                state: SourceState::Processing,
-            });
+            events.publish(Event::SourceChanged { source, state: SourceState::Processing });
         }
         let result = self.ingest(&job, claimed.payload_text);
         let stopping = self.shared.stopping.load(Ordering::Relaxed);
@@ -363,11 +292,7 @@ impl Worker {
     }
 
     fn record_done(&self, job: &Job, finished: Finished) -> Result<()> {
-        info!(
-            outcome = finished.outcome.as_str(),
-            chunks = finished.chunks,
-            "job done"
-        );
+        info!(outcome = finished.outcome.as_str(), chunks = finished.chunks, "job done");
         let events = &self.shared.events;
         events.publish(Event::JobDone {
             job: job.id,
@@ -377,14 +302,11 @@ impl Worker {
         });
         match (finished.outcome, job.source_id) {
             (JobOutcome::AlreadyPresent, Some(placeholder)) => {
-                events.publish(Event::SourceDeleted {
-                    source: placeholder,
-                })
+                events.publish(Event::SourceDeleted { source: placeholder })
             }
-            (_, Some(source)) => events.publish(Event::SourceChanged {
-                source,
-                state: SourceState::Ready,
-            }),
+            (_, Some(source)) => {
+                events.publish(Event::SourceChanged { source, state: SourceState::Ready })
+            }
             _ => {}
         }
         Ok(())
@@ -392,9 +314,7 @@ impl Worker {
 
     fn record_cancelled(&mut self, job: &Job) -> Result<()> {
         info!("job cancelled");
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         store::store_cancelled(&tx, job)?;
         tx.commit()?;
         self.publish_cancelled(job);
@@ -417,22 +337,18 @@ impl Worker {
             retry_at,
         });
         if let Some(source) = job.source_id {
-            let state = store::source(&self.conn, source)
-                .map(|s| s.state)
-                .unwrap_or(SourceState::Failed);
-            self.shared
-                .events
-                .publish(Event::SourceChanged { source, state });
+            let state =
+                store::source(&self.conn, source).map(|s| s.state).unwrap_or(SourceState::Failed);
+            self.shared.events.publish(Event::SourceChanged { source, state });
         }
         Ok(())
     }
 
     /// Reads, parses, chunks and stores one job's content.
     fn ingest(&mut self, job: &Job, payload: Option<String>) -> Result<Finished> {
-        let source_id = job.source_id.ok_or_else(|| Error::NotFound {
-            what: "source",
-            id: format!("of job {}", job.id),
-        })?;
+        let source_id = job
+            .source_id
+            .ok_or_else(|| Error::NotFound { what: "source", id: format!("of job {}", job.id) })?;
         let source = store::source(&self.conn, source_id)?;
         let shared = Arc::clone(&self.shared);
         let checkpoint = || shared.checkpoint(job.id);
@@ -456,11 +372,7 @@ impl Worker {
                 if let Some(finished) = self.settle_known_content(job, &source, &hash)? {
                     return Ok(finished);
                 }
-                (
-                    text.len() as u64,
-                    hash,
-                    parse_text(&text, Format::Markdown)?,
-                )
+                (text.len() as u64, hash, parse_text(&text, Format::Markdown)?)
             }
         };
         let config = ChunkConfig {
@@ -482,31 +394,17 @@ impl Worker {
         let total = chunks.len() as u64;
         let every = (total / 100).max(1);
         let events = &self.shared.events;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         store::store_ingested(&tx, job.id, source_id, &facts, &chunks, |done| {
             let done = done as u64;
             if done.is_multiple_of(every) {
-                events.publish(Event::JobProgress {
-                    job: job.id,
-                    done,
-                    total,
-                });
+                events.publish(Event::JobProgress { job: job.id, done, total });
             }
             checkpoint()
         })?;
         tx.commit()?;
-        events.publish(Event::JobProgress {
-            job: job.id,
-            done: total,
-            total,
-        });
-        Ok(Finished {
-            outcome: JobOutcome::Ingested,
-            source: Some(source_id),
-            chunks: total,
-        })
+        events.publish(Event::JobProgress { job: job.id, done: total, total });
+        Ok(Finished { outcome: JobOutcome::Ingested, source: Some(source_id), chunks: total })
     }
 
     /// Ends the job early when its content is already indexed: unchanged since the last time,
@@ -526,9 +424,7 @@ impl Worker {
         if !unchanged && existing.is_none() {
             return Ok(None);
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let finished = match existing {
             None => {
                 store::store_unchanged(&tx, job.id, source.id)?;

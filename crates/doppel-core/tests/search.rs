@@ -13,12 +13,7 @@ fn fixture() -> (tempfile::TempDir, Doppel) {
     )
     .unwrap();
     let doppel = Doppel::open(Config::new(data.path().join("data"))).unwrap();
-    let report = doppel
-        .ingest(IngestRequest {
-            twin: DEFAULT_TWIN,
-            paths: vec![file],
-        })
-        .unwrap();
+    let report = doppel.ingest(IngestRequest { twin: DEFAULT_TWIN, paths: vec![file] }).unwrap();
     let jobs: Vec<JobId> = report.queued.iter().map(|q| q.job_id).collect();
     doppel.wait_for(&jobs, |_| {}).unwrap();
     (data, doppel)
@@ -84,32 +79,17 @@ fn source_filters_limit_results() {
         })
         .collect();
     let doppel = Doppel::open(Config::new(data.path().join("data"))).unwrap();
-    let report = doppel
-        .ingest(IngestRequest {
-            twin: DEFAULT_TWIN,
-            paths: files,
-        })
-        .unwrap();
+    let report = doppel.ingest(IngestRequest { twin: DEFAULT_TWIN, paths: files }).unwrap();
     let jobs: Vec<JobId> = report.queued.iter().map(|q| q.job_id).collect();
     doppel.wait_for(&jobs, |_| {}).unwrap();
-    assert_eq!(
-        doppel.search(&SearchRequest::new("common")).unwrap().len(),
-        3
-    );
+    assert_eq!(doppel.search(&SearchRequest::new("common")).unwrap().len(), 3);
     let only = report.queued[1].source_id;
     let hits = doppel
-        .search(&SearchRequest {
-            sources: vec![only],
-            ..SearchRequest::new("common")
-        })
+        .search(&SearchRequest { sources: vec![only], ..SearchRequest::new("common") })
         .unwrap();
     assert_eq!(hits.iter().map(|h| h.source_id).collect::<Vec<_>>(), [only]);
-    let hits = doppel
-        .search(&SearchRequest {
-            limit: Some(2),
-            ..SearchRequest::new("common")
-        })
-        .unwrap();
+    let hits =
+        doppel.search(&SearchRequest { limit: Some(2), ..SearchRequest::new("common") }).unwrap();
     assert_eq!(hits.len(), 2);
     assert!(hits[0].score >= hits[1].score);
     assert!(hits[0].snippet.contains("[common]"), "{}", hits[0].snippet);

@@ -12,20 +12,12 @@ fn open(dir: &Path) -> Doppel {
 }
 
 fn open_idle(dir: &Path) -> Doppel {
-    Doppel::open(Config {
-        data_dir: dir.to_path_buf(),
-        process_queue: false,
-    })
-    .unwrap()
+    Doppel::open(Config { data_dir: dir.to_path_buf(), process_queue: false }).unwrap()
 }
 
 fn ingest(doppel: &Doppel, paths: &[PathBuf]) -> Vec<JobId> {
-    let report = doppel
-        .ingest(IngestRequest {
-            twin: DEFAULT_TWIN,
-            paths: paths.to_vec(),
-        })
-        .unwrap();
+    let report =
+        doppel.ingest(IngestRequest { twin: DEFAULT_TWIN, paths: paths.to_vec() }).unwrap();
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     report.queued.iter().map(|q| q.job_id).collect()
 }
@@ -59,20 +51,13 @@ fn many_threads_enqueue_each_file_once() {
     let handles: Vec<_> = (0..8)
         .map(|t| {
             let doppel = Arc::clone(&doppel);
-            let mut mine = write_files(
-                &files.path().join(format!("t{t}")),
-                &format!("own{t}_"),
-                5,
-                3,
-            );
+            let mut mine =
+                write_files(&files.path().join(format!("t{t}")), &format!("own{t}_"), 5, 3);
             mine.extend(shared_files.iter().cloned());
             std::thread::spawn(move || ingest(&doppel, &mine))
         })
         .collect();
-    let mut jobs: Vec<JobId> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let mut jobs: Vec<JobId> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     jobs.sort();
     jobs.dedup();
     let ended = doppel.wait_for(&jobs, |_| {}).unwrap();
@@ -85,10 +70,7 @@ fn many_threads_enqueue_each_file_once() {
     assert_eq!(origins.len(), sources.len());
     for source in &sources {
         assert_eq!(source.state, SourceState::Ready);
-        assert_eq!(
-            doppel.chunks(source.id).unwrap().len() as u64,
-            source.chunk_count
-        );
+        assert_eq!(doppel.chunks(source.id).unwrap().len() as u64, source.chunk_count);
     }
 }
 
@@ -105,11 +87,8 @@ fn readers_during_ingestion_never_see_a_locked_database_or_half_a_source() {
             std::thread::spawn(move || {
                 let mut searches = 0u32;
                 while !done.load(Ordering::Relaxed) || searches == 0 {
-                    let query = format!(
-                        "bulkx{}y{}",
-                        (searches as usize * 7 + r) % 150,
-                        searches % 120
-                    );
+                    let query =
+                        format!("bulkx{}y{}", (searches as usize * 7 + r) % 150, searches % 120);
                     let hits = doppel.search(&SearchRequest::new(query)).unwrap();
                     for hit in hits {
                         // A source is visible whole or not at all.
@@ -133,10 +112,7 @@ fn readers_during_ingestion_never_see_a_locked_database_or_half_a_source() {
     let searches: u32 = readers.into_iter().map(|r| r.join().unwrap()).sum();
     assert!(ended.iter().all(|j| j.state == JobState::Done));
     assert!(searches >= 4);
-    println!(
-        "{searches} searches ran beside the ingestion of {} files",
-        paths.len()
-    );
+    println!("{searches} searches ran beside the ingestion of {} files", paths.len());
 }
 
 #[test]
@@ -158,12 +134,7 @@ fn a_running_job_cancelled_at_a_chunk_boundary_leaves_nothing() {
     assert_eq!(cancelled.state, JobState::Cancelled);
     assert_eq!(cancelled.source_id, None);
     assert!(doppel.sources(DEFAULT_TWIN).unwrap().is_empty());
-    assert!(
-        doppel
-            .search(&SearchRequest::new("hugex0y1"))
-            .unwrap()
-            .is_empty()
-    );
+    assert!(doppel.search(&SearchRequest::new("hugex0y1")).unwrap().is_empty());
     assert_eq!(doppel.doctor().unwrap().chunks, 0);
     let seen: Vec<Event> = events.try_iter().collect();
     assert!(seen.contains(&Event::JobCancelled { job }), "{seen:?}");
@@ -185,10 +156,7 @@ fn failures_are_retried_with_backoff_then_recorded_on_job_and_source() {
     let mut failures = Vec::new();
     let ended = doppel
         .wait_for(&[job], |event| {
-            if let Event::JobFailed {
-                retry_at, message, ..
-            } = event
-            {
+            if let Event::JobFailed { retry_at, message, .. } = event {
                 failures.push((retry_at.is_some(), message.clone()));
             }
         })
@@ -199,10 +167,7 @@ fn failures_are_retried_with_backoff_then_recorded_on_job_and_source() {
     assert_eq!(job.last_error_code.as_deref(), Some("io"));
     let reason = job.last_error.clone().unwrap();
     assert!(reason.contains("No such file"), "{reason}");
-    assert_eq!(
-        failures.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [true, true, false]
-    );
+    assert_eq!(failures.iter().map(|f| f.0).collect::<Vec<_>>(), [true, true, false]);
     let source = doppel.source(job.source_id.unwrap()).unwrap();
     assert_eq!(source.state, SourceState::Failed);
     assert_eq!(source.error.as_deref(), Some(reason.as_str()));
@@ -217,18 +182,9 @@ fn nothing_stays_running_or_processing_after_a_crash() {
     // What a process killed in the middle of both jobs leaves behind; the second had no
     // attempts left.
     let db = raw(data.path());
-    db.execute(
-        "UPDATE jobs SET state = 'running', attempts = 1 WHERE id = ?1",
-        [jobs[0]],
-    )
-    .unwrap();
-    db.execute(
-        "UPDATE jobs SET state = 'running', attempts = 3 WHERE id = ?1",
-        [jobs[1]],
-    )
-    .unwrap();
-    db.execute("UPDATE sources SET state = 'processing'", [])
-        .unwrap();
+    db.execute("UPDATE jobs SET state = 'running', attempts = 1 WHERE id = ?1", [jobs[0]]).unwrap();
+    db.execute("UPDATE jobs SET state = 'running', attempts = 3 WHERE id = ?1", [jobs[1]]).unwrap();
+    db.execute("UPDATE sources SET state = 'processing'", []).unwrap();
     drop(db);
 
     let doppel = open_idle(data.path());
@@ -240,12 +196,7 @@ fn nothing_stays_running_or_processing_after_a_crash() {
         second.last_error.as_deref(),
         Some("interrupted 3 times (the app stopped while it ran)")
     );
-    let states: Vec<_> = doppel
-        .sources(DEFAULT_TWIN)
-        .unwrap()
-        .iter()
-        .map(|s| s.state)
-        .collect();
+    let states: Vec<_> = doppel.sources(DEFAULT_TWIN).unwrap().iter().map(|s| s.state).collect();
     assert_eq!(states, [SourceState::Queued, SourceState::Failed]);
     drop(doppel);
 
@@ -268,10 +219,7 @@ fn shutdown_puts_the_running_job_back_without_counting_it() {
     let doppel = open_idle(data.path());
     let job = doppel.job(job).unwrap();
     assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
-    assert_eq!(
-        doppel.sources(DEFAULT_TWIN).unwrap()[0].state,
-        SourceState::Queued
-    );
+    assert_eq!(doppel.sources(DEFAULT_TWIN).unwrap()[0].state, SourceState::Queued);
     assert_eq!(doppel.doctor().unwrap().chunks, 0);
 }
 
@@ -281,22 +229,17 @@ fn a_newer_database_is_refused_and_left_untouched() {
     drop(open(data.path()));
     let db = raw(data.path());
     db.pragma_update(None, "user_version", 99).unwrap();
-    db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
-        .unwrap();
+    db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;").unwrap();
     drop(db);
     let before = std::fs::read(data.path().join(DATABASE_FILE)).unwrap();
 
     let err = Doppel::open(Config::new(data.path())).unwrap_err();
     assert_eq!(err.code(), "schema_too_new");
     assert!(
-        err.to_string()
-            .contains("schema version 99, newer than this Doppel understands"),
+        err.to_string().contains("schema version 99, newer than this Doppel understands"),
         "{err}"
     );
-    assert_eq!(
-        std::fs::read(data.path().join(DATABASE_FILE)).unwrap(),
-        before
-    );
+    assert_eq!(std::fs::read(data.path().join(DATABASE_FILE)).unwrap(), before);
 }
 
 #[test]
@@ -313,12 +256,6 @@ fn a_database_is_migrated_on_first_open_and_keeps_its_data() {
     let doppel = open(data.path());
     assert_eq!(doppel.doctor().unwrap().schema_version, SCHEMA_VERSION);
     assert_eq!(doppel.settings().unwrap().top_k, 4);
-    assert_eq!(
-        doppel
-            .search(&SearchRequest::new("keepx0y1"))
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(doppel.search(&SearchRequest::new("keepx0y1")).unwrap().len(), 1);
     assert_eq!(doppel.twins().unwrap()[0].name, "My twin");
 }

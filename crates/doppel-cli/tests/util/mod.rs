@@ -14,10 +14,7 @@ pub struct Cli {
 
 impl Cli {
     pub fn new() -> Cli {
-        Cli {
-            data: tempfile::tempdir().unwrap(),
-            files: tempfile::tempdir().unwrap(),
-        }
+        Cli { data: tempfile::tempdir().unwrap(), files: tempfile::tempdir().unwrap() }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -77,21 +74,13 @@ impl Cli {
     }
 
     pub fn search(&self, query: &str) -> Vec<Value> {
-        self.json(&["search", query, "-k", "20"])
-            .as_array()
-            .unwrap()
-            .clone()
+        self.json(&["search", query, "-k", "20"]).as_array().unwrap().clone()
     }
 }
 
 /// The `{"error":{...}}` shape, returning (code, message).
 pub fn error_of(value: &Value) -> (String, String) {
-    let error = value
-        .get("error")
-        .unwrap_or_else(|| panic!("no error in {value}"));
+    let error = value.get("error").unwrap_or_else(|| panic!("no error in {value}"));
     assert_eq!(error.as_object().unwrap().len(), 2, "{value}");
-    (
-        error["code"].as_str().unwrap().to_string(),
-        error["message"].as_str().unwrap().to_string(),
-    )
+    (error["code"].as_str().unwrap().to_string(), error["message"].as_str().unwrap().to_string())
 }

@@ -26,9 +26,7 @@ pub(crate) struct ChunkConfig {
 /// six characters counts one, and every six further characters one more. It errs on the high
 /// side for long words, which keeps chunks inside a model's window.
 pub(crate) fn estimate_tokens(text: &str) -> u32 {
-    text.split_whitespace()
-        .map(|w| 1 + (w.chars().count() as u32).saturating_sub(1) / 6)
-        .sum()
+    text.split_whitespace().map(|w| 1 + (w.chars().count() as u32).saturating_sub(1) / 6).sum()
 }
 
 /// A slice of one block's text.
@@ -53,23 +51,12 @@ pub(crate) fn chunk(
     let mut start = 0;
     while start < doc.blocks.len() {
         let section = &doc.blocks[start].section;
-        let end = start
-            + doc.blocks[start..]
-                .iter()
-                .take_while(|b| &b.section == section)
-                .count();
+        let end = start + doc.blocks[start..].iter().take_while(|b| &b.section == section).count();
         let mut pieces = Vec::new();
         for index in start..end {
             split_block(index, &doc.blocks[index], target, &mut pieces);
         }
-        pack(
-            &doc.blocks,
-            &pieces,
-            target,
-            overlap,
-            &mut chunks,
-            &mut checkpoint,
-        )?;
+        pack(&doc.blocks, &pieces, target, overlap, &mut chunks, &mut checkpoint)?;
         start = end;
     }
     Ok(chunks)
@@ -150,11 +137,7 @@ fn make_chunk(blocks: &[Block], pieces: &[Piece], members: &[usize]) -> NewChunk
     NewChunk {
         token_count: estimate_tokens(&text),
         text_hash: sha256_hex(text.as_bytes()),
-        location: Location {
-            label,
-            line_start: lines.map(|l| l.0),
-            line_end: lines.map(|l| l.1),
-        },
+        location: Location { label, line_start: lines.map(|l| l.0), line_end: lines.map(|l| l.1) },
         text,
     }
 }
@@ -190,18 +173,11 @@ fn push_piece<'a>(
         return;
     }
     let lines = first.map(|first| {
-        let leading = text[..text.len() - text.trim_start().len()]
-            .matches('\n')
-            .count() as u32;
+        let leading = text[..text.len() - text.trim_start().len()].matches('\n').count() as u32;
         let inner = text.trim().matches('\n').count() as u32;
         (first + leading, first + leading + inner)
     });
-    out.push(Piece {
-        block,
-        text,
-        tokens,
-        lines,
-    });
+    out.push(Piece { block, text, tokens, lines });
 }
 
 /// Splits text after line ends and after sentence punctuation followed by white space; the
@@ -243,10 +219,7 @@ fn word_groups(text: &str, target: u32) -> Vec<&str> {
     let mut tokens = 0;
     let mut word_start = None;
     let mut words: Vec<(usize, usize)> = Vec::new();
-    for (i, c) in text
-        .char_indices()
-        .chain(std::iter::once((text.len(), ' ')))
-    {
+    for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
         match (c.is_whitespace(), word_start) {
             (false, None) => word_start = Some(i),
             (true, Some(ws)) => {
@@ -325,20 +298,14 @@ mod tests {
         assert_eq!(chunks[0].text, "alpha one.\n\nalpha two.");
         assert_eq!(
             chunks[0].location,
-            Location {
-                label: "A".into(),
-                line_start: Some(1),
-                line_end: Some(3)
-            }
+            Location { label: "A".into(), line_start: Some(1), line_end: Some(3) }
         );
         assert_eq!(chunks[1].location.label, "B");
     }
 
     #[test]
     fn long_text_is_cut_near_the_target_with_overlap() {
-        let text: String = (0..200)
-            .map(|i| format!("Sentence number {i} is here. "))
-            .collect();
+        let text: String = (0..200).map(|i| format!("Sentence number {i} is here. ")).collect();
         let chunks = cut(&doc(&[("", &text, Some(1))]), 50, 10);
         assert!(chunks.len() > 10);
         for pair in chunks.windows(2) {
@@ -347,13 +314,7 @@ mod tests {
             let last_sentence = pair[0].text.rsplit(". ").next().unwrap();
             assert!(pair[1].text.contains(last_sentence.trim_end_matches('.')));
         }
-        assert!(
-            chunks
-                .last()
-                .unwrap()
-                .text
-                .ends_with("Sentence number 199 is here.")
-        );
+        assert!(chunks.last().unwrap().text.ends_with("Sentence number 199 is here."));
     }
 
     #[test]
@@ -367,10 +328,8 @@ mod tests {
 
     #[test]
     fn lines_are_tracked_through_pieces() {
-        let text = (1..=40)
-            .map(|i| format!("line {i} with some words"))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let text =
+            (1..=40).map(|i| format!("line {i} with some words")).collect::<Vec<_>>().join("\n");
         let chunks = cut(&doc(&[("", &text, Some(10))]), 20, 0);
         assert_eq!(chunks[0].location.line_start, Some(10));
         let last = chunks.last().unwrap();
@@ -384,21 +343,10 @@ mod tests {
         let d = doc(&[("", &text, None)]);
         assert_eq!(cut(&d, 40, 8), cut(&d, 40, 8));
         let mut calls = 0;
-        let result = chunk(
-            &d,
-            ChunkConfig {
-                target: 40,
-                overlap: 8,
-            },
-            || {
-                calls += 1;
-                if calls == 3 {
-                    Err(crate::Error::Cancelled)
-                } else {
-                    Ok(())
-                }
-            },
-        );
+        let result = chunk(&d, ChunkConfig { target: 40, overlap: 8 }, || {
+            calls += 1;
+            if calls == 3 { Err(crate::Error::Cancelled) } else { Ok(()) }
+        });
         assert_eq!(result.unwrap_err().code(), "cancelled");
     }
 }

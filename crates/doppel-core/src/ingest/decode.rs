@@ -15,20 +15,14 @@ const SNIFF_BYTES: usize = 8192;
 pub(super) fn refuse_known_binary(bytes: &[u8]) -> Result<()> {
     const MAGIC: &[(&[u8], &str)] = &[
         (b"%PDF-", "PDF files are not supported yet"),
-        (
-            b"PK\x03\x04",
-            "zip-based documents and archives are not supported yet",
-        ),
+        (b"PK\x03\x04", "zip-based documents and archives are not supported yet"),
         (b"\x89PNG", "image"),
         (b"\xff\xd8\xff", "image"),
         (b"GIF8", "image"),
         (b"\x7fELF", "executable or binary"),
         (b"\x1f\x8b", "archive"),
         (b"SQLite format 3\0", "database file"),
-        (
-            b"\xd0\xcf\x11\xe0",
-            "word-processor documents are not supported yet",
-        ),
+        (b"\xd0\xcf\x11\xe0", "word-processor documents are not supported yet"),
     ];
     match MAGIC.iter().find(|(magic, _)| bytes.starts_with(magic)) {
         Some((_, kind)) => Err(Error::unsupported(*kind)),
@@ -103,10 +97,7 @@ mod tests {
         let latin1 =
             b"Le caf\xe9 est tr\xe8s bon, et la cr\xe8me br\xfbl\xe9e aussi. D\xe9j\xe0 vu.";
         let text = decode(latin1).unwrap();
-        assert!(
-            text.contains("café") && text.contains("crème brûlée"),
-            "{text}"
-        );
+        assert!(text.contains("café") && text.contains("crème brûlée"), "{text}");
         let (cyrillic, _, _) = encoding_rs::WINDOWS_1251
             .encode("Привет, как дела? Это проверка текста на русском языке.");
         assert!(decode(&cyrillic).unwrap().contains("Привет"));
@@ -120,9 +111,6 @@ mod tests {
         );
         let noise: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
         assert_eq!(decode(&noise).unwrap_err().code(), "unsupported_format");
-        assert_eq!(
-            refuse_known_binary(b"%PDF-1.7 ...").unwrap_err().code(),
-            "unsupported_format"
-        );
+        assert_eq!(refuse_known_binary(b"%PDF-1.7 ...").unwrap_err().code(), "unsupported_format");
     }
 }

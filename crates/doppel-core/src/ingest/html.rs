@@ -8,9 +8,8 @@
 use super::{Block, Document};
 
 /// Elements whose content is never visible text.
-const HIDDEN: &[&str] = &[
-    "script", "style", "noscript", "template", "svg", "iframe", "object", "nav", "select",
-];
+const HIDDEN: &[&str] =
+    &["script", "style", "noscript", "template", "svg", "iframe", "object", "nav", "select"];
 
 /// Elements that end one block of text and start another.
 const BLOCKS: &[&str] = &[
@@ -109,11 +108,7 @@ pub(super) fn parse(html: &str) -> Document {
         out.open(&tag);
     }
     out.flush();
-    Document {
-        title: out.title,
-        media_type: "",
-        blocks: out.blocks,
-    }
+    Document { title: out.title, media_type: "", blocks: out.blocks }
 }
 
 /// An opening or closing tag.
@@ -131,10 +126,8 @@ impl Tag {
         let bytes = s.as_bytes();
         let closing = bytes.get(1) == Some(&b'/');
         let start = if closing { 2 } else { 1 };
-        let name_len = bytes[start..]
-            .iter()
-            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
-            .count();
+        let name_len =
+            bytes[start..].iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'-').count();
         if name_len == 0 || !bytes[start].is_ascii_alphabetic() {
             return None;
         }
@@ -156,13 +149,7 @@ impl Tag {
         let end = end.unwrap_or(s.len().saturating_sub(1));
         let attrs = s.get(start + name_len..end).unwrap_or("").to_string();
         let self_closing = attrs.trim_end().ends_with('/');
-        Some(Tag {
-            name,
-            attrs,
-            closing,
-            self_closing,
-            len: (end + 1).min(s.len()),
-        })
+        Some(Tag { name, attrs, closing, self_closing, len: (end + 1).min(s.len()) })
     }
 
     fn attr(&self, key: &str) -> Option<String> {
@@ -192,12 +179,8 @@ impl Tag {
 
     fn is_navigation(&self) -> bool {
         let class = self.attr("class").unwrap_or_default();
-        class
-            .split_whitespace()
-            .any(|c| NAV_CLASSES.contains(&c.to_ascii_lowercase().as_str()))
-            || self
-                .attr("role")
-                .is_some_and(|r| r.eq_ignore_ascii_case("navigation"))
+        class.split_whitespace().any(|c| NAV_CLASSES.contains(&c.to_ascii_lowercase().as_str()))
+            || self.attr("role").is_some_and(|r| r.eq_ignore_ascii_case("navigation"))
     }
 }
 
@@ -207,13 +190,8 @@ fn raw_text<'a>(html: &'a str, from: usize, name: &str) -> (&'a str, usize) {
     while let Some(found) = html[at..].find("</") {
         let start = at + found;
         let after_name = start + 2 + name.len();
-        if html
-            .get(start + 2..after_name)
-            .is_some_and(|n| n.eq_ignore_ascii_case(name))
-        {
-            let end = html[after_name..]
-                .find('>')
-                .map_or(html.len(), |e| after_name + e + 1);
+        if html.get(start + 2..after_name).is_some_and(|n| n.eq_ignore_ascii_case(name)) {
+            let end = html[after_name..].find('>').map_or(html.len(), |e| after_name + e + 1);
             return (&html[from..start], end);
         }
         at = start + 2;
@@ -324,12 +302,8 @@ impl Extractor {
         }
         self.headings.retain(|(l, _)| *l < level);
         self.headings.push((level, title.clone()));
-        self.section = self
-            .headings
-            .iter()
-            .map(|(_, t)| t.as_str())
-            .collect::<Vec<_>>()
-            .join(" › ");
+        self.section =
+            self.headings.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(" › ");
         self.blocks.push(Block {
             section: self.section.clone(),
             text: title,
@@ -376,10 +350,7 @@ mod tests {
     use super::*;
 
     fn blocks(doc: &Document) -> Vec<(&str, &str)> {
-        doc.blocks
-            .iter()
-            .map(|b| (b.section.as_str(), b.text.as_str()))
-            .collect()
+        doc.blocks.iter().map(|b| (b.section.as_str(), b.text.as_str())).collect()
     }
 
     #[test]

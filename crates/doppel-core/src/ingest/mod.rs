@@ -62,11 +62,7 @@ pub(crate) enum Format {
 impl Format {
     /// The format a file name suggests; `None` when the extension says nothing.
     pub(crate) fn from_path(path: &Path) -> Result<Option<Format>> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         if let Some(kind) = binary_kind(&ext) {
             return Err(Error::unsupported(kind));
         }
@@ -166,10 +162,7 @@ pub(crate) fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
         });
     }
     if meta.len() > limit {
-        return Err(Error::FileTooLarge {
-            size: meta.len(),
-            limit,
-        });
+        return Err(Error::FileTooLarge { size: meta.len(), limit });
     }
     // Non-blocking open: should the path have become a FIFO since the check, open does not hang.
     let file = OpenOptions::new()
@@ -178,14 +171,9 @@ pub(crate) fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
         .open(path)
         .map_err(|e| Error::io(path, e))?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(path, e))?;
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     if bytes.len() as u64 > limit {
-        return Err(Error::FileTooLarge {
-            size: bytes.len() as u64,
-            limit,
-        });
+        return Err(Error::FileTooLarge { size: bytes.len() as u64, limit });
     }
     Ok(bytes)
 }
@@ -230,11 +218,7 @@ pub(crate) fn parse_text(text: &str, format: Format) -> Result<Document> {
 
 /// Guesses the format of text whose file name said nothing.
 fn sniff(text: &str) -> Format {
-    let head: String = text
-        .chars()
-        .take(512)
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let head: String = text.chars().take(512).collect::<String>().to_ascii_lowercase();
     let head = head.trim_start();
     if head.starts_with("<!doctype html") || head.starts_with("<html") {
         Format::Html
@@ -257,39 +241,22 @@ mod tests {
         file.set_len(10 * 1024 * 1024 * 1024).unwrap();
         let err = read_file(&sparse, 50 * 1024 * 1024).unwrap_err();
         assert_eq!(err.code(), "file_too_large");
-        assert_eq!(
-            err.to_string(),
-            "file too large (10240 MB > limit of 50 MB)"
-        );
-        assert_eq!(
-            read_file(Path::new("/dev/zero"), 1024).unwrap_err().code(),
-            "skipped"
-        );
+        assert_eq!(err.to_string(), "file too large (10240 MB > limit of 50 MB)");
+        assert_eq!(read_file(Path::new("/dev/zero"), 1024).unwrap_err().code(), "skipped");
         assert_eq!(read_file(dir.path(), 1024).unwrap_err().code(), "skipped");
     }
 
     #[test]
     fn formats_come_from_names_and_content() {
-        assert_eq!(
-            Format::from_path(Path::new("a/B.MD")).unwrap(),
-            Some(Format::Markdown)
-        );
+        assert_eq!(Format::from_path(Path::new("a/B.MD")).unwrap(), Some(Format::Markdown));
         assert_eq!(
             Format::from_path(Path::new("x.rs")).unwrap(),
             Some(Format::Code("text/x-rust"))
         );
         assert_eq!(Format::from_path(Path::new("README")).unwrap(), None);
         let err = Format::from_path(Path::new("scan.pdf")).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unsupported format: PDF files are not supported yet"
-        );
-        assert_eq!(
-            parse(b"<!DOCTYPE html><p>hi there</p>", None)
-                .unwrap()
-                .media_type,
-            "text/html"
-        );
+        assert_eq!(err.to_string(), "unsupported format: PDF files are not supported yet");
+        assert_eq!(parse(b"<!DOCTYPE html><p>hi there</p>", None).unwrap().media_type, "text/html");
         assert_eq!(parse(b"   \n\n  ", None).unwrap_err().code(), "empty");
     }
 

@@ -18,9 +18,7 @@ pub(super) fn delimited(text: &str, delimiter: u8) -> Result<Document> {
     let mut headers: Option<Vec<String>> = None;
     let mut doc = Document::default();
     for record in reader.records() {
-        let record = record.map_err(|e| Error::Malformed {
-            reason: format!("table: {e}"),
-        })?;
+        let record = record.map_err(|e| Error::Malformed { reason: format!("table: {e}") })?;
         let line = record.position().map(|p| p.line() as u32);
         let cells: Vec<&str> = record.iter().map(str::trim).collect();
         let Some(names) = &headers else {
@@ -37,12 +35,7 @@ pub(super) fn delimited(text: &str, delimiter: u8) -> Result<Document> {
             })
             .collect::<Vec<_>>()
             .join(" · ");
-        doc.blocks.push(Block {
-            section: String::new(),
-            text,
-            first_line: line,
-            time_ms: None,
-        });
+        doc.blocks.push(Block { section: String::new(), text, first_line: line, time_ms: None });
     }
     if doc.blocks.is_empty() {
         // A single line is a header with no rows: keep it as text rather than lose it.
@@ -58,9 +51,8 @@ pub(super) fn delimited(text: &str, delimiter: u8) -> Result<Document> {
 }
 
 pub(super) fn json(text: &str) -> Result<Document> {
-    let value: Value = serde_json::from_str(text).map_err(|e| Error::Malformed {
-        reason: format!("JSON: {e}"),
-    })?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Error::Malformed { reason: format!("JSON: {e}") })?;
     let mut doc = Document::default();
     match &value {
         Value::Object(map) => {
@@ -85,12 +77,10 @@ pub(super) fn json_lines(text: &str) -> Result<Document> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(line).map_err(|e| Error::Malformed {
-            reason: format!("JSON on line {}: {e}", index + 1),
-        })?;
+        let value: Value = serde_json::from_str(line)
+            .map_err(|e| Error::Malformed { reason: format!("JSON on line {}: {e}", index + 1) })?;
         let number = index as u32 + 1;
-        doc.blocks
-            .push(block(&format!("line {number}"), &value, Some(number)));
+        doc.blocks.push(block(&format!("line {number}"), &value, Some(number)));
     }
     Ok(doc)
 }
@@ -138,16 +128,9 @@ mod tests {
 
     #[test]
     fn csv_rows_name_their_columns() {
-        let doc = delimited(
-            "name,city\nAda,London\n\"Grace, Rear Admiral\",\"New\nYork\"\n",
-            b',',
-        )
-        .unwrap();
-        let rows: Vec<_> = doc
-            .blocks
-            .iter()
-            .map(|b| (b.text.as_str(), b.first_line))
-            .collect();
+        let doc = delimited("name,city\nAda,London\n\"Grace, Rear Admiral\",\"New\nYork\"\n", b',')
+            .unwrap();
+        let rows: Vec<_> = doc.blocks.iter().map(|b| (b.text.as_str(), b.first_line)).collect();
         assert_eq!(
             rows,
             vec![
@@ -163,11 +146,8 @@ mod tests {
             r#"{"title": "Notes", "tags": ["a", "b"], "meta": {"year": 2024, "draft": false}}"#,
         )
         .unwrap();
-        let blocks: Vec<_> = doc
-            .blocks
-            .iter()
-            .map(|b| (b.section.as_str(), b.text.as_str()))
-            .collect();
+        let blocks: Vec<_> =
+            doc.blocks.iter().map(|b| (b.section.as_str(), b.text.as_str())).collect();
         assert_eq!(
             blocks,
             vec![

@@ -40,15 +40,8 @@ fn push_cue(doc: &mut Document, cue: &[&str], first_line: u32) -> bool {
     };
     let mut parts = cue[timing].split("-->");
     let start = parts.next().and_then(parse_time);
-    let end = parts
-        .next()
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(parse_time);
-    let text = cue[timing + 1..]
-        .iter()
-        .map(|l| strip_tags(l))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let end = parts.next().and_then(|rest| rest.split_whitespace().next()).and_then(parse_time);
+    let text = cue[timing + 1..].iter().map(|l| strip_tags(l)).collect::<Vec<_>>().join("\n");
     if !text.trim().is_empty() {
         doc.blocks.push(Block {
             section: String::new(),
@@ -66,9 +59,7 @@ fn parse_time(text: &str) -> Option<u64> {
     let (clock, millis) = text.split_once('.').unwrap_or((&text, "0"));
     let mut seconds = 0u64;
     for part in clock.split(':') {
-        seconds = seconds
-            .checked_mul(60)?
-            .checked_add(part.parse::<u64>().ok()?)?;
+        seconds = seconds.checked_mul(60)?.checked_add(part.parse::<u64>().ok()?)?;
     }
     let millis: u64 = millis.get(..3.min(millis.len()))?.parse().ok()?;
     seconds.checked_mul(1000)?.checked_add(millis)
@@ -102,11 +93,8 @@ mod tests {
     fn srt_and_vtt_cues_keep_their_times() {
         let srt = "1\n00:00:01,000 --> 00:00:04,250\nHello <i>there</i>\n\n2\n00:01:02,000 --> 00:01:05,000\nSecond\nline\n";
         let doc = parse(srt).unwrap();
-        let cues: Vec<_> = doc
-            .blocks
-            .iter()
-            .map(|b| (b.text.as_str(), b.time_ms, b.first_line))
-            .collect();
+        let cues: Vec<_> =
+            doc.blocks.iter().map(|b| (b.text.as_str(), b.time_ms, b.first_line)).collect();
         assert_eq!(
             cues,
             vec![

@@ -46,9 +46,8 @@ pub(super) fn markdown(text: &str) -> Document {
             para.push(line, index);
             continue;
         }
-        let heading = atx_heading(trimmed)
-            .map(|(level, title)| (level, title, index))
-            .or_else(|| {
+        let heading =
+            atx_heading(trimmed).map(|(level, title)| (level, title, index)).or_else(|| {
                 // Setext: a single-line paragraph underlined with === (level 1) or --- (level 2).
                 let level = setext_level(trimmed)?;
                 let start = para.first?;
@@ -59,11 +58,7 @@ pub(super) fn markdown(text: &str) -> Document {
             para.flush(&mut doc.blocks, &section);
             headings.retain(|(l, _)| *l < level);
             headings.push((level, title.clone()));
-            section = headings
-                .iter()
-                .map(|(_, t)| t.as_str())
-                .collect::<Vec<_>>()
-                .join(" › ");
+            section = headings.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(" › ");
             if doc.title.is_none() && !title.is_empty() {
                 doc.title = Some(title.clone());
             }
@@ -86,10 +81,7 @@ pub(super) fn markdown(text: &str) -> Document {
 }
 
 fn fence_marker(trimmed: &str) -> Option<String> {
-    ["```", "~~~"]
-        .iter()
-        .find(|m| trimmed.starts_with(**m))
-        .map(|m| m.to_string())
+    ["```", "~~~"].iter().find(|m| trimmed.starts_with(**m)).map(|m| m.to_string())
 }
 
 fn atx_heading(trimmed: &str) -> Option<(usize, String)> {
@@ -150,19 +142,13 @@ mod tests {
     use super::*;
 
     fn sections(doc: &Document) -> Vec<(&str, &str, Option<u32>)> {
-        doc.blocks
-            .iter()
-            .map(|b| (b.section.as_str(), b.text.as_str(), b.first_line))
-            .collect()
+        doc.blocks.iter().map(|b| (b.section.as_str(), b.text.as_str(), b.first_line)).collect()
     }
 
     #[test]
     fn plain_paragraphs_keep_their_lines() {
         let doc = plain("one\ntwo\n\n\nthree\n");
-        assert_eq!(
-            sections(&doc),
-            vec![("", "one\ntwo", Some(1)), ("", "three", Some(5))]
-        );
+        assert_eq!(sections(&doc), vec![("", "one\ntwo", Some(1)), ("", "three", Some(5))]);
     }
 
     #[test]

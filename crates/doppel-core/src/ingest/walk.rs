@@ -104,9 +104,7 @@ fn walk_dir(
                         .unwrap_or("")
                         .to_ascii_lowercase();
                     if let Some(kind) = binary_kind(&ext) {
-                        walked
-                            .skipped
-                            .push(skipped(&path, &format!("unsupported format: {kind}")));
+                        walked.skipped.push(skipped(&path, &format!("unsupported format: {kind}")));
                     } else if seen_files.insert(target.clone()) {
                         walked.files.push(target);
                     }
@@ -121,16 +119,11 @@ fn walk_dir(
 }
 
 fn skipped(path: &Path, reason: &str) -> Error {
-    Error::Skipped {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
+    Error::Skipped { path: path.to_path_buf(), reason: reason.to_string() }
 }
 
 fn link_error(path: &Path, e: std::io::Error) -> Error {
-    let is_link = path
-        .symlink_metadata()
-        .is_ok_and(|m| m.file_type().is_symlink());
+    let is_link = path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
     match (is_link, e.raw_os_error()) {
         (true, Some(libc::ELOOP)) => skipped(path, "symbolic link loop"),
         (true, _) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -160,21 +153,12 @@ mod tests {
         symlink(root.join("a/one.txt"), root.join("a/b/same.txt")).unwrap();
 
         let walked = walk(&[root.join("a"), root.join("a/one.txt"), root.join("nope")]);
-        assert_eq!(
-            walked.files,
-            vec![root.join("a/one.txt"), root.join("a/b/two.md")]
-        );
+        assert_eq!(walked.files, vec![root.join("a/one.txt"), root.join("a/b/two.md")]);
         let reasons: Vec<String> = walked.skipped.iter().map(|e| e.to_string()).collect();
         let expect = [
             format!("{}: hidden", root.join("a/.secret").display()),
-            format!(
-                "{}: broken symbolic link",
-                root.join("a/dangling").display()
-            ),
-            format!(
-                "{}: unsupported format: image",
-                root.join("a/photo.png").display()
-            ),
+            format!("{}: broken symbolic link", root.join("a/dangling").display()),
+            format!("{}: unsupported format: image", root.join("a/photo.png").display()),
             format!("{}: symbolic link loop", root.join("a/b/loop").display()),
             format!("{}: symbolic link loop", root.join("a/b/self").display()),
         ];
@@ -182,9 +166,7 @@ mod tests {
             assert!(reasons.contains(line), "missing {line:?} in {reasons:#?}");
         }
         assert!(
-            reasons
-                .iter()
-                .any(|r| r.starts_with(&format!("{}:", root.join("nope").display())))
+            reasons.iter().any(|r| r.starts_with(&format!("{}:", root.join("nope").display())))
         );
         assert_eq!(reasons.len(), expect.len() + 1);
     }

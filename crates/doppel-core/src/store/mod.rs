@@ -100,11 +100,7 @@ struct PoolState {
 
 impl ReadPool {
     pub(crate) fn new(path: PathBuf) -> ReadPool {
-        ReadPool {
-            path,
-            state: Mutex::new(PoolState::default()),
-            returned: Condvar::new(),
-        }
+        ReadPool { path, state: Mutex::new(PoolState::default()), returned: Condvar::new() }
     }
 
     /// Runs `f` with a read-only connection.
@@ -129,10 +125,7 @@ impl ReadPool {
                 drop(state);
                 return self.open().inspect_err(|_| self.lock().open -= 1);
             }
-            state = self
-                .returned
-                .wait(state)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state = self.returned.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
     }
 
@@ -145,9 +138,7 @@ impl ReadPool {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
         // The state is two plain fields updated together; a panic elsewhere cannot break it.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -235,11 +226,7 @@ pub(crate) fn chunk_from_row(row: &Row) -> rusqlite::Result<Chunk> {
         source_id: row.get(1)?,
         ordinal: row.get(2)?,
         text: row.get(3)?,
-        location: Location {
-            label: row.get(4)?,
-            line_start: row.get(5)?,
-            line_end: row.get(6)?,
-        },
+        location: Location { label: row.get(4)?, line_start: row.get(5)?, line_end: row.get(6)? },
         token_count: row.get(7)?,
         text_hash: row.get(8)?,
     })
@@ -260,13 +247,7 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("readonly"), "{err}");
         set_setting(&writer, "top_k", "5").unwrap();
-        assert_eq!(
-            pool.with(stored_settings)
-                .unwrap()
-                .get("top_k")
-                .map(String::as_str),
-            Some("5")
-        );
+        assert_eq!(pool.with(stored_settings).unwrap().get("top_k").map(String::as_str), Some("5"));
     }
 
     #[test]

@@ -8,13 +8,8 @@ use super::*;
 
 pub(crate) fn twins(conn: &Connection) -> Result<Vec<Twin>> {
     let mut stmt = conn.prepare("SELECT id, name, created_at FROM twins ORDER BY id")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Twin {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            created_at: r.get(2)?,
-        })
-    })?;
+    let rows =
+        stmt.query_map([], |r| Ok(Twin { id: r.get(0)?, name: r.get(1)?, created_at: r.get(2)? }))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -29,10 +24,7 @@ pub(crate) fn source(conn: &Connection, id: SourceId) -> Result<Source> {
     let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE id = ?1");
     conn.query_row(&sql, [id], source_from_row)
         .optional()?
-        .ok_or_else(|| Error::NotFound {
-            what: "source",
-            id: id.to_string(),
-        })
+        .ok_or_else(|| Error::NotFound { what: "source", id: id.to_string() })
 }
 
 pub(crate) fn source_by_origin(
@@ -41,9 +33,7 @@ pub(crate) fn source_by_origin(
     origin: &str,
 ) -> Result<Option<Source>> {
     let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE twin_id = ?1 AND origin = ?2");
-    Ok(conn
-        .query_row(&sql, params![twin, origin], source_from_row)
-        .optional()?)
+    Ok(conn.query_row(&sql, params![twin, origin], source_from_row).optional()?)
 }
 
 /// A ready source of `twin` other than `except` whose content has this hash.
@@ -58,9 +48,7 @@ pub(crate) fn ready_source_with_hash(
          WHERE twin_id = ?1 AND content_hash = ?2 AND id != ?3 AND state = 'ready'
          ORDER BY id LIMIT 1"
     );
-    Ok(conn
-        .query_row(&sql, params![twin, hash, except], source_from_row)
-        .optional()?)
+    Ok(conn.query_row(&sql, params![twin, hash, except], source_from_row).optional()?)
 }
 
 pub(crate) fn chunks(conn: &Connection, source: SourceId) -> Result<Vec<Chunk>> {
@@ -72,11 +60,7 @@ pub(crate) fn chunks(conn: &Connection, source: SourceId) -> Result<Vec<Chunk>> 
 
 /// Jobs, newest first; `active_only` keeps those queued or running.
 pub(crate) fn jobs(conn: &Connection, active_only: bool, limit: u32) -> Result<Vec<Job>> {
-    let filter = if active_only {
-        "WHERE state IN ('queued', 'running')"
-    } else {
-        ""
-    };
+    let filter = if active_only { "WHERE state IN ('queued', 'running')" } else { "" };
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {filter} ORDER BY id DESC LIMIT ?1");
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([limit], job_from_row)?;
@@ -87,10 +71,7 @@ pub(crate) fn job(conn: &Connection, id: JobId) -> Result<Job> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
     conn.query_row(&sql, [id], job_from_row)
         .optional()?
-        .ok_or_else(|| Error::NotFound {
-            what: "job",
-            id: id.to_string(),
-        })
+        .ok_or_else(|| Error::NotFound { what: "job", id: id.to_string() })
 }
 
 pub(crate) fn stored_settings(conn: &Connection) -> Result<BTreeMap<String, String>> {
@@ -101,10 +82,7 @@ pub(crate) fn stored_settings(conn: &Connection) -> Result<BTreeMap<String, Stri
 
 /// `(state, count)` pairs of a table with a `state` column.
 pub(crate) fn state_counts(conn: &Connection, table: Table) -> Result<Vec<(String, u64)>> {
-    let sql = format!(
-        "SELECT state, count(*) FROM {} GROUP BY state ORDER BY state",
-        table.name()
-    );
+    let sql = format!("SELECT state, count(*) FROM {} GROUP BY state ORDER BY state", table.name());
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -136,9 +114,8 @@ impl Table {
 /// Runs SQLite's own integrity check; `Ok(())` when it says "ok".
 pub(crate) fn integrity_check(conn: &Connection) -> Result<()> {
     let mut stmt = conn.prepare("PRAGMA integrity_check")?;
-    let problems: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let problems: Vec<String> =
+        stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     if problems.len() == 1 && problems[0] == "ok" {
         Ok(())
     } else {

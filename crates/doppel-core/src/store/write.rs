@@ -42,15 +42,7 @@ pub(crate) fn enqueue_text(
         params![twin, title, now],
         |r| r.get(0),
     )?;
-    let (job, _) = insert_job(
-        tx,
-        twin,
-        JobKind::IngestText,
-        source_id,
-        title,
-        Some(text),
-        now,
-    )?;
+    let (job, _) = insert_job(tx, twin, JobKind::IngestText, source_id, title, Some(text), now)?;
     Ok((source_id, job))
 }
 
@@ -114,10 +106,7 @@ pub(crate) fn claim_job(conn: &Connection) -> Result<Option<Claimed>> {
     );
     let claimed = conn
         .query_row(&sql, [now], |row| {
-            Ok(Claimed {
-                job: job_from_row(row)?,
-                payload_text: row.get(14)?,
-            })
+            Ok(Claimed { job: job_from_row(row)?, payload_text: row.get(14)? })
         })
         .optional()?;
     Ok(claimed)
@@ -125,11 +114,9 @@ pub(crate) fn claim_job(conn: &Connection) -> Result<Option<Claimed>> {
 
 /// When the earliest queued job becomes due, if any is queued.
 pub(crate) fn next_due(conn: &Connection) -> Result<Option<Millis>> {
-    Ok(conn.query_row(
-        "SELECT min(next_attempt_at) FROM jobs WHERE state = 'queued'",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(conn.query_row("SELECT min(next_attempt_at) FROM jobs WHERE state = 'queued'", [], |r| {
+        r.get(0)
+    })?)
 }
 
 pub(crate) fn set_source_state(
@@ -244,13 +231,7 @@ pub(crate) fn store_duplicate(
     source: SourceId,
     existing: SourceId,
 ) -> Result<()> {
-    finish_job(
-        tx,
-        job,
-        JobOutcome::AlreadyPresent,
-        Some(existing),
-        Some(existing),
-    )?;
+    finish_job(tx, job, JobOutcome::AlreadyPresent, Some(existing), Some(existing))?;
     delete_source(tx, source)
 }
 
@@ -288,10 +269,7 @@ pub(crate) fn store_failure(
         return Ok(());
     };
     let (fresh, ready) = if retry {
-        (
-            format!("retrying after: {message}"),
-            format!("update retrying after: {message}"),
-        )
+        (format!("retrying after: {message}"), format!("update retrying after: {message}"))
     } else {
         (message.to_string(), format!("update failed: {message}"))
     };
@@ -318,11 +296,7 @@ pub(crate) fn store_cancelled(tx: &Transaction, job: &Job) -> Result<()> {
         return Ok(());
     };
     let fresh: Option<bool> = tx
-        .query_row(
-            "SELECT content_hash IS NULL FROM sources WHERE id = ?1",
-            [source],
-            |r| r.get(0),
-        )
+        .query_row("SELECT content_hash IS NULL FROM sources WHERE id = ?1", [source], |r| r.get(0))
         .optional()?;
     match fresh {
         Some(true) => {
@@ -364,16 +338,10 @@ pub(crate) fn requeue_interrupted(conn: &Connection, job: &Job) -> Result<()> {
 /// Deletes a source with its chunks (and so its keyword-index entries) and its jobs.
 pub(crate) fn delete_source(tx: &Transaction, source: SourceId) -> Result<()> {
     tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
-    tx.execute(
-        "DELETE FROM jobs WHERE source_id = ?1 OR duplicate_of = ?1",
-        [source],
-    )?;
+    tx.execute("DELETE FROM jobs WHERE source_id = ?1 OR duplicate_of = ?1", [source])?;
     let deleted = tx.execute("DELETE FROM sources WHERE id = ?1", [source])?;
     if deleted == 0 {
-        return Err(Error::NotFound {
-            what: "source",
-            id: source.to_string(),
-        });
+        return Err(Error::NotFound { what: "source", id: source.to_string() });
     }
     Ok(())
 }
@@ -438,12 +406,9 @@ pub(crate) fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(
 
 /// Asks FTS5 to compare the keyword index with the chunks table.
 pub(crate) fn check_keyword_index(conn: &Connection) -> Result<()> {
-    conn.execute(
-        "INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)",
-        [],
-    )
-    .map(drop)
-    .map_err(|e| Error::Corrupt(format!("keyword index does not match the chunks: {e}")))
+    conn.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)", [])
+        .map(drop)
+        .map_err(|e| Error::Corrupt(format!("keyword index does not match the chunks: {e}")))
 }
 
 /// Moves everything in the write-ahead log into the database file and empties the log, so that
