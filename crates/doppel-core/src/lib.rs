@@ -455,6 +455,7 @@ fn event_job(event: &Event) -> Option<JobId> {
 
 impl Drop for Doppel {
     fn drop(&mut self) {
+        self.readers.close_idle();
         self.shared.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         drop(self.commands.take());
         if let Some(worker) = self.worker.take()

@@ -114,6 +114,15 @@ impl ReadPool {
         result
     }
 
+    /// Closes the idle connections, so that the writer closes last and can fold the
+    /// write-ahead log back into the database file.
+    pub(crate) fn close_idle(&self) {
+        let mut state = self.lock();
+        let closed = state.idle.len();
+        state.idle.clear();
+        state.open -= closed;
+    }
+
     fn take(&self) -> Result<Connection> {
         let mut state = self.lock();
         loop {
