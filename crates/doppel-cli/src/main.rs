@@ -39,11 +39,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Add files and folders (recursively) and wait until they are indexed.
+    /// Add files, folders (recursively) and web pages, and wait until they are indexed.
     Ingest {
-        /// Files or folders.
+        /// Files, folders, or http(s) URLs.
         #[arg(required = true)]
-        paths: Vec<PathBuf>,
+        items: Vec<String>,
         /// Queue them and return at once; a later `doppel wait` (or the app) processes them.
         #[arg(long)]
         no_wait: bool,
@@ -129,6 +129,10 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
+    // The sandboxed parser for complex formats is this same binary in a hidden mode.
+    if std::env::args_os().nth(1).is_some_and(|a| a == doppel_core::PARSER_ARG) {
+        return doppel_core::run_parser_child();
+    }
     let cli = Cli::parse();
     let json = cli.json;
     match run(cli) {
@@ -153,11 +157,14 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Wait => true,
         _ => false,
     };
-    let doppel = Doppel::open(Config { data_dir, process_queue })?;
+    let doppel = Doppel::open(Config { process_queue, ..Config::new(data_dir) })?;
     let out = Printer { json: cli.json };
     match cli.command {
-        Command::Ingest { paths, no_wait } => {
-            let report = doppel.ingest(IngestRequest { twin: DEFAULT_TWIN, paths })?;
+        Command::Ingest { items, no_wait } => {
+            let (urls, paths): (Vec<String>, Vec<String>) =
+                items.into_iter().partition(|i| i.starts_with("http://") || i.starts_with("https://"));
+            let paths = paths.into_iter().map(PathBuf::from).collect();
+            let report = doppel.ingest(IngestRequest { urls, ..IngestRequest::paths(paths) })?;
             for skipped in &report.skipped {
                 out.note(&format!("skipped {skipped}"));
             }

@@ -37,7 +37,7 @@ pub enum Error {
     },
 
     /// A file is larger than the configured limit.
-    #[error("file too large ({} > limit of {} MB)", mb_text(*.size), .limit / MB)]
+    #[error("file too large ({} > limit of {})", human_size(*.size), human_size(*.limit))]
     FileTooLarge {
         /// Bytes seen (at least; reading stopped at the limit).
         size: u64,
@@ -62,6 +62,38 @@ pub enum Error {
     /// The content has no text worth indexing.
     #[error("no text found")]
     Empty,
+
+    /// A zip-based document or archive was refused before inflating it.
+    #[error("archive refused: {reason}")]
+    ArchiveRefused {
+        /// Which limit it broke.
+        reason: String,
+    },
+
+    /// The sandboxed parser did not finish within its time limit and was stopped.
+    #[error("parser timed out (after {seconds} s)")]
+    ParserTimedOut {
+        /// The limit in seconds.
+        seconds: u64,
+    },
+
+    /// The sandboxed parser hit its memory limit and was stopped.
+    #[error("parser ran out of memory (limit {limit_mb} MB)")]
+    ParserOutOfMemory {
+        /// The limit in MB.
+        limit_mb: u64,
+    },
+
+    /// A URL could not be fetched.
+    #[error("{url}: {reason}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+        /// Whether trying again later may succeed (time-outs, refused connections, 5xx).
+        transient: bool,
+    },
 
     /// A path could not be read or walked.
     #[error("{}: {source}", .path.display())]
@@ -133,11 +165,14 @@ fn dir_text(dir: &std::path::Path) -> String {
     format!(": {}", dir.display())
 }
 
-fn mb_text(size: u64) -> String {
-    if size >= 10 * MB {
+/// A size for people: whole MB from 10 MB up, one decimal below, KB under 1 MB.
+pub(crate) fn human_size(size: u64) -> String {
+    if size >= 10 * MB || (size >= MB && size % MB == 0) {
         format!("{} MB", size / MB)
-    } else {
+    } else if size >= MB {
         format!("{:.1} MB", size as f64 / MB as f64)
+    } else {
+        format!("{} KB", size.div_ceil(1024))
     }
 }
 
@@ -151,6 +186,10 @@ impl Error {
             Error::UnsupportedFormat { .. } => "unsupported_format",
             Error::Malformed { .. } => "malformed",
             Error::Empty => "empty",
+            Error::ArchiveRefused { .. } => "archive_refused",
+            Error::ParserTimedOut { .. } => "parser_timed_out",
+            Error::ParserOutOfMemory { .. } => "parser_out_of_memory",
+            Error::Fetch { .. } => "fetch",
             Error::Io { .. } => "io",
             Error::Skipped { .. } => "skipped",
             Error::NotFound { .. } => "not_found",
@@ -168,7 +207,11 @@ impl Error {
     /// Content errors (too large, unsupported, malformed, empty) will fail the same way every
     /// time, so they are not retried; I/O and database trouble may be passing.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Io { .. } | Error::Database(_))
+        match self {
+            Error::Io { .. } | Error::Database(_) => true,
+            Error::Fetch { transient, .. } => *transient,
+            _ => false,
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
@@ -193,5 +236,6 @@ mod tests {
         assert_eq!(e.to_string(), "file too large (100 MB > limit of 50 MB)");
         let e = Error::FileTooLarge { size: 3 * MB / 2, limit: MB };
         assert_eq!(e.to_string(), "file too large (1.5 MB > limit of 1 MB)");
+        assert_eq!(human_size(2048), "2 KB");
     }
 }

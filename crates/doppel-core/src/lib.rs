@@ -13,9 +13,11 @@
 mod datadir;
 mod error;
 mod events;
+mod fetch;
 mod ingest;
 mod model;
 mod retrieve;
+mod sandbox;
 mod settings;
 mod store;
 mod worker;
@@ -32,6 +34,7 @@ pub use error::{Error, Result};
 pub use events::Event;
 pub use model::*;
 pub use retrieve::SearchRequest;
+pub use sandbox::{PARSER_ARG, ParserCommand, run_parser_child};
 pub use settings::{SPECS as SETTING_SPECS, SettingSpec, Settings};
 pub use store::SCHEMA_VERSION;
 pub use worker::Enqueued;
@@ -51,12 +54,14 @@ pub struct Config {
     /// Whether this process works through the ingestion queue. A short-lived command that only
     /// reads or queues can leave the queue to a process that stays open.
     pub process_queue: bool,
+    /// How to start the sandboxed parser for complex formats (PDF, DOCX, EPUB, e-mail).
+    pub parser: ParserCommand,
 }
 
 impl Config {
     /// A configuration for `data_dir` that processes the queue.
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
-        Config { data_dir: data_dir.into(), process_queue: true }
+        Config { data_dir: data_dir.into(), process_queue: true, parser: ParserCommand::current_exe() }
     }
 
     /// The data directory to use: `explicit` if given, else `$DOPPEL_DATA_DIR`, else the
@@ -76,13 +81,22 @@ impl Config {
     }
 }
 
-/// Files and folders to ingest.
+/// Files, folders and web pages to ingest.
 #[derive(Debug, Clone)]
 pub struct IngestRequest {
     /// The twin that learns them.
     pub twin: TwinId,
     /// Files and folders; folders are walked recursively.
     pub paths: Vec<PathBuf>,
+    /// `http` and `https` URLs, fetched by the worker.
+    pub urls: Vec<String>,
+}
+
+impl IngestRequest {
+    /// Files and folders for the default twin.
+    pub fn paths(paths: Vec<PathBuf>) -> IngestRequest {
+        IngestRequest { twin: DEFAULT_TWIN, paths, urls: Vec::new() }
+    }
 }
 
 /// What an ingest request queued, and what it passed over.
@@ -172,7 +186,7 @@ impl Doppel {
         let conn = store::open_writer(&database)?;
         let shared = Arc::new(Shared::default());
         let (commands, inbox) = mpsc::channel();
-        let worker = Worker::start(conn, Arc::clone(&shared), inbox, config.process_queue)?;
+        let worker = Worker::start(conn, Arc::clone(&shared), inbox, config.process_queue, config.parser)?;
         tracing::info!(data_dir = %dir.path().display(), "data directory opened");
         Ok(Doppel {
             dir,
@@ -197,11 +211,18 @@ impl Doppel {
     /// Queues files and folders. Folders are walked here, in the caller's thread; the queue is
     /// written by the worker in one transaction.
     pub fn ingest(&self, request: IngestRequest) -> Result<IngestReport> {
-        let walked = ingest::walk::walk(&request.paths);
-        let queued = if walked.files.is_empty() {
+        let mut walked = ingest::walk::walk(&request.paths);
+        let mut urls = Vec::with_capacity(request.urls.len());
+        for url in &request.urls {
+            match fetch::check_url(url) {
+                Ok(url) => urls.push(url),
+                Err(e) => walked.skipped.push(e),
+            }
+        }
+        let queued = if walked.files.is_empty() && urls.is_empty() {
             Vec::new()
         } else {
-            self.ask(|reply| Command::Ingest { twin: request.twin, files: walked.files, reply })?
+            self.ask(|reply| Command::Ingest { twin: request.twin, files: walked.files, urls, reply })?
         };
         Ok(IngestReport { queued, skipped: walked.skipped })
     }

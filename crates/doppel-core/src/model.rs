@@ -38,6 +38,8 @@ pub enum SourceKind {
     File,
     /// Text pasted or piped in; it has no origin.
     Text,
+    /// A web page or document fetched from an `http` or `https` URL; its origin is the URL.
+    Url,
 }
 
 /// The life of a source.
@@ -94,20 +96,21 @@ pub struct Location {
     pub line_start: Option<u32>,
     /// Last line covered (inclusive).
     pub line_end: Option<u32>,
+    /// The page (1-based) of a paged document such as a PDF.
+    pub page: Option<u32>,
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let lines = match (self.line_start, self.line_end) {
-            (Some(a), Some(b)) if a == b => format!("line {a}"),
-            (Some(a), Some(b)) => format!("lines {a}–{b}"),
-            _ => String::new(),
+            (Some(a), Some(b)) if a == b => Some(format!("line {a}")),
+            (Some(a), Some(b)) => Some(format!("lines {a}–{b}")),
+            _ => None,
         };
-        match (self.label.is_empty(), lines.is_empty()) {
-            (true, _) => f.write_str(&lines),
-            (false, true) => f.write_str(&self.label),
-            (false, false) => write!(f, "{}, {lines}", self.label),
-        }
+        let page = self.page.map(|p| format!("page {p}"));
+        let label = (!self.label.is_empty()).then(|| self.label.clone());
+        let parts: Vec<String> = [label, page, lines].into_iter().flatten().collect();
+        f.write_str(&parts.join(", "))
     }
 }
 
@@ -137,6 +140,8 @@ pub enum JobKind {
     IngestFile,
     /// Parse and index pasted text.
     IngestText,
+    /// Fetch a URL, then parse and index what it returns.
+    IngestUrl,
 }
 
 /// The life of a job.
@@ -266,14 +271,18 @@ macro_rules! text_names {
     };
 }
 
-text_names!(SourceKind { File => "file", Text => "text" });
+text_names!(SourceKind { File => "file", Text => "text", Url => "url" });
 text_names!(SourceState {
     Queued => "queued",
     Processing => "processing",
     Ready => "ready",
     Failed => "failed",
 });
-text_names!(JobKind { IngestFile => "ingest_file", IngestText => "ingest_text" });
+text_names!(JobKind {
+    IngestFile => "ingest_file",
+    IngestText => "ingest_text",
+    IngestUrl => "ingest_url",
+});
 text_names!(JobState {
     Queued => "queued",
     Running => "running",
@@ -304,9 +313,16 @@ mod tests {
 
     #[test]
     fn locations_read_well() {
-        let loc = |label: &str, a, b| Location { label: label.into(), line_start: a, line_end: b };
+        let loc = |label: &str, a, b| Location {
+            label: label.into(),
+            line_start: a,
+            line_end: b,
+            page: None,
+        };
         assert_eq!(loc("Intro", Some(3), Some(9)).to_string(), "Intro, lines 3–9");
         assert_eq!(loc("", Some(4), Some(4)).to_string(), "line 4");
         assert_eq!(loc("00:00:01 – 00:00:04", None, None).to_string(), "00:00:01 – 00:00:04");
+        let paged = Location { page: Some(7), ..loc("Results", None, None) };
+        assert_eq!(paged.to_string(), "Results, page 7");
     }
 }

@@ -76,7 +76,8 @@ pub(crate) fn keyword(conn: &Connection, request: &SearchRequest, limit: u32) ->
     });
     let mut stmt = conn.prepare_cached(
         "SELECT c.id, c.source_id, s.title, s.origin, c.location, c.line_start, c.line_end,
-                snippet(chunks_fts, 0, '[', ']', '…', 16), c.text, bm25(chunks_fts, 1.0, 0.5) AS rank
+                snippet(chunks_fts, 0, '[', ']', '…', 16), c.text, bm25(chunks_fts, 1.0, 0.5) AS rank,
+                c.page
          FROM chunks_fts
          JOIN chunks c ON c.id = chunks_fts.rowid
          JOIN sources s ON s.id = c.source_id
@@ -91,7 +92,12 @@ pub(crate) fn keyword(conn: &Connection, request: &SearchRequest, limit: u32) ->
             source_id: r.get(1)?,
             source_title: r.get(2)?,
             origin: r.get(3)?,
-            location: Location { label: r.get(4)?, line_start: r.get(5)?, line_end: r.get(6)? },
+            location: Location {
+                label: r.get(4)?,
+                line_start: r.get(5)?,
+                line_end: r.get(6)?,
+                page: r.get(10)?,
+            },
             snippet: r.get(7)?,
             text: r.get(8)?,
             score: -r.get::<_, f64>(9)?,

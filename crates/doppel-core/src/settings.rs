@@ -24,6 +24,20 @@ pub struct Settings {
     pub max_attempts: u32,
     /// Delay before the first retry, in milliseconds; each further retry doubles it.
     pub retry_backoff_ms: u32,
+    /// Wall-clock time allowed to the parser of one complex file, in seconds.
+    pub parse_timeout_s: u32,
+    /// Memory allowed to the parser of one complex file, in MB.
+    pub parse_memory_mb: u32,
+    /// Most bytes a zip-based document may expand to, in MB.
+    pub archive_max_mb: u32,
+    /// Most entries a zip-based document may have.
+    pub archive_max_entries: u32,
+    /// Highest compression ratio accepted for a large entry of a zip-based document.
+    pub archive_max_ratio: u32,
+    /// Time allowed to fetch one URL, body included, in seconds.
+    pub fetch_timeout_s: u32,
+    /// Most redirects followed when fetching a URL.
+    pub fetch_max_redirects: u32,
 }
 
 impl Default for Settings {
@@ -35,6 +49,13 @@ impl Default for Settings {
             max_file_mb: 0,
             max_attempts: 0,
             retry_backoff_ms: 0,
+            parse_timeout_s: 0,
+            parse_memory_mb: 0,
+            archive_max_mb: 0,
+            archive_max_entries: 0,
+            archive_max_ratio: 0,
+            fetch_timeout_s: 0,
+            fetch_max_redirects: 0,
         };
         for spec in SPECS {
             *(spec.field)(&mut settings) = spec.default;
@@ -109,12 +130,97 @@ pub static SPECS: &[SettingSpec] = &[
         max: 3_600_000,
         field: |s| &mut s.retry_backoff_ms,
     },
+    SettingSpec {
+        key: "parse_timeout_s",
+        help: "seconds a PDF, DOCX, EPUB or e-mail parser may run before it is stopped",
+        default: 60,
+        min: 1,
+        max: 3600,
+        field: |s| &mut s.parse_timeout_s,
+    },
+    SettingSpec {
+        key: "parse_memory_mb",
+        help: "memory a PDF, DOCX, EPUB or e-mail parser may use, in MB",
+        default: 1024,
+        min: 64,
+        max: 65536,
+        field: |s| &mut s.parse_memory_mb,
+    },
+    SettingSpec {
+        key: "archive_max_mb",
+        help: "most a DOCX, ODT or EPUB file may expand to, in MB",
+        default: 200,
+        min: 1,
+        max: 16384,
+        field: |s| &mut s.archive_max_mb,
+    },
+    SettingSpec {
+        key: "archive_max_entries",
+        help: "most entries a DOCX, ODT or EPUB file may have",
+        default: 10_000,
+        min: 1,
+        max: 1_000_000,
+        field: |s| &mut s.archive_max_entries,
+    },
+    SettingSpec {
+        key: "archive_max_ratio",
+        help: "highest compression ratio accepted for a large entry (zip-bomb guard)",
+        default: 100,
+        min: 2,
+        max: 100_000,
+        field: |s| &mut s.archive_max_ratio,
+    },
+    SettingSpec {
+        key: "fetch_timeout_s",
+        help: "seconds allowed to fetch one URL, body included",
+        default: 30,
+        min: 1,
+        max: 600,
+        field: |s| &mut s.fetch_timeout_s,
+    },
+    SettingSpec {
+        key: "fetch_max_redirects",
+        help: "most redirects followed when fetching a URL",
+        default: 5,
+        min: 0,
+        max: 20,
+        field: |s| &mut s.fetch_max_redirects,
+    },
 ];
 
 impl Settings {
     /// The largest file accepted, in bytes.
     pub fn max_file_bytes(&self) -> u64 {
         u64::from(self.max_file_mb) * 1024 * 1024
+    }
+
+    /// Size limits for parsing.
+    pub(crate) fn limits(&self) -> crate::ingest::Limits {
+        crate::ingest::Limits {
+            max_bytes: self.max_file_bytes(),
+            archive: crate::ingest::archive::ArchiveLimits {
+                max_bytes: u64::from(self.archive_max_mb) * 1024 * 1024,
+                max_entries: u64::from(self.archive_max_entries),
+                max_ratio: u64::from(self.archive_max_ratio),
+            },
+        }
+    }
+
+    /// Time and memory for the parser child.
+    pub(crate) fn child_limits(&self) -> crate::sandbox::ChildLimits {
+        crate::sandbox::ChildLimits {
+            timeout: std::time::Duration::from_secs(u64::from(self.parse_timeout_s)),
+            memory_bytes: u64::from(self.parse_memory_mb) * 1024 * 1024,
+        }
+    }
+
+    /// Limits for fetching a URL.
+    pub(crate) fn fetch_limits(&self) -> crate::fetch::FetchLimits {
+        crate::fetch::FetchLimits {
+            timeout: std::time::Duration::from_secs(u64::from(self.fetch_timeout_s)),
+            max_bytes: self.max_file_bytes(),
+            max_redirects: self.fetch_max_redirects as usize,
+        }
     }
 
     /// The settings as `(key, value)` pairs, in display order.

@@ -21,14 +21,21 @@ use tracing::{error, info, info_span, warn};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
 use crate::ingest::chunk::{ChunkConfig, chunk};
-use crate::ingest::{Format, parse, parse_text, read_file, sha256_hex};
+use crate::ingest::{Document, Format, parse, parse_text, parse_web_page, read_file, sha256_hex};
+use crate::sandbox::{self, ParserCommand};
+use crate::fetch;
 use crate::model::*;
 use crate::settings::Settings;
 use crate::store::{self, SourceFacts};
 
 /// A request to the worker. Each carries the channel its answer goes back on.
 pub(crate) enum Command {
-    Ingest { twin: TwinId, files: Vec<PathBuf>, reply: Sender<Result<Vec<Enqueued>>> },
+    Ingest {
+        twin: TwinId,
+        files: Vec<PathBuf>,
+        urls: Vec<String>,
+        reply: Sender<Result<Vec<Enqueued>>>,
+    },
     AddText { twin: TwinId, title: String, text: String, reply: Sender<Result<Enqueued>> },
     Delete { source: SourceId, reply: Sender<Result<()>> },
     Cancel { job: JobId, reply: Sender<Result<Job>> },
@@ -90,6 +97,7 @@ pub(crate) struct Worker {
     shared: Arc<Shared>,
     settings: Settings,
     process_queue: bool,
+    parser: ParserCommand,
 }
 
 /// Longest idle wait before the worker looks at the queue again on its own.
@@ -102,6 +110,7 @@ impl Worker {
         shared: Arc<Shared>,
         commands: Receiver<Command>,
         process_queue: bool,
+        parser: ParserCommand,
     ) -> Result<JoinHandle<()>> {
         let settings = Settings::from_stored(&store::stored_settings(&conn)?);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -110,7 +119,7 @@ impl Worker {
         if requeued > 0 {
             info!(requeued, "jobs interrupted by a previous run were queued again");
         }
-        let worker = Worker { conn, shared, settings, process_queue };
+        let worker = Worker { conn, shared, settings, process_queue, parser };
         std::thread::Builder::new()
             .name("doppel-worker".into())
             .spawn(move || worker.run(commands))
@@ -163,8 +172,8 @@ impl Worker {
     fn handle(&mut self, command: Command) {
         // A caller that stopped waiting for its answer is not an error.
         match command {
-            Command::Ingest { twin, files, reply } => {
-                drop(reply.send(self.enqueue_files(twin, &files)))
+            Command::Ingest { twin, files, urls, reply } => {
+                drop(reply.send(self.enqueue(twin, &files, &urls)))
             }
             Command::AddText { twin, title, text, reply } => {
                 drop(reply.send(self.enqueue_text(twin, &title, &text)))
@@ -180,16 +189,21 @@ impl Worker {
         }
     }
 
-    fn enqueue_files(&mut self, twin: TwinId, files: &[PathBuf]) -> Result<Vec<Enqueued>> {
+    fn enqueue(&mut self, twin: TwinId, files: &[PathBuf], urls: &[String]) -> Result<Vec<Enqueued>> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut queued = Vec::with_capacity(files.len());
+        let mut queued = Vec::with_capacity(files.len() + urls.len());
         for path in files {
             let origin = path.to_string_lossy().into_owned();
             let title = path
                 .file_name()
                 .map_or_else(|| origin.clone(), |n| n.to_string_lossy().into_owned());
-            let (source_id, job_id, status) = store::enqueue_file(&tx, twin, &origin, &title)?;
+            let (source_id, job_id, status) =
+                store::enqueue_origin(&tx, twin, SourceKind::File, &origin, &title)?;
             queued.push(Enqueued { origin, source_id, job_id, status });
+        }
+        for url in urls {
+            let (source_id, job_id, status) = store::enqueue_origin(&tx, twin, SourceKind::Url, url, url)?;
+            queued.push(Enqueued { origin: url.clone(), source_id, job_id, status });
         }
         tx.commit()?;
         for item in queued.iter().filter(|q| q.status == EnqueueStatus::Queued) {
@@ -363,7 +377,32 @@ impl Worker {
                     return Ok(finished);
                 }
                 checkpoint()?;
-                (bytes.len() as u64, hash, parse(&bytes, format)?)
+                let doc = self.parse_bytes(job, &bytes, format.or_else(|| Format::sniff(&bytes)), None)?;
+                (bytes.len() as u64, hash, doc)
+            }
+            JobKind::IngestUrl => {
+                let fetched = fetch::fetch(&job.origin, self.settings.fetch_limits())?;
+                let hash = sha256_hex(&fetched.bytes);
+                if let Some(finished) = self.settle_known_content(job, &source, &hash)? {
+                    return Ok(finished);
+                }
+                checkpoint()?;
+                let by_name = || {
+                    let path = fetched.url.split(['?', '#']).next().unwrap_or("");
+                    Format::from_path(std::path::Path::new(path)).ok().flatten()
+                };
+                let format = fetched
+                    .media_type
+                    .as_deref()
+                    .and_then(Format::from_media_type)
+                    .or_else(by_name)
+                    .or_else(|| Format::sniff(&fetched.bytes));
+                let charset = fetched.charset.as_deref();
+                let doc = match format {
+                    Some(Format::Html) => parse_web_page(&fetched.bytes, charset)?,
+                    other => self.parse_bytes(job, &fetched.bytes, other, charset)?,
+                };
+                (fetched.bytes.len() as u64, hash, doc)
             }
             JobKind::IngestText => {
                 let text = payload
@@ -380,16 +419,18 @@ impl Worker {
             overlap: self.settings.chunk_overlap,
         };
         let chunks = chunk(&doc, config, checkpoint)?;
-        // Pasted text keeps the title it was given; a file takes its document's own title.
+        // Pasted text keeps the title it was given; files and pages take their document's own.
         let title = match (job.kind, &doc.title) {
-            (JobKind::IngestFile, Some(title)) => title.clone(),
+            (JobKind::IngestFile | JobKind::IngestUrl, Some(title)) => title.clone(),
             _ => source.title.clone(),
         };
+        let note = note_of(&doc.warnings);
         let facts = SourceFacts {
             title: &title,
             media_type: doc.media_type,
             byte_size,
             content_hash: &hash,
+            note: note.as_deref(),
         };
         let total = chunks.len() as u64;
         let every = (total / 100).max(1);
@@ -405,6 +446,30 @@ impl Worker {
         tx.commit()?;
         events.publish(Event::JobProgress { job: job.id, done: total, total });
         Ok(Finished { outcome: JobOutcome::Ingested, source: Some(source_id), chunks: total })
+    }
+
+    /// Parses content: text formats here, complex formats in the sandboxed child process.
+    fn parse_bytes(
+        &self,
+        job: &Job,
+        bytes: &[u8],
+        format: Option<Format>,
+        charset: Option<&str>,
+    ) -> Result<Document> {
+        match format.filter(|f| f.is_complex()) {
+            Some(complex) => {
+                let shared = &self.shared;
+                sandbox::parse(
+                    &self.parser,
+                    self.settings.child_limits(),
+                    &self.settings.limits(),
+                    complex,
+                    bytes,
+                    &|| shared.checkpoint(job.id).is_err(),
+                )
+            }
+            None => parse(bytes, format, charset),
+        }
     }
 
     /// Ends the job early when its content is already indexed: unchanged since the last time,
@@ -446,4 +511,17 @@ impl Worker {
         tx.commit()?;
         Ok(Some(finished))
     }
+}
+
+/// The warnings of a parse, as one note for the source: the first few, then a count.
+fn note_of(warnings: &[String]) -> Option<String> {
+    const SHOWN: usize = 5;
+    if warnings.is_empty() {
+        return None;
+    }
+    let mut note = warnings.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ");
+    if warnings.len() > SHOWN {
+        note.push_str(&format!("; and {} more", warnings.len() - SHOWN));
+    }
+    Some(note)
 }

@@ -13,7 +13,7 @@ fn fixture() -> (tempfile::TempDir, Doppel) {
     )
     .unwrap();
     let doppel = Doppel::open(Config::new(data.path().join("data"))).unwrap();
-    let report = doppel.ingest(IngestRequest { twin: DEFAULT_TWIN, paths: vec![file] }).unwrap();
+    let report = doppel.ingest(IngestRequest::paths(vec![file])).unwrap();
     let jobs: Vec<JobId> = report.queued.iter().map(|q| q.job_id).collect();
     doppel.wait_for(&jobs, |_| {}).unwrap();
     (data, doppel)
@@ -79,7 +79,7 @@ fn source_filters_limit_results() {
         })
         .collect();
     let doppel = Doppel::open(Config::new(data.path().join("data"))).unwrap();
-    let report = doppel.ingest(IngestRequest { twin: DEFAULT_TWIN, paths: files }).unwrap();
+    let report = doppel.ingest(IngestRequest::paths(files)).unwrap();
     let jobs: Vec<JobId> = report.queued.iter().map(|q| q.job_id).collect();
     doppel.wait_for(&jobs, |_| {}).unwrap();
     assert_eq!(doppel.search(&SearchRequest::new("common")).unwrap().len(), 3);

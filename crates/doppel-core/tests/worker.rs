@@ -12,12 +12,12 @@ fn open(dir: &Path) -> Doppel {
 }
 
 fn open_idle(dir: &Path) -> Doppel {
-    Doppel::open(Config { data_dir: dir.to_path_buf(), process_queue: false }).unwrap()
+    Doppel::open(Config { process_queue: false, ..Config::new(dir) }).unwrap()
 }
 
 fn ingest(doppel: &Doppel, paths: &[PathBuf]) -> Vec<JobId> {
     let report =
-        doppel.ingest(IngestRequest { twin: DEFAULT_TWIN, paths: paths.to_vec() }).unwrap();
+        doppel.ingest(IngestRequest::paths(paths.to_vec())).unwrap();
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     report.queued.iter().map(|q| q.job_id).collect()
 }

@@ -4,8 +4,9 @@
 //! word groups; over-long words into character runs), each a slice of the block's text, so
 //! that nothing is lost or rewritten. Pieces of one section are then packed greedily into
 //! chunks of about `chunk_tokens`, and each chunk starts with up to `chunk_overlap` tokens of
-//! whole pieces from the end of the previous one. A chunk never spans two sections, so its
-//! location (heading path, lines, times) is exact. Work is linear in the text.
+//! whole pieces from the end of the previous one. A chunk never spans two sections or two
+//! pages, so its location (heading path, page, lines, times) is exact. Work is linear in the
+//! text.
 
 use super::subtitles::format_time;
 use super::{Block, Document, sha256_hex};
@@ -50,8 +51,13 @@ pub(crate) fn chunk(
     let mut chunks = Vec::new();
     let mut start = 0;
     while start < doc.blocks.len() {
-        let section = &doc.blocks[start].section;
-        let end = start + doc.blocks[start..].iter().take_while(|b| &b.section == section).count();
+        // A chunk stays inside one section of one page, so that its citation is exact.
+        let first = &doc.blocks[start];
+        let end = start
+            + doc.blocks[start..]
+                .iter()
+                .take_while(|b| b.section == first.section && b.page == first.page)
+                .count();
         let mut pieces = Vec::new();
         for index in start..end {
             split_block(index, &doc.blocks[index], target, &mut pieces);
@@ -137,7 +143,12 @@ fn make_chunk(blocks: &[Block], pieces: &[Piece], members: &[usize]) -> NewChunk
     NewChunk {
         token_count: estimate_tokens(&text),
         text_hash: sha256_hex(text.as_bytes()),
-        location: Location { label, line_start: lines.map(|l| l.0), line_end: lines.map(|l| l.1) },
+        location: Location {
+            label,
+            line_start: lines.map(|l| l.0),
+            line_end: lines.map(|l| l.1),
+            page: blocks[pieces[members[0]].block].page,
+        },
         text,
     }
 }
@@ -275,7 +286,7 @@ mod tests {
                     section: section.to_string(),
                     text: text.to_string(),
                     first_line: *line,
-                    time_ms: None,
+                    ..Block::default()
                 })
                 .collect(),
             ..Document::default()
@@ -298,7 +309,7 @@ mod tests {
         assert_eq!(chunks[0].text, "alpha one.\n\nalpha two.");
         assert_eq!(
             chunks[0].location,
-            Location { label: "A".into(), line_start: Some(1), line_end: Some(3) }
+            Location { label: "A".into(), line_start: Some(1), line_end: Some(3), page: None }
         );
         assert_eq!(chunks[1].location.label, "B");
     }

@@ -15,7 +15,7 @@ const SNIFF_BYTES: usize = 8192;
 pub(super) fn refuse_known_binary(bytes: &[u8]) -> Result<()> {
     const MAGIC: &[(&[u8], &str)] = &[
         (b"%PDF-", "PDF files are not supported yet"),
-        (b"PK\x03\x04", "zip-based documents and archives are not supported yet"),
+        (b"PK\x03\x04", "zip archive (DOCX, ODT and EPUB files are read when named so)"),
         (b"\x89PNG", "image"),
         (b"\xff\xd8\xff", "image"),
         (b"GIF8", "image"),
@@ -30,8 +30,9 @@ pub(super) fn refuse_known_binary(bytes: &[u8]) -> Result<()> {
     }
 }
 
-/// Decodes a file's bytes into text, or refuses them as binary.
-pub(super) fn decode(bytes: &[u8]) -> Result<String> {
+/// Decodes a file's bytes into text, or refuses them as binary. `declared` is an encoding
+/// label the content came with (an HTTP `charset`); a byte-order mark still wins over it.
+pub(super) fn decode(bytes: &[u8], declared: Option<&str>) -> Result<String> {
     if let Some((encoding, bom_len)) = Encoding::for_bom(bytes) {
         let body = &bytes[bom_len..];
         if encoding != UTF_16LE && encoding != UTF_16BE {
@@ -41,6 +42,9 @@ pub(super) fn decode(bytes: &[u8]) -> Result<String> {
         return Ok(text.into_owned());
     }
     refuse_binary(bytes)?;
+    if let Some(encoding) = declared.and_then(|label| Encoding::for_label(label.as_bytes())) {
+        return Ok(encoding.decode_without_bom_handling(bytes).0.into_owned());
+    }
     match std::str::from_utf8(bytes) {
         Ok(text) => Ok(text.to_string()),
         Err(_) => {
@@ -75,42 +79,43 @@ mod tests {
 
     #[test]
     fn utf8_with_and_without_bom() {
-        assert_eq!(decode("héllo".as_bytes()).unwrap(), "héllo");
-        assert_eq!(decode(b"\xef\xbb\xbfhi").unwrap(), "hi");
+        assert_eq!(decode("héllo".as_bytes(), None).unwrap(), "héllo");
+        assert_eq!(decode(b"\xef\xbb\xbfhi", None).unwrap(), "hi");
     }
 
     #[test]
     fn utf16_with_bom() {
         let mut le = vec![0xff, 0xfe];
         le.extend("añb".encode_utf16().flat_map(|u| u.to_le_bytes()));
-        assert_eq!(decode(&le).unwrap(), "añb");
+        assert_eq!(decode(&le, None).unwrap(), "añb");
         let mut be = vec![0xfe, 0xff];
         be.extend("añb".encode_utf16().flat_map(|u| u.to_be_bytes()));
-        assert_eq!(decode(&be).unwrap(), "añb");
+        assert_eq!(decode(&be, None).unwrap(), "añb");
         // An odd trailing byte is replaced, not a panic.
         le.push(0x41);
-        assert!(decode(&le).unwrap().starts_with("añb"));
+        assert!(decode(&le, None).unwrap().starts_with("añb"));
     }
 
     #[test]
     fn legacy_single_byte_text_is_detected() {
         let latin1 =
             b"Le caf\xe9 est tr\xe8s bon, et la cr\xe8me br\xfbl\xe9e aussi. D\xe9j\xe0 vu.";
-        let text = decode(latin1).unwrap();
+        let text = decode(latin1, None).unwrap();
         assert!(text.contains("café") && text.contains("crème brûlée"), "{text}");
         let (cyrillic, _, _) = encoding_rs::WINDOWS_1251
             .encode("Привет, как дела? Это проверка текста на русском языке.");
-        assert!(decode(&cyrillic).unwrap().contains("Привет"));
+        assert!(decode(&cyrillic, None).unwrap().contains("Привет"));
+        assert_eq!(decode(b"caf\xe9", Some("iso-8859-1")).unwrap(), "café");
     }
 
     #[test]
     fn binary_is_refused() {
         assert_eq!(
-            decode(&[0u8; 4096]).unwrap_err().to_string(),
+            decode(&[0u8; 4096], None).unwrap_err().to_string(),
             "unsupported format: binary content"
         );
         let noise: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
-        assert_eq!(decode(&noise).unwrap_err().code(), "unsupported_format");
+        assert_eq!(decode(&noise, None).unwrap_err().code(), "unsupported_format");
         assert_eq!(refuse_known_binary(b"%PDF-1.7 ...").unwrap_err().code(), "unsupported_format");
     }
 }

@@ -63,7 +63,18 @@ const NAV_CLASSES: &[&str] = &[
 ];
 
 pub(super) fn parse(html: &str) -> Document {
-    let mut out = Extractor::default();
+    extract(html, Extractor::default())
+}
+
+/// The main content of a web page: when the page marks it with `<main>` or `<article>`, only
+/// the text inside those, without headers, footers and asides; otherwise the whole page.
+pub(super) fn parse_main(html: &str) -> Document {
+    let lower = html.to_ascii_lowercase();
+    let marked = lower.contains("<main") || lower.contains("<article");
+    extract(html, Extractor { main_only: marked, ..Extractor::default() })
+}
+
+fn extract(html: &str, mut out: Extractor) -> Document {
     let mut i = 0;
     while i < html.len() {
         let Some(offset) = html[i..].find('<') else {
@@ -108,7 +119,7 @@ pub(super) fn parse(html: &str) -> Document {
         out.open(&tag);
     }
     out.flush();
-    Document { title: out.title, media_type: "", blocks: out.blocks }
+    Document { title: out.title, blocks: out.blocks, ..Document::default() }
 }
 
 /// An opening or closing tag.
@@ -218,11 +229,15 @@ struct Extractor {
     headings: Vec<(usize, String)>,
     section: String,
     buffer: String,
+    /// Keep only text inside `<main>` or `<article>`.
+    main_only: bool,
+    /// How many `<main>` or `<article>` elements are open.
+    main_depth: usize,
 }
 
 impl Extractor {
     fn text(&mut self, raw: &str) {
-        if !self.skip.is_empty() || raw.is_empty() {
+        if !self.skip.is_empty() || raw.is_empty() || (self.main_only && self.main_depth == 0) {
             return;
         }
         let decoded = decode(raw);
@@ -250,9 +265,13 @@ impl Extractor {
             return;
         }
         let name = tag.name.as_str();
-        if (HIDDEN.contains(&name) || tag.is_navigation()) && !tag.self_closing {
+        let boilerplate = self.main_only && matches!(name, "header" | "footer" | "aside");
+        if (HIDDEN.contains(&name) || tag.is_navigation() || boilerplate) && !tag.self_closing {
             self.skip.push((tag.name.clone(), 1));
             return;
+        }
+        if matches!(name, "main" | "article") {
+            self.main_depth += 1;
         }
         match name {
             "br" => self.buffer.push('\n'),
@@ -282,7 +301,10 @@ impl Extractor {
             }
             return;
         }
-        if name == "pre" {
+        if matches!(name, "main" | "article") {
+            self.flush();
+            self.main_depth = self.main_depth.saturating_sub(1);
+        } else if name == "pre" {
             self.flush();
             self.pre = self.pre.saturating_sub(1);
         } else if let Some(level) = heading_level(name) {
@@ -308,7 +330,7 @@ impl Extractor {
             section: self.section.clone(),
             text: title,
             first_line: None,
-            time_ms: None,
+            ..Block::default()
         });
     }
 
@@ -327,7 +349,7 @@ impl Extractor {
                 section: self.section.clone(),
                 text,
                 first_line: None,
-                time_ms: None,
+                ..Block::default()
             });
         }
     }
@@ -376,6 +398,19 @@ mod tests {
                 ("Intro now › Setup", "a | b"),
             ]
         );
+    }
+
+    #[test]
+    fn web_pages_keep_their_main_content() {
+        let page = "<html><head><title>Post</title></head><body><header><h1>Site</h1></header>\
+                    <nav>Home | About</nav><div>Sidebar junk</div><main><article><h2>The post</h2>\
+                    <p>Real words.</p><aside>Related links</aside></article></main>\
+                    <footer>Copyright</footer></body></html>";
+        let doc = parse_main(page);
+        assert_eq!(doc.title.as_deref(), Some("Post"));
+        assert_eq!(blocks(&doc), vec![("The post", "The post"), ("The post", "Real words.")]);
+        // A page without such markers keeps everything visible.
+        assert_eq!(blocks(&parse_main("<p>Only this</p>")), vec![("", "Only this")]);
     }
 
     #[test]

@@ -2,18 +2,25 @@
 //! format into blocks, and cutting blocks into chunks.
 //!
 //! Everything here is pure work on bytes and strings: it never touches the database. The worker
-//! calls [`read_file`], then [`parse`], then [`chunk::chunk`], and stores the result in one
-//! transaction. A bad file ends in an [`Error`] for that file alone; nothing here panics on
+//! calls [`read_file`], then [`parse`] (text formats, in process) or the sandbox (complex
+//! formats, in a child process that calls [`parse_format`]), then [`chunk::chunk`], and stores
+//! the result in one transaction. A bad file ends in an [`Error`] for that file alone; nothing here panics on
 //! input, and memory stays bounded by the file-size limit, which is checked before reading and
 //! again while reading.
 
+pub(crate) mod archive;
 pub(crate) mod chunk;
 mod decode;
+mod email;
+mod epub;
 mod html;
+mod office;
+mod pdf;
 mod structured;
 mod subtitles;
 mod text;
 pub(crate) mod walk;
+mod xml;
 
 use std::fs::OpenOptions;
 use std::io::Read;
@@ -30,6 +37,27 @@ pub(crate) struct Document {
     pub title: Option<String>,
     pub media_type: &'static str,
     pub blocks: Vec<Block>,
+    /// Parts that were left out (a scanned page, an oversized message), for the source's note.
+    pub warnings: Vec<String>,
+}
+
+/// Size limits for parsing, from the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Largest file, message or attachment, in bytes.
+    pub max_bytes: u64,
+    /// Limits for zip containers.
+    pub archive: archive::ArchiveLimits,
+}
+
+impl Limits {
+    #[cfg(test)]
+    pub(crate) const fn for_tests() -> Limits {
+        Limits {
+            max_bytes: 50 * 1024 * 1024,
+            archive: archive::ArchiveLimits { max_bytes: 200 * 1024 * 1024, max_entries: 10_000, max_ratio: 100 },
+        }
+    }
 }
 
 /// A run of text that belongs together (a paragraph, a table row, a subtitle cue).
@@ -42,6 +70,8 @@ pub(crate) struct Block {
     pub first_line: Option<u32>,
     /// A time range in milliseconds, for subtitles.
     pub time_ms: Option<(u64, u64)>,
+    /// The page (1-based), for paged documents.
+    pub page: Option<u32>,
 }
 
 /// The formats Doppel reads.
@@ -57,6 +87,12 @@ pub(crate) enum Format {
     JsonLines,
     Srt,
     Vtt,
+    Pdf,
+    Docx,
+    Odt,
+    Epub,
+    Eml,
+    Mbox,
 }
 
 impl Format {
@@ -76,11 +112,74 @@ impl Format {
             "jsonl" | "ndjson" => Format::JsonLines,
             "srt" => Format::Srt,
             "vtt" => Format::Vtt,
+            "pdf" => Format::Pdf,
+            "docx" => Format::Docx,
+            "odt" => Format::Odt,
+            "epub" => Format::Epub,
+            "eml" => Format::Eml,
+            "mbox" => Format::Mbox,
             other => match code_media_type(other) {
                 Some(media) => Format::Code(media),
                 None => return Ok(None),
             },
         }))
+    }
+
+    /// Formats whose parsers are complex enough to run in the sandboxed child process.
+    pub(crate) fn is_complex(self) -> bool {
+        matches!(self, Format::Pdf | Format::Docx | Format::Odt | Format::Epub | Format::Eml | Format::Mbox)
+    }
+
+    /// The name of a complex format, as passed to the parser child.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Format::Pdf => "pdf",
+            Format::Docx => "docx",
+            Format::Odt => "odt",
+            Format::Epub => "epub",
+            Format::Eml => "eml",
+            Format::Mbox => "mbox",
+            _ => "text",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Format> {
+        [Format::Pdf, Format::Docx, Format::Odt, Format::Epub, Format::Eml, Format::Mbox]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
+
+    /// The format a `Content-Type` names, for fetched URLs.
+    pub(crate) fn from_media_type(media: &str) -> Option<Format> {
+        Some(match media {
+            "text/html" | "application/xhtml+xml" => Format::Html,
+            "text/plain" => Format::Plain,
+            "text/markdown" | "text/x-markdown" => Format::Markdown,
+            "text/csv" => Format::Csv,
+            "text/tab-separated-values" => Format::Tsv,
+            "application/json" => Format::Json,
+            "application/x-ndjson" => Format::JsonLines,
+            "application/x-subrip" => Format::Srt,
+            "text/vtt" => Format::Vtt,
+            "application/pdf" => Format::Pdf,
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => Format::Docx,
+            "application/vnd.oasis.opendocument.text" => Format::Odt,
+            "application/epub+zip" => Format::Epub,
+            "message/rfc822" => Format::Eml,
+            "application/mbox" => Format::Mbox,
+            _ => return None,
+        })
+    }
+
+    /// The format the first bytes announce, for content whose name said nothing.
+    pub(crate) fn sniff(bytes: &[u8]) -> Option<Format> {
+        if bytes.starts_with(b"%PDF-") {
+            Some(Format::Pdf)
+        } else if bytes.starts_with(b"From ") && bytes.iter().take(4096).any(|b| *b == b'\n') {
+            Some(Format::Mbox)
+        } else {
+            None
+        }
     }
 
     fn media_type(self) -> &'static str {
@@ -95,6 +194,12 @@ impl Format {
             Format::JsonLines => "application/x-ndjson",
             Format::Srt => "application/x-subrip",
             Format::Vtt => "text/vtt",
+            Format::Pdf => "application/pdf",
+            Format::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            Format::Odt => "application/vnd.oasis.opendocument.text",
+            Format::Epub => "application/epub+zip",
+            Format::Eml => "message/rfc822",
+            Format::Mbox => "application/mbox",
         }
     }
 }
@@ -102,11 +207,8 @@ impl Format {
 /// Kinds of binary files recognised by extension, with the reason they are refused.
 pub(crate) fn binary_kind(ext: &str) -> Option<&'static str> {
     Some(match ext {
-        "pdf" => "PDF files are not supported yet",
-        "docx" | "doc" | "odt" | "rtf" | "pages" => {
-            "word-processor documents are not supported yet"
-        }
-        "epub" | "mobi" | "azw" | "azw3" => "e-books are not supported yet",
+        "doc" | "rtf" | "pages" => "this word-processor format is not supported (save it as DOCX or ODT)",
+        "mobi" | "azw" | "azw3" => "this e-book format is not supported (EPUB is)",
         "xlsx" | "xls" | "ods" | "pptx" | "ppt" | "odp" => "office documents are not supported yet",
         "png" | "jpg" | "jpeg" | "gif" | "webp" | "xpm" | "xbm" | "ppm" | "pgm" | "bmp" | "tif"
         | "tiff" | "ico" | "heic" | "psd" => "image",
@@ -189,11 +291,50 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex
 }
 
-/// Parses raw bytes into a document. `format` comes from the file name; `None` means "sniff".
-pub(crate) fn parse(bytes: &[u8], format: Option<Format>) -> Result<Document> {
+/// Parses raw bytes of a text format into a document. `format` comes from the file name or
+/// the content type; `None` means "sniff". `charset` is a declared encoding (from HTTP).
+pub(crate) fn parse(bytes: &[u8], format: Option<Format>, charset: Option<&str>) -> Result<Document> {
     decode::refuse_known_binary(bytes)?;
-    let text = decode::decode(bytes)?;
+    let text = decode::decode(bytes, charset)?;
     parse_text(&text, format.unwrap_or_else(|| sniff(&text)))
+}
+
+/// Parses any format, complex ones included. The sandboxed child calls this; `depth` counts
+/// how deeply documents are nested (attachments of attachments).
+pub(crate) fn parse_format(bytes: &[u8], format: Option<Format>, limits: &Limits, depth: usize) -> Result<Document> {
+    let format = format.or_else(|| Format::sniff(bytes));
+    let Some(complex) = format.filter(|f| f.is_complex()) else {
+        return parse(bytes, format, None);
+    };
+    if depth > 3 {
+        return Err(Error::unsupported("documents nested too deeply"));
+    }
+    let mut doc = match complex {
+        Format::Pdf => pdf::pdf(bytes)?,
+        Format::Docx => office::docx(bytes, limits.archive)?,
+        Format::Odt => office::odt(bytes, limits.archive)?,
+        Format::Epub => epub::epub(bytes, limits.archive)?,
+        Format::Eml => email::eml(bytes, limits)?,
+        _ => email::mbox(bytes, limits)?,
+    };
+    doc.media_type = complex.media_type();
+    finish(doc)
+}
+
+/// Parses the HTML of a web page, keeping its main content only (see `html::parse_main`).
+pub(crate) fn parse_web_page(bytes: &[u8], charset: Option<&str>) -> Result<Document> {
+    let text = decode::decode(bytes, charset)?;
+    let mut doc = html::parse_main(&text);
+    doc.media_type = Format::Html.media_type();
+    finish(doc)
+}
+
+fn finish(mut doc: Document) -> Result<Document> {
+    doc.blocks.retain(|b| !b.text.trim().is_empty());
+    if doc.blocks.is_empty() {
+        return Err(Error::Empty);
+    }
+    Ok(doc)
 }
 
 /// Parses text that is already decoded (pasted text, or a decoded file).
@@ -207,13 +348,10 @@ pub(crate) fn parse_text(text: &str, format: Format) -> Result<Document> {
         Format::Json => structured::json(text)?,
         Format::JsonLines => structured::json_lines(text)?,
         Format::Srt | Format::Vtt => subtitles::parse(text)?,
+        complex => return Err(Error::unsupported(format!("{} content is not text", complex.name()))),
     };
     doc.media_type = format.media_type();
-    doc.blocks.retain(|b| !b.text.trim().is_empty());
-    if doc.blocks.is_empty() {
-        return Err(Error::Empty);
-    }
-    Ok(doc)
+    finish(doc)
 }
 
 /// Guesses the format of text whose file name said nothing.
@@ -254,10 +392,13 @@ mod tests {
             Some(Format::Code("text/x-rust"))
         );
         assert_eq!(Format::from_path(Path::new("README")).unwrap(), None);
-        let err = Format::from_path(Path::new("scan.pdf")).unwrap_err();
-        assert_eq!(err.to_string(), "unsupported format: PDF files are not supported yet");
-        assert_eq!(parse(b"<!DOCTYPE html><p>hi there</p>", None).unwrap().media_type, "text/html");
-        assert_eq!(parse(b"   \n\n  ", None).unwrap_err().code(), "empty");
+        assert_eq!(Format::from_path(Path::new("scan.pdf")).unwrap(), Some(Format::Pdf));
+        let err = Format::from_path(Path::new("old.doc")).unwrap_err();
+        assert!(err.to_string().starts_with("unsupported format: this word-processor format"));
+        assert_eq!(parse(b"<!DOCTYPE html><p>hi there</p>", None, None).unwrap().media_type, "text/html");
+        assert_eq!(parse(b"   \n\n  ", None, None).unwrap_err().code(), "empty");
+        assert_eq!(Format::sniff(b"%PDF-1.4"), Some(Format::Pdf));
+        assert_eq!(Format::from_media_type("application/pdf"), Some(Format::Pdf));
     }
 
     #[test]

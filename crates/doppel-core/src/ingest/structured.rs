@@ -35,7 +35,7 @@ pub(super) fn delimited(text: &str, delimiter: u8) -> Result<Document> {
             })
             .collect::<Vec<_>>()
             .join(" · ");
-        doc.blocks.push(Block { section: String::new(), text, first_line: line, time_ms: None });
+        doc.blocks.push(Block { section: String::new(), text, first_line: line, ..Block::default() });
     }
     if doc.blocks.is_empty() {
         // A single line is a header with no rows: keep it as text rather than lose it.
@@ -90,7 +90,7 @@ fn block(path: &str, value: &Value, line: Option<u32>) -> Block {
         section: path.to_string(),
         text: lines_of("", value).join("\n"),
         first_line: line,
-        time_ms: None,
+        ..Block::default()
     }
 }
 

@@ -48,6 +48,7 @@ fn push_cue(doc: &mut Document, cue: &[&str], first_line: u32) -> bool {
             text,
             first_line: Some(first_line + timing as u32 + 1),
             time_ms: start.zip(end.or(start)),
+            page: None,
         });
     }
     true

@@ -66,7 +66,7 @@ pub(super) fn markdown(text: &str) -> Document {
                 section: section.clone(),
                 text: title,
                 first_line: Some(start as u32 + 1),
-                time_ms: None,
+                ..Block::default()
             });
             continue;
         }
@@ -131,7 +131,7 @@ impl<'a> Paragraph<'a> {
             section: section.to_string(),
             text: self.lines.join("\n"),
             first_line: self.first.map(|i| i as u32 + 1),
-            time_ms: None,
+            ..Block::default()
         });
         self.lines.clear();
     }

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::model::*;
 
 /// Migrations, in order; `PRAGMA user_version` counts how many have been applied.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema-v2.sql")];
 
 /// The newest schema version this build understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -58,6 +58,12 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
 }
 
 fn migrate(conn: &Connection, from: i64) -> Result<()> {
+    if from >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    // Rebuilding a table drops the old one: with foreign keys on, that would cascade into the
+    // rows that point at it. They are off while migrations run and checked before they go on.
+    conn.pragma_update(None, "foreign_keys", false)?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
         let to = index as i64 + 1;
         let tx = conn.unchecked_transaction()?;
@@ -68,10 +74,15 @@ fn migrate(conn: &Connection, from: i64) -> Result<()> {
                 (DEFAULT_TWIN, now_ms()),
             )?;
         }
+        let broken: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+        if broken > 0 {
+            return Err(Error::Corrupt(format!("{broken} broken references after migration {to}")));
+        }
         tx.pragma_update(None, "user_version", to)?;
         tx.commit()?;
         tracing::info!(version = to, "database migrated");
     }
+    conn.pragma_update(None, "foreign_keys", true)?;
     Ok(())
 }
 
@@ -227,7 +238,7 @@ pub(crate) fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
 }
 
 pub(crate) const CHUNK_COLUMNS: &str =
-    "id, source_id, ordinal, text, location, line_start, line_end, token_count, text_hash";
+    "id, source_id, ordinal, text, location, line_start, line_end, token_count, text_hash, page";
 
 pub(crate) fn chunk_from_row(row: &Row) -> rusqlite::Result<Chunk> {
     Ok(Chunk {
@@ -235,7 +246,12 @@ pub(crate) fn chunk_from_row(row: &Row) -> rusqlite::Result<Chunk> {
         source_id: row.get(1)?,
         ordinal: row.get(2)?,
         text: row.get(3)?,
-        location: Location { label: row.get(4)?, line_start: row.get(5)?, line_end: row.get(6)? },
+        location: Location {
+            label: row.get(4)?,
+            line_start: row.get(5)?,
+            line_end: row.get(6)?,
+            page: row.get(9)?,
+        },
         token_count: row.get(7)?,
         text_hash: row.get(8)?,
     })

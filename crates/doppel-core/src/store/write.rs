@@ -7,10 +7,12 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::*;
 
-/// Queues a file, creating its source row unless the path already is a source of the twin.
-pub(crate) fn enqueue_file(
+/// Queues a file or a URL, creating its source row unless the origin already is a source of
+/// the twin.
+pub(crate) fn enqueue_origin(
     tx: &Transaction,
     twin: TwinId,
+    kind: SourceKind,
     origin: &str,
     title: &str,
 ) -> Result<(SourceId, JobId, EnqueueStatus)> {
@@ -19,13 +21,13 @@ pub(crate) fn enqueue_file(
         Some(source) => source.id,
         None => tx.query_row(
             "INSERT INTO sources (twin_id, kind, origin, title, state, created_at, updated_at)
-             VALUES (?1, 'file', ?2, ?3, 'queued', ?4, ?4) RETURNING id",
-            params![twin, origin, title, now],
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5) RETURNING id",
+            params![twin, kind.as_str(), origin, title, now],
             |r| r.get(0),
         )?,
     };
-    insert_job(tx, twin, JobKind::IngestFile, source_id, origin, None, now)
-        .map(|(job, status)| (source_id, job, status))
+    let job_kind = if kind == SourceKind::Url { JobKind::IngestUrl } else { JobKind::IngestFile };
+    insert_job(tx, twin, job_kind, source_id, origin, None, now).map(|(job, status)| (source_id, job, status))
 }
 
 /// Queues pasted text as a new source; its text waits in the job row until the job runs.
@@ -138,6 +140,8 @@ pub(crate) struct SourceFacts<'a> {
     pub media_type: &'a str,
     pub byte_size: u64,
     pub content_hash: &'a str,
+    /// What was left out, shown with the ready source (or `None`).
+    pub note: Option<&'a str>,
 }
 
 /// A chunk about to be stored.
@@ -163,8 +167,9 @@ pub(crate) fn store_ingested(
 ) -> Result<()> {
     tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO chunks (source_id, ordinal, text, location, line_start, line_end, token_count, text_hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO chunks (source_id, ordinal, text, location, line_start, line_end, token_count,
+                             text_hash, page)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for (ordinal, chunk) in chunks.iter().enumerate() {
         step(ordinal)?;
@@ -177,12 +182,13 @@ pub(crate) fn store_ingested(
             chunk.location.line_end,
             chunk.token_count,
             chunk.text_hash,
+            chunk.location.page,
         ])?;
     }
     let now = now_ms();
     tx.execute(
         "UPDATE sources SET title = ?2, media_type = ?3, byte_size = ?4, content_hash = ?5,
-                state = 'ready', error = NULL, chunk_count = ?6, updated_at = ?7
+                state = 'ready', error = ?8, chunk_count = ?6, updated_at = ?7
          WHERE id = ?1",
         params![
             source,
@@ -191,7 +197,8 @@ pub(crate) fn store_ingested(
             facts.byte_size,
             facts.content_hash,
             chunks.len() as i64,
-            now
+            now,
+            facts.note
         ],
     )?;
     finish_job(tx, job, JobOutcome::Ingested, Some(source), None)
