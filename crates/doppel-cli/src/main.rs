@@ -161,8 +161,9 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
     let out = Printer { json: cli.json };
     match cli.command {
         Command::Ingest { items, no_wait } => {
-            let (urls, paths): (Vec<String>, Vec<String>) =
-                items.into_iter().partition(|i| i.starts_with("http://") || i.starts_with("https://"));
+            let (urls, paths): (Vec<String>, Vec<String>) = items
+                .into_iter()
+                .partition(|i| i.starts_with("http://") || i.starts_with("https://"));
             let paths = paths.into_iter().map(PathBuf::from).collect();
             let report = doppel.ingest(IngestRequest { urls, ..IngestRequest::paths(paths) })?;
             for skipped in &report.skipped {

@@ -1,8 +1,9 @@
 //! Fetching a URL for ingestion: http and https only, with a connect timeout, a total timeout
 //! that covers the body, a redirect limit and a size cap.
 //!
-//! A fetch never holds the worker past its timeout: the total timeout bounds the whole
-//! exchange, and the body is read through a cap, so a server that never answers, streams
+//! A fetch never holds the worker much past its timeout: the client's timeout bounds the
+//! connection and each read, a deadline bounds the whole body, and the body is read through a
+//! cap, so a server that never answers, streams
 //! forever, redirects in a loop or announces 10 GB ends in a clear error.
 
 use std::io::Read;
@@ -44,7 +45,8 @@ pub(crate) fn check_url(url: &str) -> Result<String> {
 }
 
 pub(crate) fn fetch(url: &str, limits: FetchLimits) -> Result<Fetched> {
-    let failed = |reason: String, transient: bool| Error::Fetch { url: url.to_string(), reason, transient };
+    let failed =
+        |reason: String, transient: bool| Error::Fetch { url: url.to_string(), reason, transient };
     let max_redirects = limits.max_redirects;
     let policy = Policy::custom(move |attempt| {
         if attempt.previous().len() > max_redirects {
@@ -73,6 +75,7 @@ pub(crate) fn fetch(url: &str, limits: FetchLimits) -> Result<Fetched> {
             (root_cause(e), true)
         }
     };
+    let started = std::time::Instant::now();
     let response = client.get(url).send().map_err(|e| {
         let (reason, transient) = describe(&e);
         failed(reason, transient)
@@ -92,24 +95,58 @@ pub(crate) fn fetch(url: &str, limits: FetchLimits) -> Result<Fetched> {
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_ascii_lowercase);
-    let media_type = content_type.as_deref().map(|c| c.split(';').next().unwrap_or("").trim().to_string());
+    let media_type =
+        content_type.as_deref().map(|c| c.split(';').next().unwrap_or("").trim().to_string());
     let charset = content_type.as_deref().and_then(|c| {
-        c.split(';').skip(1).find_map(|p| p.trim().strip_prefix("charset=").map(|v| v.trim_matches('"').to_string()))
+        c.split(';').skip(1).find_map(|p| {
+            p.trim().strip_prefix("charset=").map(|v| v.trim_matches('"').to_string())
+        })
     });
+    // The blocking client's timeout bounds each read, not the whole body: a server that
+    // trickles a byte at a time would never trip it. The deadline here bounds the total.
     let mut bytes = Vec::new();
-    response.take(limits.max_bytes + 1).read_to_end(&mut bytes).map_err(|e| {
-        let timed_out = e.to_string().contains("timed out")
-            || std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("timed out"));
-        if timed_out {
-            failed(format!("timed out after {} s", limits.timeout.as_secs()), true)
-        } else {
-            failed(format!("the download broke off: {e}"), true)
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut body = response.take(limits.max_bytes + 1);
+    loop {
+        if started.elapsed() > limits.timeout {
+            return Err(failed(format!("timed out after {} s", limits.timeout.as_secs()), true));
         }
-    })?;
+        match body.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => {
+                return Err(failed(
+                    format!("timed out after {} s", limits.timeout.as_secs()),
+                    true,
+                ));
+            }
+            Err(e) => {
+                return Err(failed(format!("the download broke off: {}", root_cause(&e)), true));
+            }
+        }
+    }
     if bytes.len() as u64 > limits.max_bytes {
         return Err(Error::FileTooLarge { size: bytes.len() as u64, limit: limits.max_bytes });
     }
     Ok(Fetched { url: final_url, media_type, charset, bytes })
+}
+
+/// Whether a body read failed because the total timeout ran out.
+fn is_timeout(e: &std::io::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = current {
+        let timed_out =
+            error.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout)
+                || error
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        if timed_out {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 /// The innermost message of an error chain: the one that says what really happened.
@@ -128,7 +165,13 @@ mod tests {
     #[test]
     fn only_absolute_http_urls_are_taken() {
         assert_eq!(check_url("https://example.org/a b").unwrap(), "https://example.org/a%20b");
-        for bad in ["file:///etc/passwd", "ftp://example.org/", "example.org", "http://", "javascript:alert(1)"] {
+        for bad in [
+            "file:///etc/passwd",
+            "ftp://example.org/",
+            "example.org",
+            "http://",
+            "javascript:alert(1)",
+        ] {
             assert_eq!(check_url(bad).unwrap_err().code(), "invalid_input", "{bad}");
         }
     }

@@ -61,7 +61,11 @@ pub struct Config {
 impl Config {
     /// A configuration for `data_dir` that processes the queue.
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
-        Config { data_dir: data_dir.into(), process_queue: true, parser: ParserCommand::current_exe() }
+        Config {
+            data_dir: data_dir.into(),
+            process_queue: true,
+            parser: ParserCommand::current_exe(),
+        }
     }
 
     /// The data directory to use: `explicit` if given, else `$DOPPEL_DATA_DIR`, else the
@@ -186,7 +190,8 @@ impl Doppel {
         let conn = store::open_writer(&database)?;
         let shared = Arc::new(Shared::default());
         let (commands, inbox) = mpsc::channel();
-        let worker = Worker::start(conn, Arc::clone(&shared), inbox, config.process_queue, config.parser)?;
+        let worker =
+            Worker::start(conn, Arc::clone(&shared), inbox, config.process_queue, config.parser)?;
         tracing::info!(data_dir = %dir.path().display(), "data directory opened");
         Ok(Doppel {
             dir,
@@ -222,7 +227,12 @@ impl Doppel {
         let queued = if walked.files.is_empty() && urls.is_empty() {
             Vec::new()
         } else {
-            self.ask(|reply| Command::Ingest { twin: request.twin, files: walked.files, urls, reply })?
+            self.ask(|reply| Command::Ingest {
+                twin: request.twin,
+                files: walked.files,
+                urls,
+                reply,
+            })?
         };
         Ok(IngestReport { queued, skipped: walked.skipped })
     }

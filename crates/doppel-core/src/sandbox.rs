@@ -72,7 +72,9 @@ pub(crate) fn parse(
         .arg(limits.archive.max_bytes.to_string())
         .arg(limits.archive.max_entries.to_string())
         .arg(limits.archive.max_ratio.to_string())
+        // Nothing of the parent's environment (no secrets, no proxies) reaches the parser.
         .env_clear()
+        .env("PATH", "/usr/bin:/bin")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -89,8 +91,10 @@ pub(crate) fn parse(
             Ok(())
         });
     }
-    let mut child =
-        cmd.spawn().map_err(|e| Error::io(&command.program, e)).map_err(|e| parser_failed(&e.to_string()))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io(&command.program, e))
+        .map_err(|e| parser_failed(&e.to_string()))?;
 
     // Feed stdin and drain stdout and stderr on their own threads, so no pipe can fill up and
     // stall both sides.
@@ -102,7 +106,8 @@ pub(crate) fn parse(
             let _ = stdin.write_all(&input);
         }
     });
-    let output_cap = limits.archive.max_bytes.max(limits.max_bytes).saturating_mul(4).saturating_add(1 << 20);
+    let output_cap =
+        limits.archive.max_bytes.max(limits.max_bytes).saturating_mul(4).saturating_add(1 << 20);
     let (done, finished) = channel();
     let mut stdout = child.stdout.take();
     std::thread::spawn(move || {
@@ -151,17 +156,23 @@ pub(crate) fn parse(
     let _ = writer.join();
     let stderr = errors.join().unwrap_or_default();
     if output.len() as u64 > output_cap {
-        return Err(Error::Malformed { reason: "the parser produced more text than the limits allow".into() });
+        return Err(Error::Malformed {
+            reason: "the parser produced more text than the limits allow".into(),
+        });
     }
     if status.success() {
-        return decode_answer(&output);
+        let mut doc = decode_answer(&output)?;
+        doc.media_type = format.media_type();
+        return Ok(doc);
     }
     Err(match status.signal() {
         Some(libc::SIGXCPU) => Error::ParserTimedOut { seconds: child_limits.timeout.as_secs() },
         _ if stderr.contains("memory allocation of") || stderr.contains("out of memory") => {
             Error::ParserOutOfMemory { limit_mb: memory / (1024 * 1024) }
         }
-        Some(signal) => Error::Malformed { reason: format!("the parser crashed on this file (signal {signal})") },
+        Some(signal) => Error::Malformed {
+            reason: format!("the parser crashed on this file (signal {signal})"),
+        },
         None => Error::Malformed { reason: "the parser crashed on this file".into() },
     })
 }
@@ -169,7 +180,11 @@ pub(crate) fn parse(
 fn limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
     let rlimit = libc::rlimit { rlim_cur: value, rlim_max: value };
     // SAFETY: setrlimit reads the struct we pass and changes only this process's limits.
-    if unsafe { libc::setrlimit(resource, &rlimit) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if unsafe { libc::setrlimit(resource, &rlimit) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn parser_failed(reason: &str) -> Error {
@@ -186,7 +201,9 @@ pub fn run_parser_child() -> ExitCode {
             let mut bytes = Vec::new();
             let read = std::io::stdin().take(limits.max_bytes + 1).read_to_end(&mut bytes);
             match read {
-                Err(e) => Err(Error::Malformed { reason: format!("could not read the content: {e}") }),
+                Err(e) => {
+                    Err(Error::Malformed { reason: format!("could not read the content: {e}") })
+                }
                 Ok(_) if bytes.len() as u64 > limits.max_bytes => {
                     Err(Error::FileTooLarge { size: bytes.len() as u64, limit: limits.max_bytes })
                 }
@@ -205,12 +222,20 @@ pub fn run_parser_child() -> ExitCode {
 }
 
 fn child_request(args: &[String]) -> Result<(Format, Limits)> {
-    let bad = || Error::InvalidInput("parser mode: expected FORMAT MAX_BYTES ARCHIVE_BYTES ENTRIES RATIO".into());
+    let bad = || {
+        Error::InvalidInput(
+            "parser mode: expected FORMAT MAX_BYTES ARCHIVE_BYTES ENTRIES RATIO".into(),
+        )
+    };
     let number = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok()).ok_or_else(bad);
     let format = args.get(0).and_then(|name| Format::from_name(name)).ok_or_else(bad)?;
     let limits = Limits {
         max_bytes: number(1)?,
-        archive: ArchiveLimits { max_bytes: number(2)?, max_entries: number(3)?, max_ratio: number(4)? },
+        archive: ArchiveLimits {
+            max_bytes: number(2)?,
+            max_entries: number(3)?,
+            max_ratio: number(4)?,
+        },
     };
     Ok((format, limits))
 }
@@ -242,18 +267,21 @@ fn decode_answer(output: &[u8]) -> Result<Document> {
             text: text(&b["t"]).unwrap_or_default(),
             first_line: number(&b["l"]),
             page: number(&b["p"]),
-            time_ms: b["m"].as_array().and_then(|m| Some((m.first()?.as_u64()?, m.get(1)?.as_u64()?))),
+            time_ms: b["m"]
+                .as_array()
+                .and_then(|m| Some((m.first()?.as_u64()?, m.get(1)?.as_u64()?))),
         })
         .collect();
-    let warnings = doc["warnings"].as_array().map(|w| w.iter().filter_map(text).collect()).unwrap_or_default();
+    let warnings =
+        doc["warnings"].as_array().map(|w| w.iter().filter_map(text).collect()).unwrap_or_default();
     Ok(Document { title: text(&doc["title"]), media_type: "", blocks, warnings })
 }
 
 fn encode_error(e: &Error) -> Value {
     let reason = match e {
-        Error::Malformed { reason } | Error::UnsupportedFormat { reason } | Error::ArchiveRefused { reason } => {
-            reason.clone()
-        }
+        Error::Malformed { reason }
+        | Error::UnsupportedFormat { reason }
+        | Error::ArchiveRefused { reason } => reason.clone(),
         other => other.to_string(),
     };
     let (size, limit) = match e {

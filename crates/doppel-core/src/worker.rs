@@ -20,11 +20,11 @@ use tracing::{error, info, info_span, warn};
 
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
+use crate::fetch;
 use crate::ingest::chunk::{ChunkConfig, chunk};
 use crate::ingest::{Document, Format, parse, parse_text, parse_web_page, read_file, sha256_hex};
-use crate::sandbox::{self, ParserCommand};
-use crate::fetch;
 use crate::model::*;
+use crate::sandbox::{self, ParserCommand};
 use crate::settings::Settings;
 use crate::store::{self, SourceFacts};
 
@@ -36,11 +36,28 @@ pub(crate) enum Command {
         urls: Vec<String>,
         reply: Sender<Result<Vec<Enqueued>>>,
     },
-    AddText { twin: TwinId, title: String, text: String, reply: Sender<Result<Enqueued>> },
-    Delete { source: SourceId, reply: Sender<Result<()>> },
-    Cancel { job: JobId, reply: Sender<Result<Job>> },
-    SetSetting { key: String, value: String, reply: Sender<Result<Settings>> },
-    CheckIndex { reply: Sender<Result<()>> },
+    AddText {
+        twin: TwinId,
+        title: String,
+        text: String,
+        reply: Sender<Result<Enqueued>>,
+    },
+    Delete {
+        source: SourceId,
+        reply: Sender<Result<()>>,
+    },
+    Cancel {
+        job: JobId,
+        reply: Sender<Result<Job>>,
+    },
+    SetSetting {
+        key: String,
+        value: String,
+        reply: Sender<Result<Settings>>,
+    },
+    CheckIndex {
+        reply: Sender<Result<()>>,
+    },
 }
 
 /// One item of an ingest request, as queued.
@@ -189,7 +206,12 @@ impl Worker {
         }
     }
 
-    fn enqueue(&mut self, twin: TwinId, files: &[PathBuf], urls: &[String]) -> Result<Vec<Enqueued>> {
+    fn enqueue(
+        &mut self,
+        twin: TwinId,
+        files: &[PathBuf],
+        urls: &[String],
+    ) -> Result<Vec<Enqueued>> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut queued = Vec::with_capacity(files.len() + urls.len());
         for path in files {
@@ -202,7 +224,8 @@ impl Worker {
             queued.push(Enqueued { origin, source_id, job_id, status });
         }
         for url in urls {
-            let (source_id, job_id, status) = store::enqueue_origin(&tx, twin, SourceKind::Url, url, url)?;
+            let (source_id, job_id, status) =
+                store::enqueue_origin(&tx, twin, SourceKind::Url, url, url)?;
             queued.push(Enqueued { origin: url.clone(), source_id, job_id, status });
         }
         tx.commit()?;
@@ -377,7 +400,8 @@ impl Worker {
                     return Ok(finished);
                 }
                 checkpoint()?;
-                let doc = self.parse_bytes(job, &bytes, format.or_else(|| Format::sniff(&bytes)), None)?;
+                let doc =
+                    self.parse_bytes(job, &bytes, format.or_else(|| Format::sniff(&bytes)), None)?;
                 (bytes.len() as u64, hash, doc)
             }
             JobKind::IngestUrl => {

@@ -16,8 +16,7 @@ fn open_idle(dir: &Path) -> Doppel {
 }
 
 fn ingest(doppel: &Doppel, paths: &[PathBuf]) -> Vec<JobId> {
-    let report =
-        doppel.ingest(IngestRequest::paths(paths.to_vec())).unwrap();
+    let report = doppel.ingest(IngestRequest::paths(paths.to_vec())).unwrap();
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     report.queued.iter().map(|q| q.job_id).collect()
 }

@@ -45,9 +45,9 @@ impl<'a> Archive<'a> {
         }
         let mut total = 0u64;
         for index in 0..zip.len() {
-            let entry = zip
-                .by_index_raw(index)
-                .map_err(|e| Error::Malformed { reason: format!("{what}: broken zip entry: {e}") })?;
+            let entry = zip.by_index_raw(index).map_err(|e| Error::Malformed {
+                reason: format!("{what}: broken zip entry: {e}"),
+            })?;
             let (size, packed) = (entry.size(), entry.compressed_size().max(1));
             total = total.saturating_add(size);
             if size > RATIO_FLOOR && size / packed > limits.max_ratio {
@@ -139,7 +139,8 @@ pub(crate) mod tests {
         let err = Archive::open(&bytes, small, "test").err().unwrap();
         assert!(err.to_string().contains("would expand to"), "{err}");
         let many: Vec<(String, Vec<u8>)> = (0..1001).map(|i| (format!("f{i}"), vec![])).collect();
-        let refs: Vec<(&str, &[u8])> = many.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+        let refs: Vec<(&str, &[u8])> =
+            many.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
         let err = Archive::open(&zip_of(&refs), LIMITS, "test").err().unwrap();
         assert!(err.to_string().contains("1001 entries"), "{err}");
         assert_eq!(Archive::open(b"not a zip", LIMITS, "DOCX").err().unwrap().code(), "malformed");

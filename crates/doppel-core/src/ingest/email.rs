@@ -47,7 +47,9 @@ pub(super) fn mbox(bytes: &[u8], limits: &Limits) -> Result<Document> {
         }
     }
     if count == 0 {
-        return Err(Error::Malformed { reason: "no messages found (an mbox starts with a \"From \" line)".into() });
+        return Err(Error::Malformed {
+            reason: "no messages found (an mbox starts with a \"From \" line)".into(),
+        });
     }
     Ok(doc)
 }
@@ -76,11 +78,19 @@ fn add_message(message: &Message, parent: &str, limits: &Limits, depth: usize, d
     if let Some(date) = &date {
         headers.push(format!("Date: {date}"));
     }
-    doc.blocks.push(Block { section: section.clone(), text: headers.join("\n"), ..Block::default() });
+    doc.blocks.push(Block {
+        section: section.clone(),
+        text: headers.join("\n"),
+        ..Block::default()
+    });
     if let Some(body) = message.body_text(0) {
         let body = body.replace("\r\n", "\n");
         for para in body.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
-            doc.blocks.push(Block { section: section.clone(), text: para.to_string(), ..Block::default() });
+            doc.blocks.push(Block {
+                section: section.clone(),
+                text: para.to_string(),
+                ..Block::default()
+            });
         }
     }
 
@@ -105,7 +115,11 @@ fn add_message(message: &Message, parent: &str, limits: &Limits, depth: usize, d
             Ok(inner) => {
                 let place = format!("{section} › {name}");
                 doc.blocks.extend(inner.blocks.into_iter().map(|b| Block {
-                    section: if b.section.is_empty() { place.clone() } else { format!("{place} › {}", b.section) },
+                    section: if b.section.is_empty() {
+                        place.clone()
+                    } else {
+                        format!("{place} › {}", b.section)
+                    },
                     ..b
                 }));
                 doc.warnings.extend(inner.warnings.into_iter().map(|w| format!("{name}: {w}")));
@@ -151,11 +165,18 @@ Content-Type: text/markdown\r\nContent-Disposition: attachment; filename=\"notes
         let doc = eml(MESSAGE.as_bytes(), &LIMITS).unwrap();
         assert_eq!(doc.title.as_deref(), Some("The engine"));
         let label = "The engine — Ada Lovelace <ada@example.org>, 1843-07-01T10:00:00Z";
-        let blocks: Vec<_> = doc.blocks.iter().map(|b| (b.section.as_str(), b.text.as_str())).collect();
+        let blocks: Vec<_> =
+            doc.blocks.iter().map(|b| (b.section.as_str(), b.text.as_str())).collect();
         assert_eq!(blocks[0].0, label);
-        assert!(blocks[0].1.contains("From: Ada Lovelace <ada@example.org>\nTo: Charles <cb@example.org>"));
+        assert!(
+            blocks[0]
+                .1
+                .contains("From: Ada Lovelace <ada@example.org>\nTo: Charles <cb@example.org>")
+        );
         assert_eq!(blocks[1], (label, "First paragraph about the analytical engine."));
-        assert!(blocks.iter().any(|(s, t)| *s == format!("{label} › notes.md › Notes") && *t == "Bernoulli numbers."));
+        assert!(blocks.iter().any(
+            |(s, t)| *s == format!("{label} › notes.md › Notes") && *t == "Bernoulli numbers."
+        ));
     }
 
     #[test]

@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 pub(super) fn epub(bytes: &[u8], limits: ArchiveLimits) -> Result<Document> {
     let malformed = |reason: &str| Error::Malformed { reason: format!("EPUB book: {reason}") };
     let mut zip = Archive::open(bytes, limits, "EPUB book")?;
-    let container = zip.read_text("META-INF/container.xml")?.ok_or_else(|| malformed("no META-INF/container.xml"))?;
+    let container = zip
+        .read_text("META-INF/container.xml")?
+        .ok_or_else(|| malformed("no META-INF/container.xml"))?;
     let mut package_path = None;
     walk(&container, "EPUB container", |event| {
         if let Xml::Start { name, attrs, .. } = event
@@ -23,8 +25,10 @@ pub(super) fn epub(bytes: &[u8], limits: ArchiveLimits) -> Result<Document> {
             package_path = Xml::attr(&attrs, "full-path");
         }
     })?;
-    let package_path = package_path.ok_or_else(|| malformed("the container names no package file"))?;
-    let package = zip.read_text(&package_path)?.ok_or_else(|| malformed("the package file is missing"))?;
+    let package_path =
+        package_path.ok_or_else(|| malformed("the container names no package file"))?;
+    let package =
+        zip.read_text(&package_path)?.ok_or_else(|| malformed("the package file is missing"))?;
     let base = package_path.rsplit_once('/').map_or("", |(dir, _)| dir);
 
     let mut title: Option<String> = None;
@@ -35,7 +39,8 @@ pub(super) fn epub(bytes: &[u8], limits: ArchiveLimits) -> Result<Document> {
         Xml::Start { name, attrs, empty } => match name.as_str() {
             "title" if title.is_none() => in_title = !empty,
             "item" => {
-                if let (Some(id), Some(href)) = (Xml::attr(&attrs, "id"), Xml::attr(&attrs, "href")) {
+                if let (Some(id), Some(href)) = (Xml::attr(&attrs, "id"), Xml::attr(&attrs, "href"))
+                {
                     manifest.push((id, href));
                 }
             }
@@ -101,7 +106,8 @@ fn percent_decode(text: &str) -> String {
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
         if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
+            && let (Some(h), Some(l)) =
+                (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
         {
             out.push((h * 16 + l) as u8);
             i += 3;
@@ -122,9 +128,12 @@ pub(crate) mod tests {
         let manifest: String = chapters
             .iter()
             .enumerate()
-            .map(|(i, (href, _))| format!(r#"<item id="c{i}" href="{href}" media-type="application/xhtml+xml"/>"#))
+            .map(|(i, (href, _))| {
+                format!(r#"<item id="c{i}" href="{href}" media-type="application/xhtml+xml"/>"#)
+            })
             .collect();
-        let spine: String = (0..chapters.len()).map(|i| format!(r#"<itemref idref="c{i}"/>"#)).collect();
+        let spine: String =
+            (0..chapters.len()).map(|i| format!(r#"<itemref idref="c{i}"/>"#)).collect();
         let opf = format!(
             r#"<package xmlns:dc="dc"><metadata><dc:title>The Book</dc:title></metadata><manifest>{manifest}</manifest><spine>{spine}</spine></package>"#
         );
@@ -136,7 +145,8 @@ pub(crate) mod tests {
         for (href, html) in chapters {
             entries.push((resolve("OEBPS", href), html.as_bytes().to_vec()));
         }
-        let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+        let refs: Vec<(&str, &[u8])> =
+            entries.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
         zip_of(&refs)
     }
 
@@ -144,12 +154,23 @@ pub(crate) mod tests {
     fn chapters_follow_the_spine_with_their_titles() {
         let bytes = book(&[
             ("text/one.xhtml", "<html><body><h1>Chapter One</h1><p>It began.</p></body></html>"),
-            ("text/two%20b.xhtml#start", "<html><head><title>Two</title></head><body><p>Then more.</p></body></html>"),
+            (
+                "text/two%20b.xhtml#start",
+                "<html><head><title>Two</title></head><body><p>Then more.</p></body></html>",
+            ),
         ]);
         let doc = epub(&bytes, LIMITS).unwrap();
         assert_eq!(doc.title.as_deref(), Some("The Book"));
-        let blocks: Vec<_> = doc.blocks.iter().map(|b| (b.section.as_str(), b.text.as_str())).collect();
-        assert_eq!(blocks, vec![("Chapter One", "Chapter One"), ("Chapter One", "It began."), ("Two", "Then more.")]);
+        let blocks: Vec<_> =
+            doc.blocks.iter().map(|b| (b.section.as_str(), b.text.as_str())).collect();
+        assert_eq!(
+            blocks,
+            vec![
+                ("Chapter One", "Chapter One"),
+                ("Chapter One", "It began."),
+                ("Two", "Then more.")
+            ]
+        );
     }
 
     #[test]

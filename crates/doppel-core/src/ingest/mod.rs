@@ -55,7 +55,11 @@ impl Limits {
     pub(crate) const fn for_tests() -> Limits {
         Limits {
             max_bytes: 50 * 1024 * 1024,
-            archive: archive::ArchiveLimits { max_bytes: 200 * 1024 * 1024, max_entries: 10_000, max_ratio: 100 },
+            archive: archive::ArchiveLimits {
+                max_bytes: 200 * 1024 * 1024,
+                max_entries: 10_000,
+                max_ratio: 100,
+            },
         }
     }
 }
@@ -127,7 +131,10 @@ impl Format {
 
     /// Formats whose parsers are complex enough to run in the sandboxed child process.
     pub(crate) fn is_complex(self) -> bool {
-        matches!(self, Format::Pdf | Format::Docx | Format::Odt | Format::Epub | Format::Eml | Format::Mbox)
+        matches!(
+            self,
+            Format::Pdf | Format::Docx | Format::Odt | Format::Epub | Format::Eml | Format::Mbox
+        )
     }
 
     /// The name of a complex format, as passed to the parser child.
@@ -162,7 +169,9 @@ impl Format {
             "application/x-subrip" => Format::Srt,
             "text/vtt" => Format::Vtt,
             "application/pdf" => Format::Pdf,
-            "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => Format::Docx,
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => {
+                Format::Docx
+            }
             "application/vnd.oasis.opendocument.text" => Format::Odt,
             "application/epub+zip" => Format::Epub,
             "message/rfc822" => Format::Eml,
@@ -182,7 +191,7 @@ impl Format {
         }
     }
 
-    fn media_type(self) -> &'static str {
+    pub(crate) fn media_type(self) -> &'static str {
         match self {
             Format::Plain => "text/plain",
             Format::Markdown => "text/markdown",
@@ -195,7 +204,9 @@ impl Format {
             Format::Srt => "application/x-subrip",
             Format::Vtt => "text/vtt",
             Format::Pdf => "application/pdf",
-            Format::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            Format::Docx => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
             Format::Odt => "application/vnd.oasis.opendocument.text",
             Format::Epub => "application/epub+zip",
             Format::Eml => "message/rfc822",
@@ -207,7 +218,9 @@ impl Format {
 /// Kinds of binary files recognised by extension, with the reason they are refused.
 pub(crate) fn binary_kind(ext: &str) -> Option<&'static str> {
     Some(match ext {
-        "doc" | "rtf" | "pages" => "this word-processor format is not supported (save it as DOCX or ODT)",
+        "doc" | "rtf" | "pages" => {
+            "this word-processor format is not supported (save it as DOCX or ODT)"
+        }
         "mobi" | "azw" | "azw3" => "this e-book format is not supported (EPUB is)",
         "xlsx" | "xls" | "ods" | "pptx" | "ppt" | "odp" => "office documents are not supported yet",
         "png" | "jpg" | "jpeg" | "gif" | "webp" | "xpm" | "xbm" | "ppm" | "pgm" | "bmp" | "tif"
@@ -293,7 +306,11 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Parses raw bytes of a text format into a document. `format` comes from the file name or
 /// the content type; `None` means "sniff". `charset` is a declared encoding (from HTTP).
-pub(crate) fn parse(bytes: &[u8], format: Option<Format>, charset: Option<&str>) -> Result<Document> {
+pub(crate) fn parse(
+    bytes: &[u8],
+    format: Option<Format>,
+    charset: Option<&str>,
+) -> Result<Document> {
     decode::refuse_known_binary(bytes)?;
     let text = decode::decode(bytes, charset)?;
     parse_text(&text, format.unwrap_or_else(|| sniff(&text)))
@@ -301,7 +318,12 @@ pub(crate) fn parse(bytes: &[u8], format: Option<Format>, charset: Option<&str>)
 
 /// Parses any format, complex ones included. The sandboxed child calls this; `depth` counts
 /// how deeply documents are nested (attachments of attachments).
-pub(crate) fn parse_format(bytes: &[u8], format: Option<Format>, limits: &Limits, depth: usize) -> Result<Document> {
+pub(crate) fn parse_format(
+    bytes: &[u8],
+    format: Option<Format>,
+    limits: &Limits,
+    depth: usize,
+) -> Result<Document> {
     let format = format.or_else(|| Format::sniff(bytes));
     let Some(complex) = format.filter(|f| f.is_complex()) else {
         return parse(bytes, format, None);
@@ -348,7 +370,9 @@ pub(crate) fn parse_text(text: &str, format: Format) -> Result<Document> {
         Format::Json => structured::json(text)?,
         Format::JsonLines => structured::json_lines(text)?,
         Format::Srt | Format::Vtt => subtitles::parse(text)?,
-        complex => return Err(Error::unsupported(format!("{} content is not text", complex.name()))),
+        complex => {
+            return Err(Error::unsupported(format!("{} content is not text", complex.name())));
+        }
     };
     doc.media_type = format.media_type();
     finish(doc)
@@ -395,7 +419,10 @@ mod tests {
         assert_eq!(Format::from_path(Path::new("scan.pdf")).unwrap(), Some(Format::Pdf));
         let err = Format::from_path(Path::new("old.doc")).unwrap_err();
         assert!(err.to_string().starts_with("unsupported format: this word-processor format"));
-        assert_eq!(parse(b"<!DOCTYPE html><p>hi there</p>", None, None).unwrap().media_type, "text/html");
+        assert_eq!(
+            parse(b"<!DOCTYPE html><p>hi there</p>", None, None).unwrap().media_type,
+            "text/html"
+        );
         assert_eq!(parse(b"   \n\n  ", None, None).unwrap_err().code(), "empty");
         assert_eq!(Format::sniff(b"%PDF-1.4"), Some(Format::Pdf));
         assert_eq!(Format::from_media_type("application/pdf"), Some(Format::Pdf));

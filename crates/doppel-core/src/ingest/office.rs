@@ -26,7 +26,8 @@ impl Outline {
         }
         self.headings.retain(|(l, _)| *l < level);
         self.headings.push((level, text.clone()));
-        self.section = self.headings.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(" › ");
+        self.section =
+            self.headings.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(" › ");
         self.first_heading.get_or_insert_with(|| text.clone());
         self.blocks.push(Block { section: self.section.clone(), text, ..Block::default() });
     }
@@ -34,7 +35,11 @@ impl Outline {
     pub(super) fn paragraph(&mut self, text: &str) {
         let text = text.trim();
         if !text.is_empty() {
-            self.blocks.push(Block { section: self.section.clone(), text: text.to_string(), ..Block::default() });
+            self.blocks.push(Block {
+                section: self.section.clone(),
+                text: text.to_string(),
+                ..Block::default()
+            });
         }
     }
 }
@@ -70,7 +75,8 @@ impl Body {
     }
 
     fn end_row(&mut self) {
-        let cells: Vec<String> = std::mem::take(&mut self.row).into_iter().filter(|c| !c.is_empty()).collect();
+        let cells: Vec<String> =
+            std::mem::take(&mut self.row).into_iter().filter(|c| !c.is_empty()).collect();
         if self.tables == 1 {
             self.outline.paragraph(&cells.join(" | "));
         } else {
@@ -83,9 +89,9 @@ impl Body {
 
 pub(super) fn docx(bytes: &[u8], limits: ArchiveLimits) -> Result<Document> {
     let mut zip = Archive::open(bytes, limits, "DOCX document")?;
-    let body_xml = zip
-        .read_text("word/document.xml")?
-        .ok_or_else(|| Error::Malformed { reason: "DOCX document without word/document.xml".into() })?;
+    let body_xml = zip.read_text("word/document.xml")?.ok_or_else(|| Error::Malformed {
+        reason: "DOCX document without word/document.xml".into(),
+    })?;
     let style_names = match zip.read_text("word/styles.xml")? {
         Some(xml) => style_names(&xml)?,
         None => Vec::new(),
@@ -101,7 +107,10 @@ pub(super) fn docx(bytes: &[u8], limits: ArchiveLimits) -> Result<Document> {
             "p" if !empty => body.para.clear(),
             "pStyle" => {
                 let id = Xml::attr(&attrs, "val").unwrap_or_default();
-                let name = style_names.iter().find(|(i, _)| *i == id).map_or(id.as_str(), |(_, n)| n.as_str());
+                let name = style_names
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map_or(id.as_str(), |(_, n)| n.as_str());
                 body.level = body.level.or(heading_level(name));
             }
             "outlineLvl" => {
@@ -197,7 +206,8 @@ pub(super) fn odt(bytes: &[u8], limits: ArchiveLimits) -> Result<Document> {
                 depth += 1;
             }
             "s" => {
-                let count = Xml::attr(&attrs, "c").and_then(|c| c.parse::<usize>().ok()).unwrap_or(1);
+                let count =
+                    Xml::attr(&attrs, "c").and_then(|c| c.parse::<usize>().ok()).unwrap_or(1);
                 body.para.push_str(&" ".repeat(count.min(100)));
             }
             "tab" => body.para.push('\t'),
@@ -292,7 +302,10 @@ mod tests {
     #[test]
     fn missing_parts_are_malformed() {
         let bytes = zip_of(&[("other.xml", b"<x/>")]);
-        assert_eq!(docx(&bytes, LIMITS).unwrap_err().to_string(), "file is malformed: DOCX document without word/document.xml");
+        assert_eq!(
+            docx(&bytes, LIMITS).unwrap_err().to_string(),
+            "file is malformed: DOCX document without word/document.xml"
+        );
         assert_eq!(odt(b"garbage", LIMITS).unwrap_err().code(), "malformed");
     }
 }

@@ -35,7 +35,12 @@ pub(super) fn delimited(text: &str, delimiter: u8) -> Result<Document> {
             })
             .collect::<Vec<_>>()
             .join(" · ");
-        doc.blocks.push(Block { section: String::new(), text, first_line: line, ..Block::default() });
+        doc.blocks.push(Block {
+            section: String::new(),
+            text,
+            first_line: line,
+            ..Block::default()
+        });
     }
     if doc.blocks.is_empty() {
         // A single line is a header with no rows: keep it as text rather than lose it.

@@ -13,8 +13,14 @@ use crate::error::{Error, Result};
 #[derive(Debug, PartialEq)]
 pub(super) enum Xml {
     /// An opening tag; `empty` for a self-closing one (no `End` follows).
-    Start { name: String, attrs: Vec<(String, String)>, empty: bool },
-    End { name: String },
+    Start {
+        name: String,
+        attrs: Vec<(String, String)>,
+        empty: bool,
+    },
+    End {
+        name: String,
+    },
     Text(String),
 }
 
@@ -40,7 +46,9 @@ pub(super) fn walk(xml: &str, what: &str, mut visit: impl FnMut(Xml)) -> Result<
                     Ok(Some(c)) => c.to_string(),
                     _ => {
                         let name = r.xml10_content();
-                        quick_xml::escape::resolve_predefined_entity(&name).unwrap_or("").to_string()
+                        quick_xml::escape::resolve_predefined_entity(&name)
+                            .unwrap_or("")
+                            .to_string()
                     }
                 };
                 visit(Xml::Text(text));
@@ -57,7 +65,10 @@ fn start(e: &BytesStart, empty: bool) -> Xml {
         .attributes()
         .flatten()
         .map(|a| {
-            (local(a.key.local_name().as_ref()), html_escape::decode_html_entities(&a.value).into_owned())
+            (
+                local(a.key.local_name().as_ref()),
+                html_escape::decode_html_entities(&a.value).into_owned(),
+            )
         })
         .collect();
     Xml::Start { name: local(e.local_name().as_ref()), attrs, empty }
@@ -74,8 +85,10 @@ mod tests {
     #[test]
     fn entities_and_names_are_resolved() {
         let mut seen = Vec::new();
-        walk(r#"<w:p a:x="1 &amp; 2"><w:t>A &amp; B &#233;</w:t><br/></w:p>"#, "test", |e| seen.push(e))
-            .unwrap();
+        walk(r#"<w:p a:x="1 &amp; 2"><w:t>A &amp; B &#233;</w:t><br/></w:p>"#, "test", |e| {
+            seen.push(e)
+        })
+        .unwrap();
         let text: String = seen
             .iter()
             .filter_map(|e| if let Xml::Text(t) = e { Some(t.as_str()) } else { None })
@@ -83,7 +96,11 @@ mod tests {
         assert_eq!(text, "A & B é");
         assert_eq!(
             seen[0],
-            Xml::Start { name: "p".into(), attrs: vec![("x".into(), "1 & 2".into())], empty: false }
+            Xml::Start {
+                name: "p".into(),
+                attrs: vec![("x".into(), "1 & 2".into())],
+                empty: false
+            }
         );
         assert!(seen.contains(&Xml::Start { name: "br".into(), attrs: vec![], empty: true }));
         assert_eq!(walk("<a><b></a>", "test", |_| {}).unwrap_err().code(), "malformed");

@@ -74,7 +74,8 @@ fn migrate(conn: &Connection, from: i64) -> Result<()> {
                 (DEFAULT_TWIN, now_ms()),
             )?;
         }
-        let broken: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+        let broken: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
         if broken > 0 {
             return Err(Error::Corrupt(format!("{broken} broken references after migration {to}")));
         }

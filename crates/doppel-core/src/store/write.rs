@@ -27,7 +27,8 @@ pub(crate) fn enqueue_origin(
         )?,
     };
     let job_kind = if kind == SourceKind::Url { JobKind::IngestUrl } else { JobKind::IngestFile };
-    insert_job(tx, twin, job_kind, source_id, origin, None, now).map(|(job, status)| (source_id, job, status))
+    insert_job(tx, twin, job_kind, source_id, origin, None, now)
+        .map(|(job, status)| (source_id, job, status))
 }
 
 /// Queues pasted text as a new source; its text waits in the job row until the job runs.
