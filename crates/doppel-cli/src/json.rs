@@ -16,7 +16,13 @@ pub(crate) fn error_value(e: &Error) -> Value {
 }
 
 fn location(loc: &Location) -> Value {
-    json!({ "label": loc.label, "line_start": loc.line_start, "line_end": loc.line_end, "text": loc.to_string() })
+    json!({
+        "label": loc.label,
+        "page": loc.page,
+        "line_start": loc.line_start,
+        "line_end": loc.line_end,
+        "text": loc.to_string(),
+    })
 }
 
 pub(crate) fn source(s: &Source) -> Value {

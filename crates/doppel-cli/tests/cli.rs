@@ -92,6 +92,7 @@ fn hostile_inputs_fail_alone_with_clear_reasons_and_bounded_memory() {
     cli.write("in/noise.txt", noise);
     cli.write("in/empty.txt", "");
     cli.write("in/fake.pdf", "this is not a PDF at all");
+    cli.write("in/photo.png", "not even a picture");
     let sparse = std::fs::File::create(cli.file("in/sparse.txt")).unwrap();
     sparse.set_len(10 * 1024 * 1024 * 1024).unwrap();
     let mut line = std::fs::File::create(cli.file("in/oneline.txt")).unwrap();
@@ -121,10 +122,7 @@ fn hostile_inputs_fail_alone_with_clear_reasons_and_bounded_memory() {
     for expected in [
         format!("{}: hidden", dir.join(".hidden.txt").display()),
         format!("{}: symbolic link loop", dir.join("loop").display()),
-        format!(
-            "{}: unsupported format: PDF files are not supported yet",
-            dir.join("fake.pdf").display()
-        ),
+        format!("{}: unsupported format: image", dir.join("photo.png").display()),
         format!("{}: not a regular file", dir.join("pipe.txt").display()),
     ] {
         assert!(skipped.contains(&expected), "missing {expected:?} in {skipped:#?}");
@@ -135,7 +133,6 @@ fn hostile_inputs_fail_alone_with_clear_reasons_and_bounded_memory() {
         ("zeros.txt", "unsupported format: binary content"),
         ("noise.txt", "unsupported format: binary content"),
         ("empty.txt", "no text found"),
-        ("fake.pdf", "unsupported format: PDF files are not supported yet"),
         ("sparse.txt", "file too large (10240 MB > limit of 50 MB)"),
         ("oneline.txt", "file too large (100 MB > limit of 50 MB)"),
     ];
@@ -146,6 +143,9 @@ fn hostile_inputs_fail_alone_with_clear_reasons_and_bounded_memory() {
             "{name}"
         );
     }
+    let (state, reason) = state_of(&cli, &dir.join("fake.pdf"));
+    assert_eq!(state, "failed");
+    assert!(reason.unwrap().starts_with("file is malformed: not a readable PDF"));
     // Content errors are final: no retries were spent on them.
     let jobs = cli.json(&["jobs", "--all"]);
     assert!(jobs.as_array().unwrap().iter().all(|j| j["attempts"] == 1), "{jobs}");

@@ -167,7 +167,7 @@ fn dir_text(dir: &std::path::Path) -> String {
 
 /// A size for people: whole MB from 10 MB up, one decimal below, KB under 1 MB.
 pub(crate) fn human_size(size: u64) -> String {
-    if size >= 10 * MB || (size >= MB && size % MB == 0) {
+    if size >= 10 * MB || (size >= MB && size.is_multiple_of(MB)) {
         format!("{} MB", size / MB)
     } else if size >= MB {
         format!("{:.1} MB", size as f64 / MB as f64)

@@ -228,7 +228,7 @@ fn child_request(args: &[String]) -> Result<(Format, Limits)> {
         )
     };
     let number = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok()).ok_or_else(bad);
-    let format = args.get(0).and_then(|name| Format::from_name(name)).ok_or_else(bad)?;
+    let format = args.first().and_then(|name| Format::from_name(name)).ok_or_else(bad)?;
     let limits = Limits {
         max_bytes: number(1)?,
         archive: ArchiveLimits {

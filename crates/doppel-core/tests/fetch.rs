@@ -53,6 +53,11 @@ fn page(stream: TcpStream, path: &str) {
     respond(stream, "200 OK", "Content-Type: text/html; charset=utf-8\r\n", body.as_bytes());
 }
 
+fn pdf(stream: TcpStream, _: &str) {
+    let body = std::fs::read("/usr/share/doc/libtasn1-doc/libtasn1.pdf").unwrap();
+    respond(stream, "200 OK", "Content-Type: application/pdf\r\n", &body);
+}
+
 fn silent(stream: TcpStream, _: &str) {
     // Holds the connection open without a byte of answer.
     let _ = stream.set_read_timeout(Some(CONNECTION_LIFETIME));
@@ -102,7 +107,11 @@ fn missing(stream: TcpStream, _: &str) {
 #[test]
 fn h2_every_hostile_server_ends_in_a_clear_error_and_the_worker_goes_on() {
     let data = tempfile::tempdir().unwrap();
-    let doppel = Doppel::open(Config::new(data.path())).unwrap();
+    let parser = ParserCommand {
+        program: env!("CARGO_BIN_EXE_doppel-parse").into(),
+        args: vec![PARSER_ARG.into()],
+    };
+    let doppel = Doppel::open(Config { parser, ..Config::new(data.path()) }).unwrap();
     doppel.set_setting("fetch_timeout_s", "1").unwrap();
     doppel.set_setting("max_file_mb", "2").unwrap();
     doppel.set_setting("max_attempts", "2").unwrap();
@@ -117,6 +126,7 @@ fn h2_every_hostile_server_ends_in_a_clear_error_and_the_worker_goes_on() {
         format!("{}/broken", serve(2, broken)),
         format!("{}/missing", serve(2, missing)),
         format!("{}/notes", serve(2, page)),
+        format!("{}/download?id=7", serve(2, pdf)),
     ];
     let report = doppel
         .ingest(IngestRequest { urls: urls.to_vec(), ..IngestRequest::paths(Vec::new()) })
@@ -147,6 +157,12 @@ fn h2_every_hostile_server_ends_in_a_clear_error_and_the_worker_goes_on() {
     assert!(doppel.search(&SearchRequest::new("Footer Menu")).unwrap().is_empty());
     let source = doppel.source(hit.source_id).unwrap();
     assert_eq!(source.kind, SourceKind::Url);
+
+    // A PDF is recognised by its content type and parsed in the sandbox, with its pages.
+    assert_eq!(jobs[8].state, JobState::Done, "{:?}", jobs[8]);
+    let hit = &doppel.search(&SearchRequest::new("C-style comments are not supported")).unwrap()[0];
+    assert_eq!(hit.origin.as_deref(), Some(urls[8].as_str()));
+    assert_eq!(hit.location.page, Some(5));
 }
 
 #[test]

@@ -258,3 +258,41 @@ fn a_database_is_migrated_on_first_open_and_keeps_its_data() {
     assert_eq!(doppel.search(&SearchRequest::new("keepx0y1")).unwrap().len(), 1);
     assert_eq!(doppel.twins().unwrap()[0].name, "My twin");
 }
+
+#[test]
+fn a_schema_v1_database_file_is_migrated_with_its_data() {
+    let data = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema-v1.sqlite3");
+    std::fs::copy(fixture, data.path().join(DATABASE_FILE)).unwrap();
+    let version: i64 = raw(data.path()).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 1);
+
+    let doppel = open_idle(data.path());
+    let report = doppel.doctor().unwrap();
+    assert_eq!(report.schema_version, SCHEMA_VERSION);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let sources = doppel.sources(DEFAULT_TWIN).unwrap();
+    let summary: Vec<(SourceKind, SourceState, &str)> =
+        sources.iter().map(|s| (s.kind, s.state, s.title.as_str())).collect();
+    assert_eq!(
+        summary,
+        [
+            (SourceKind::File, SourceState::Failed, "empty.txt"),
+            (SourceKind::File, SourceState::Ready, "letter.txt"),
+            (SourceKind::File, SourceState::Ready, "Old notes"),
+            (SourceKind::Text, SourceState::Ready, "Orchard"),
+        ]
+    );
+    assert_eq!(doppel.settings().unwrap().top_k, 6);
+    let hit = &doppel.search(&SearchRequest::new("heron")).unwrap()[0];
+    assert_eq!(hit.location.label, "Old notes");
+    assert_eq!(hit.location.page, None);
+    // What version 2 adds works on the migrated file: URL sources.
+    let report = doppel
+        .ingest(IngestRequest {
+            urls: vec!["https://example.org/page".into()],
+            ..IngestRequest::paths(Vec::new())
+        })
+        .unwrap();
+    assert_eq!(doppel.source(report.queued[0].source_id).unwrap().kind, SourceKind::Url);
+}

@@ -19,7 +19,7 @@ const MAX_DEPTH: usize = 3;
 pub(super) fn eml(bytes: &[u8], limits: &Limits) -> Result<Document> {
     let message = MessageParser::default()
         .parse(bytes)
-        .filter(|m| m.headers().len() > 0)
+        .filter(|m| !m.headers().is_empty())
         .ok_or_else(|| Error::Malformed { reason: "not an e-mail message".into() })?;
     let mut doc = Document { title: message.subject().map(str::to_string), ..Document::default() };
     add_message(&message, "", limits, 0, &mut doc);
