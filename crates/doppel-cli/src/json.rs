@@ -167,6 +167,12 @@ pub(crate) fn doctor(r: &DoctorReport) -> Value {
         "sources": counts(&r.sources),
         "chunks": r.chunks,
         "jobs": counts(&r.jobs),
+        "model": match &r.model {
+            Ok(info) => json!({ "name": info.name, "dimension": info.dimension, "fingerprint": info.fingerprint }),
+            Err(reason) => json!({ "unavailable": reason }),
+        },
+        "index_entries": r.index_entries,
+        "chunks_without_vectors": r.chunks_without_vectors,
     })
 }
 
@@ -184,7 +190,7 @@ pub(crate) fn doctor_text(r: &DoctorReport) -> String {
     };
     format!(
         "data directory: {}\ndatabase: {}\nlocked by: pid {}\ndoppel {} · schema {} · SQLite {}\n\
-         twins: {}\nsources: {}\npassages: {}\njobs: {}\n{verdict}",
+         twins: {}\nsources: {}\npassages: {}\njobs: {}\n{}\n{verdict}",
         r.data_dir.display(),
         r.database.display(),
         r.lock_holder.map_or("?".to_string(), |p| p.to_string()),
@@ -195,6 +201,17 @@ pub(crate) fn doctor_text(r: &DoctorReport) -> String {
         counts(&r.sources),
         r.chunks,
         counts(&r.jobs),
+        match &r.model {
+            Ok(info) => format!(
+                "model: {} ({} dimensions, {}) · {} vectors indexed · {} passages waiting for vectors",
+                info.name,
+                info.dimension,
+                info.fingerprint,
+                r.index_entries,
+                r.chunks_without_vectors
+            ),
+            Err(reason) => format!("model: unavailable ({reason}); search uses keywords only"),
+        },
     )
 }
 

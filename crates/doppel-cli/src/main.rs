@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use doppel_core::{
     Config, DEFAULT_TWIN, Doppel, Error, IngestRequest, JobFilter, JobState, SETTING_SPECS,
-    SearchRequest, TextRequest,
+    SearchMode, SearchRequest, TextRequest,
 };
 use serde_json::{Value, json};
 
@@ -85,7 +85,7 @@ enum Command {
         /// Job id.
         job: i64,
     },
-    /// Search the sources (keyword search, ranked by BM25).
+    /// Search the sources by keywords and by meaning.
     Search {
         /// What to look for.
         query: String,
@@ -95,6 +95,9 @@ enum Command {
         /// Only in these sources (id or path); may be repeated.
         #[arg(long = "source", value_name = "SOURCE")]
         sources: Vec<String>,
+        /// hybrid (keywords and meaning, the default), vector (meaning) or keyword.
+        #[arg(long, default_value = "hybrid", value_parser = ["hybrid", "vector", "keyword"])]
+        mode: String,
     },
     /// Show or change settings.
     Settings {
@@ -250,14 +253,24 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             });
             Ok(Outcome::Ok)
         }
-        Command::Search { query, k, sources } => {
+        Command::Search { query, k, sources, mode } => {
             let sources = sources
                 .iter()
                 .map(|s| doppel.find_source(DEFAULT_TWIN, s).map(|s| s.id))
                 .collect::<Result<Vec<_>, _>>()?;
-            let request = SearchRequest { twin: DEFAULT_TWIN, query, limit: k, sources };
-            let hits = doppel.search(&request)?;
-            out.value(Value::Array(hits.iter().map(json::hit).collect()), || {
+            let mode = SearchMode::parse(&mode).unwrap_or_default();
+            let request = SearchRequest { twin: DEFAULT_TWIN, query, limit: k, sources, mode };
+            let results = doppel.search(&request)?;
+            if let Some(note) = &results.note {
+                out.note(note);
+            }
+            let hits = results.hits;
+            let value = json!({
+                "mode": results.mode.as_str(),
+                "note": results.note,
+                "hits": hits.iter().map(json::hit).collect::<Vec<_>>(),
+            });
+            out.value(value, || {
                 if hits.is_empty() {
                     return "no passage matches".to_string();
                 }

@@ -22,8 +22,8 @@ fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 fn page_of(cli: &Cli, query: &str, origin_end: &str) -> Option<u64> {
-    let hits = cli.json(&["search", query, "-k", "3"]);
-    let hit = hits
+    let hits = cli.json(&["search", query, "-k", "3", "--mode", "keyword"]);
+    let hit = hits["hits"]
         .as_array()
         .unwrap()
         .iter()

@@ -143,6 +143,27 @@ pub enum Error {
     #[error("the background worker has stopped: {0}")]
     WorkerGone(String),
 
+    /// The embedding model (or its runtime) cannot be used; search falls back to keywords.
+    #[error("embedding model unavailable: {reason}")]
+    ModelUnavailable {
+        /// What is missing or broken.
+        reason: String,
+    },
+
+    /// The embedding model failed on some input.
+    #[error("embedding failed: {reason}")]
+    Embedding {
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The vector index failed.
+    #[error("vector index: {reason}")]
+    Index {
+        /// What went wrong.
+        reason: String,
+    },
+
     /// The database reported an error.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
@@ -198,6 +219,9 @@ impl Error {
             Error::Cancelled => "cancelled",
             Error::WorkerGone(_) => "worker_gone",
             Error::Database(_) => "database",
+            Error::ModelUnavailable { .. } => "model_unavailable",
+            Error::Embedding { .. } => "embedding",
+            Error::Index { .. } => "index",
             Error::Corrupt(_) => "corrupt",
         }
     }

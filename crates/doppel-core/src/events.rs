@@ -38,6 +38,30 @@ pub enum Event {
         /// Units in all.
         total: u64,
     },
+    /// A running job embedded some of its passages.
+    JobEmbedding {
+        /// The job.
+        job: JobId,
+        /// Passages embedded so far.
+        done: u64,
+        /// Passages to embed in all (those whose text had no vector yet).
+        total: u64,
+    },
+    /// The vector index is being rebuilt from the stored vectors.
+    IndexRebuild {
+        /// Vectors added so far.
+        done: u64,
+        /// Vectors in all.
+        total: u64,
+    },
+    /// Passages stored earlier (before a model was available, or under another model) received
+    /// vectors in the background.
+    Backfill {
+        /// Passages embedded in this step.
+        embedded: u64,
+        /// Passages still without a vector.
+        remaining: u64,
+    },
     /// A job finished.
     JobDone {
         /// The job.

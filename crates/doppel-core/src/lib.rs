@@ -11,9 +11,11 @@
 #![warn(missing_docs)]
 
 mod datadir;
+mod embed;
 mod error;
 mod events;
 mod fetch;
+mod index;
 mod ingest;
 mod model;
 mod retrieve;
@@ -30,10 +32,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use datadir::{DATABASE_FILE, LOG_DIR, default_data_dir};
+pub use embed::{ModelFiles, ModelInfo};
 pub use error::{Error, Result};
 pub use events::Event;
 pub use model::*;
-pub use retrieve::SearchRequest;
+pub use retrieve::{SearchRequest, SearchResults};
 pub use sandbox::{PARSER_ARG, ParserCommand, run_parser_child};
 pub use settings::{SPECS as SETTING_SPECS, SettingSpec, Settings};
 pub use store::SCHEMA_VERSION;
@@ -42,6 +45,13 @@ pub use worker::Enqueued;
 use datadir::DataDir;
 use store::ReadPool;
 use worker::{Command, Shared, Worker};
+
+/// The environment variable that names a shared model cache (as `scripts/models` fills it).
+pub const MODEL_CACHE_ENV: &str = "DOPPEL_MODEL_CACHE";
+/// The folder of the data directory that holds models, unless `Config::models` says otherwise.
+pub const MODELS_DIR: &str = "models";
+/// The folder of the data directory that holds vector index files.
+pub const INDEX_DIR: &str = "index";
 
 /// The environment variable that names the data directory when no path is given.
 pub const DATA_DIR_ENV: &str = "DOPPEL_DATA_DIR";
@@ -56,6 +66,9 @@ pub struct Config {
     pub process_queue: bool,
     /// How to start the sandboxed parser for complex formats (PDF, DOCX, EPUB, e-mail).
     pub parser: ParserCommand,
+    /// The model cache; `None` means the `models` folder of the data directory. `Config::new`
+    /// takes `$DOPPEL_MODEL_CACHE` when it is set.
+    pub models: Option<PathBuf>,
 }
 
 impl Config {
@@ -65,6 +78,7 @@ impl Config {
             data_dir: data_dir.into(),
             process_queue: true,
             parser: ParserCommand::current_exe(),
+            models: std::env::var_os(MODEL_CACHE_ENV).filter(|p| !p.is_empty()).map(PathBuf::from),
         }
     }
 
@@ -157,6 +171,12 @@ pub struct DoctorReport {
     pub chunks: u64,
     /// Jobs per state.
     pub jobs: Vec<(String, u64)>,
+    /// The embedding model in use, or why there is none.
+    pub model: std::result::Result<ModelInfo, String>,
+    /// Entries in the vector index.
+    pub index_entries: u64,
+    /// Passages that have no vector from the model yet (they are embedded in the background).
+    pub chunks_without_vectors: u64,
 }
 
 /// An open data directory with its worker. Dropping it stops the worker (a running job goes
@@ -190,8 +210,16 @@ impl Doppel {
         let conn = store::open_writer(&database)?;
         let shared = Arc::new(Shared::default());
         let (commands, inbox) = mpsc::channel();
-        let worker =
-            Worker::start(conn, Arc::clone(&shared), inbox, config.process_queue, config.parser)?;
+        let models = config.models.clone().unwrap_or_else(|| dir.path().join(MODELS_DIR));
+        let worker = Worker::start(
+            conn,
+            Arc::clone(&shared),
+            inbox,
+            config.process_queue,
+            config.parser,
+            &ModelFiles::in_cache(&models),
+            dir.path().join(INDEX_DIR),
+        )?;
         tracing::info!(data_dir = %dir.path().display(), "data directory opened");
         Ok(Doppel {
             dir,
@@ -323,13 +351,67 @@ impl Doppel {
         self.ask(|reply| Command::Cancel { job: id, reply })
     }
 
-    /// Keyword search (BM25 over FTS5).
-    pub fn search(&self, request: &SearchRequest) -> Result<Vec<Hit>> {
-        let limit = match request.limit {
-            Some(limit) => limit.clamp(1, 1000),
-            None => self.settings()?.top_k,
+    /// Searches the twin's passages: keyword (BM25), vector (HNSW) or both fused (the
+    /// default). Without a usable model or index it falls back to keyword search and says so
+    /// in [`SearchResults::note`].
+    pub fn search(&self, request: &SearchRequest) -> Result<SearchResults> {
+        let settings = self.settings()?;
+        let limit = request.limit.map_or(settings.top_k, |l| l.clamp(1, 1000)) as usize;
+        // Fusion needs more than the final count from each list; a source filter is applied
+        // after the vector search, so it looks further.
+        let pool =
+            if request.sources.is_empty() { (limit * 4).max(32) } else { (limit * 20).max(200) };
+        let mut note = None;
+        let mut vector = Vec::new();
+        let mut mode = request.mode;
+        if mode != SearchMode::Keyword {
+            match self.vector_matches(&request.query, pool, settings.min_similarity_pct) {
+                Ok(matches) => {
+                    vector = self.readers.with(|c| retrieve::vector_hits(c, request, &matches))?
+                }
+                Err(e) => {
+                    note = Some(format!("{e}; showing keyword results only"));
+                    mode = SearchMode::Keyword;
+                }
+            }
+        }
+        let keyword = if mode == SearchMode::Vector {
+            Vec::new()
+        } else {
+            self.readers.with(|c| retrieve::keyword(c, request, pool as u32))?
         };
-        self.readers.with(|c| retrieve::keyword(c, request, limit))
+        let hits = match mode {
+            SearchMode::Keyword => keyword.into_iter().take(limit).collect(),
+            SearchMode::Vector => vector.into_iter().take(limit).collect(),
+            SearchMode::Hybrid => retrieve::fuse(keyword, vector, limit),
+        };
+        Ok(SearchResults { hits, mode, note })
+    }
+
+    /// Chunk ids nearest to the query's embedding, with their similarity, above `min_pct`.
+    fn vector_matches(&self, query: &str, count: usize, min_pct: u32) -> Result<Vec<(u64, f32)>> {
+        let state = worker::lock(&self.shared.vectors).clone();
+        if state.model.is_none() {
+            let reason = state.unavailable.unwrap_or_else(|| "no embedding model is loaded".into());
+            let reason = reason.trim_start_matches("embedding model unavailable: ").to_string();
+            return Err(Error::ModelUnavailable { reason });
+        }
+        let embedded = {
+            let mut embedder = worker::lock(&self.shared.embedder);
+            let embedder = embedder
+                .as_mut()
+                .ok_or_else(|| Error::ModelUnavailable { reason: "not loaded".into() })?;
+            embedder.embed(&[query])?
+        };
+        let vector = embedded.into_iter().next().unwrap_or_default();
+        let index = worker::read(&self.shared.index);
+        let index = index.as_ref().ok_or_else(|| Error::Index { reason: "not loaded".into() })?;
+        let min = min_pct as f32 / 100.0;
+        Ok(index
+            .search(&vector, count)?
+            .into_iter()
+            .filter(|(_, similarity)| *similarity >= min)
+            .collect())
     }
 
     /// The current settings.
@@ -361,7 +443,25 @@ impl Doppel {
                 store::state_counts(c, store::Table::Jobs)?,
             ))
         })?;
+        let state = worker::lock(&self.shared.vectors).clone();
+        let (model, chunks_without_vectors) = match &state.model {
+            Some((id, info)) => {
+                (Ok(info.clone()), self.readers.with(|c| store::count_without_vectors(c, *id))?)
+            }
+            None => (Err(state.unavailable.clone().unwrap_or_else(|| "not loaded".into())), chunks),
+        };
+        let index_entries = worker::read(&self.shared.index).as_ref().map_or(0, |i| i.len() as u64);
+        if let (Some(_), Ok(_)) = (&state.model, &model)
+            && index_entries + chunks_without_vectors < chunks
+        {
+            problems.push(format!(
+                "the vector index holds {index_entries} entries for {chunks} passages; restart to rebuild it"
+            ));
+        }
         Ok(DoctorReport {
+            model,
+            index_entries,
+            chunks_without_vectors,
             data_dir: self.dir.path().to_path_buf(),
             database: self.dir.database(),
             app_version: env!("CARGO_PKG_VERSION"),
@@ -477,6 +577,7 @@ fn event_job(event: &Event) -> Option<JobId> {
         Event::JobQueued { job, .. }
         | Event::JobStarted { job, .. }
         | Event::JobProgress { job, .. }
+        | Event::JobEmbedding { job, .. }
         | Event::JobDone { job, .. }
         | Event::JobFailed { job, .. }
         | Event::JobCancelled { job } => Some(*job),

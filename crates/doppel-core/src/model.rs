@@ -224,6 +224,22 @@ pub enum EnqueueStatus {
 pub enum Retriever {
     /// Full-text search (FTS5, BM25).
     Keyword,
+    /// Nearest neighbours of the query's embedding (HNSW).
+    Vector,
+    /// Both.
+    Hybrid,
+}
+
+/// How to search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SearchMode {
+    /// Keyword and vector results fused by reciprocal rank.
+    #[default]
+    Hybrid,
+    /// Vector search only.
+    Vector,
+    /// Keyword search only.
+    Keyword,
 }
 
 /// One search result.
@@ -295,7 +311,8 @@ text_names!(JobOutcome {
     Unchanged => "unchanged",
     AlreadyPresent => "already_present",
 });
-text_names!(Retriever { Keyword => "keyword" });
+text_names!(Retriever { Keyword => "keyword", Vector => "vector", Hybrid => "hybrid" });
+text_names!(SearchMode { Hybrid => "hybrid", Vector => "vector", Keyword => "keyword" });
 
 #[cfg(test)]
 mod tests {

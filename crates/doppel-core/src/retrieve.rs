@@ -6,7 +6,7 @@
 //! words. Very common English words are dropped when the query has others. The remaining words
 //! are OR-ed: BM25 ranks passages that hold more of them, and rarer ones, first.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
 use crate::model::*;
@@ -22,12 +22,31 @@ pub struct SearchRequest {
     pub limit: Option<u32>,
     /// Only these sources, when not empty.
     pub sources: Vec<SourceId>,
+    /// Keyword, vector or both (the default).
+    pub mode: SearchMode,
+}
+
+/// What a search found, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchResults {
+    /// Best first.
+    pub hits: Vec<Hit>,
+    /// The mode actually used: keyword when vectors were asked for but are unavailable.
+    pub mode: SearchMode,
+    /// Why the mode differs from the one asked for, for the person to read.
+    pub note: Option<String>,
 }
 
 impl SearchRequest {
     /// A search of the default twin with the default limit.
     pub fn new(query: impl Into<String>) -> SearchRequest {
-        SearchRequest { twin: DEFAULT_TWIN, query: query.into(), limit: None, sources: Vec::new() }
+        SearchRequest {
+            twin: DEFAULT_TWIN,
+            query: query.into(),
+            limit: None,
+            sources: Vec::new(),
+            mode: SearchMode::Hybrid,
+        }
     }
 }
 
@@ -64,6 +83,83 @@ pub(crate) fn fts_query(text: &str) -> Option<String> {
     }
     (!terms.is_empty())
         .then(|| terms.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" OR "))
+}
+
+/// The rank constant of reciprocal rank fusion (Cormack et al.): a hit at rank r scores
+/// 1/(K + r) in each list that has it.
+const RRF_K: f64 = 60.0;
+
+/// Fuses ranked lists by reciprocal rank: a passage found by both retrievers rises above one
+/// found by either alone. Scores are the fused sums; ties keep the keyword order.
+pub(crate) fn fuse(keyword: Vec<Hit>, vector: Vec<Hit>, limit: usize) -> Vec<Hit> {
+    let mut fused: Vec<Hit> = Vec::with_capacity(keyword.len() + vector.len());
+    for (list, retriever) in [(keyword, Retriever::Keyword), (vector, Retriever::Vector)] {
+        for (rank, hit) in list.into_iter().enumerate() {
+            let score = 1.0 / (RRF_K + rank as f64 + 1.0);
+            match fused.iter_mut().find(|h| h.chunk_id == hit.chunk_id) {
+                Some(existing) => {
+                    existing.score += score;
+                    existing.retriever = Retriever::Hybrid;
+                    if retriever == Retriever::Keyword {
+                        existing.snippet = hit.snippet;
+                    }
+                }
+                None => fused.push(Hit { score, retriever, ..hit }),
+            }
+        }
+    }
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score));
+    fused.truncate(limit);
+    fused
+}
+
+/// The live chunks among vector matches `(chunk id, similarity)`, in match order, restricted
+/// to the request's twin and sources. Ids of deleted chunks simply find no row.
+pub(crate) fn vector_hits(
+    conn: &Connection,
+    request: &SearchRequest,
+    matches: &[(u64, f32)],
+) -> Result<Vec<Hit>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.id, c.source_id, s.title, s.origin, c.location, c.line_start, c.line_end, c.text, c.page,
+                s.twin_id
+         FROM chunks c JOIN sources s ON s.id = c.source_id WHERE c.id = ?1",
+    )?;
+    let mut hits = Vec::with_capacity(matches.len());
+    for &(id, similarity) in matches {
+        let row = stmt
+            .query_row([id as i64], |r| {
+                let text: String = r.get(7)?;
+                Ok((
+                    r.get::<_, TwinId>(9)?,
+                    Hit {
+                        chunk_id: r.get(0)?,
+                        source_id: r.get(1)?,
+                        source_title: r.get(2)?,
+                        origin: r.get(3)?,
+                        location: Location {
+                            label: r.get(4)?,
+                            line_start: r.get(5)?,
+                            line_end: r.get(6)?,
+                            page: r.get(8)?,
+                        },
+                        snippet: text.chars().take(160).collect::<String>()
+                            + if text.chars().count() > 160 { "…" } else { "" },
+                        text,
+                        score: f64::from(similarity),
+                        retriever: Retriever::Vector,
+                    },
+                ))
+            })
+            .optional()?;
+        if let Some((twin, hit)) = row
+            && twin == request.twin
+            && (request.sources.is_empty() || request.sources.contains(&hit.source_id))
+        {
+            hits.push(hit);
+        }
+    }
+    Ok(hits)
 }
 
 pub(crate) fn keyword(conn: &Connection, request: &SearchRequest, limit: u32) -> Result<Vec<Hit>> {

@@ -38,6 +38,14 @@ pub struct Settings {
     pub fetch_timeout_s: u32,
     /// Most redirects followed when fetching a URL.
     pub fetch_max_redirects: u32,
+    /// HNSW: links per node.
+    pub hnsw_m: u32,
+    /// HNSW: candidate list size while building.
+    pub hnsw_ef_construction: u32,
+    /// HNSW: candidate list size while searching.
+    pub hnsw_ef_search: u32,
+    /// Vector hits below this cosine similarity (in percent) are not returned.
+    pub min_similarity_pct: u32,
 }
 
 impl Default for Settings {
@@ -56,6 +64,10 @@ impl Default for Settings {
             archive_max_ratio: 0,
             fetch_timeout_s: 0,
             fetch_max_redirects: 0,
+            hnsw_m: 0,
+            hnsw_ef_construction: 0,
+            hnsw_ef_search: 0,
+            min_similarity_pct: 0,
         };
         for spec in SPECS {
             *(spec.field)(&mut settings) = spec.default;
@@ -186,6 +198,38 @@ pub static SPECS: &[SettingSpec] = &[
         max: 20,
         field: |s| &mut s.fetch_max_redirects,
     },
+    SettingSpec {
+        key: "hnsw_m",
+        help: "HNSW links per node (takes effect when the index is next rebuilt)",
+        default: 16,
+        min: 4,
+        max: 128,
+        field: |s| &mut s.hnsw_m,
+    },
+    SettingSpec {
+        key: "hnsw_ef_construction",
+        help: "HNSW candidate list while building (takes effect when the index is next rebuilt)",
+        default: 128,
+        min: 16,
+        max: 2048,
+        field: |s| &mut s.hnsw_ef_construction,
+    },
+    SettingSpec {
+        key: "hnsw_ef_search",
+        help: "HNSW candidate list while searching: higher finds more of the true neighbours",
+        default: 64,
+        min: 8,
+        max: 4096,
+        field: |s| &mut s.hnsw_ef_search,
+    },
+    SettingSpec {
+        key: "min_similarity_pct",
+        help: "passages found by meaning below this similarity (percent) are not returned",
+        default: 20,
+        min: 0,
+        max: 100,
+        field: |s| &mut s.min_similarity_pct,
+    },
 ];
 
 impl Settings {
@@ -211,6 +255,15 @@ impl Settings {
         crate::sandbox::ChildLimits {
             timeout: std::time::Duration::from_secs(u64::from(self.parse_timeout_s)),
             memory_bytes: u64::from(self.parse_memory_mb) * 1024 * 1024,
+        }
+    }
+
+    /// HNSW parameters.
+    pub(crate) fn hnsw(&self) -> crate::index::HnswParams {
+        crate::index::HnswParams {
+            m: self.hnsw_m as usize,
+            ef_construction: self.hnsw_ef_construction as usize,
+            ef_search: self.hnsw_ef_search as usize,
         }
     }
 

@@ -7,26 +7,30 @@
 //! leaves either the old state or the new, never half a source. Cancellation and shutdown are
 //! noticed at chunk boundaries.
 
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 use tracing::{error, info, info_span, warn};
 
+use crate::embed::{Embedder, ModelFiles, ModelInfo, to_blob};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
 use crate::fetch;
+use crate::index::VectorIndex;
 use crate::ingest::chunk::{ChunkConfig, chunk};
 use crate::ingest::{Document, Format, parse, parse_text, parse_web_page, read_file, sha256_hex};
 use crate::model::*;
 use crate::sandbox::{self, ParserCommand};
 use crate::settings::Settings;
 use crate::store::{self, SourceFacts};
+use crate::store::{NewChunk, NewVectors};
 
 /// A request to the worker. Each carries the channel its answer goes back on.
 pub(crate) enum Command {
@@ -73,14 +77,34 @@ pub struct Enqueued {
     pub status: EnqueueStatus,
 }
 
+/// What vector search can use right now.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct VectorState {
+    /// The loaded model's row id and description.
+    pub model: Option<(i64, ModelInfo)>,
+    /// Why vectors are unavailable, when they are.
+    pub unavailable: Option<String>,
+}
+
 /// State shared between the worker and the handle.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Shared {
     pub events: EventBus,
+    /// The embedding model, shared by the worker (batches) and searches (one query).
+    pub embedder: Mutex<Option<Embedder>>,
+    /// The HNSW index of the loaded model; searches read it, the worker changes it.
+    pub index: RwLock<Option<VectorIndex>>,
+    pub vectors: Mutex<VectorState>,
     /// Jobs the owner asked to cancel, noticed at the next chunk boundary.
     pub cancel: Mutex<HashSet<JobId>>,
     /// Set when the handle is dropped: the running job is put back in the queue.
     pub stopping: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -115,7 +139,14 @@ pub(crate) struct Worker {
     settings: Settings,
     process_queue: bool,
     parser: ParserCommand,
+    /// The index changed since it was last saved.
+    index_dirty: bool,
+    /// Where index files live.
+    index_dir: PathBuf,
 }
+
+/// How many chunk texts are embedded in one batch.
+const EMBED_BATCH: usize = 16;
 
 /// Longest idle wait before the worker looks at the queue again on its own.
 const IDLE_WAIT: Duration = Duration::from_secs(60);
@@ -128,6 +159,8 @@ impl Worker {
         commands: Receiver<Command>,
         process_queue: bool,
         parser: ParserCommand,
+        models: &ModelFiles,
+        index_dir: PathBuf,
     ) -> Result<JoinHandle<()>> {
         let settings = Settings::from_stored(&store::stored_settings(&conn)?);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -136,7 +169,9 @@ impl Worker {
         if requeued > 0 {
             info!(requeued, "jobs interrupted by a previous run were queued again");
         }
-        let worker = Worker { conn, shared, settings, process_queue, parser };
+        let mut worker =
+            Worker { conn, shared, settings, process_queue, parser, index_dirty: false, index_dir };
+        worker.start_vectors(models);
         std::thread::Builder::new()
             .name("doppel-worker".into())
             .spawn(move || worker.run(commands))
@@ -144,6 +179,11 @@ impl Worker {
     }
 
     fn run(mut self, commands: Receiver<Command>) {
+        self.serve(commands);
+        self.save_index();
+    }
+
+    fn serve(&mut self, commands: Receiver<Command>) {
         loop {
             loop {
                 match commands.try_recv() {
@@ -164,6 +204,15 @@ impl Worker {
                     Ok(None) => {}
                     Err(e) => error!(error = %e, "could not claim a job"),
                 }
+                // Idle: give chunks that have no vector yet (a new or changed model) theirs.
+                match self.backfill() {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, "embedding of older passages postponed"),
+                }
+            }
+            if self.index_dirty {
+                self.save_index();
             }
             match commands.recv_timeout(self.idle_wait()) {
                 Ok(command) => self.handle(command),
@@ -251,8 +300,9 @@ impl Worker {
 
     fn delete(&mut self, source: SourceId) -> Result<()> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        store::delete_source(&tx, source)?;
+        let removed = store::delete_source(&tx, source)?;
         tx.commit()?;
+        self.update_index(&removed, &[]);
         if let Err(e) = store::checkpoint(&self.conn) {
             warn!(error = %e, "write-ahead log checkpoint after delete postponed");
         }
@@ -443,6 +493,7 @@ impl Worker {
             overlap: self.settings.chunk_overlap,
         };
         let chunks = chunk(&doc, config, checkpoint)?;
+        let (new_vectors, all_vectors) = self.embed_chunks(job, &chunks)?;
         // Pasted text keeps the title it was given; files and pages take their document's own.
         let title = match (job.kind, &doc.title) {
             (JobKind::IngestFile | JobKind::IngestUrl, Some(title)) => title.clone(),
@@ -460,15 +511,22 @@ impl Worker {
         let every = (total / 100).max(1);
         let events = &self.shared.events;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        store::store_ingested(&tx, job.id, source_id, &facts, &chunks, |done| {
-            let done = done as u64;
-            if done.is_multiple_of(every) {
-                events.publish(Event::JobProgress { job: job.id, done, total });
-            }
-            checkpoint()
-        })?;
+        let (removed, inserted) =
+            store::store_ingested(&tx, job.id, source_id, &facts, &chunks, &new_vectors, |done| {
+                let done = done as u64;
+                if done.is_multiple_of(every) {
+                    events.publish(Event::JobProgress { job: job.id, done, total });
+                }
+                checkpoint()
+            })?;
         tx.commit()?;
-        events.publish(Event::JobProgress { job: job.id, done: total, total });
+        let added: Vec<(u64, &Vec<f32>)> = inserted
+            .iter()
+            .zip(&chunks)
+            .filter_map(|(id, c)| all_vectors.get(&c.text_hash).map(|v| (*id as u64, v)))
+            .collect();
+        self.shared.events.publish(Event::JobProgress { job: job.id, done: total, total });
+        self.update_index(&removed, &added);
         Ok(Finished { outcome: JobOutcome::Ingested, source: Some(source_id), chunks: total })
     }
 
@@ -548,4 +606,193 @@ fn note_of(warnings: &[String]) -> Option<String> {
         note.push_str(&format!("; and {} more", warnings.len() - SHOWN));
     }
     Some(note)
+}
+
+impl Worker {
+    /// Loads the embedding model and its index (rebuilding a stale index from the stored
+    /// vectors). Without a model, Doppel works on with keyword search and says why.
+    fn start_vectors(&mut self, files: &ModelFiles) {
+        let embedder = match Embedder::load(files) {
+            Ok(embedder) => embedder,
+            Err(e) => {
+                warn!(error = %e, "vector search unavailable");
+                lock(&self.shared.vectors).unavailable = Some(e.to_string());
+                return;
+            }
+        };
+        let info = embedder.info.clone();
+        let loaded = store::ensure_model(&self.conn, &info).and_then(|model| {
+            let index = self.open_index(model, &info)?;
+            Ok((model, index))
+        });
+        match loaded {
+            Ok((model, index)) => {
+                *write(&self.shared.index) = Some(index);
+                *lock(&self.shared.embedder) = Some(embedder);
+                let mut state = lock(&self.shared.vectors);
+                state.model = Some((model, info));
+                state.unavailable = None;
+            }
+            Err(e) => {
+                warn!(error = %e, "vector index unavailable");
+                lock(&self.shared.vectors).unavailable = Some(e.to_string());
+            }
+        }
+    }
+
+    fn index_paths(&self, info: &ModelInfo) -> (PathBuf, PathBuf) {
+        let file = self.index_dir.join(format!("{}.usearch", info.fingerprint));
+        (file.clone(), file.with_extension("generation"))
+    }
+
+    /// The saved index if it holds the database's current generation, else a rebuilt one.
+    fn open_index(&mut self, model: i64, info: &ModelInfo) -> Result<VectorIndex> {
+        let generation = store::generation(&self.conn, model)?;
+        let (file, marker) = self.index_paths(info);
+        let saved: Option<i64> =
+            std::fs::read_to_string(&marker).ok().and_then(|t| t.trim().parse().ok());
+        let params = self.settings.hnsw();
+        if saved == Some(generation)
+            && let Some(index) = VectorIndex::load(file.clone(), info.dimension, params)
+        {
+            return Ok(index);
+        }
+        info!(
+            ?saved,
+            generation, "vector index is stale or missing; rebuilding it from the stored vectors"
+        );
+        let mut index = VectorIndex::new(file, info.dimension, params)?;
+        let live = store::live_vectors(&self.conn, model)?;
+        let total = live.len() as u64;
+        for (done, (key, vector)) in live.iter().enumerate() {
+            index.add(*key, vector)?;
+            if done % 1000 == 0 {
+                self.shared.events.publish(Event::IndexRebuild { done: done as u64, total });
+            }
+        }
+        self.shared.events.publish(Event::IndexRebuild { done: total, total });
+        index.save(|| Ok(Vec::new()))?;
+        std::fs::write(&marker, generation.to_string()).map_err(|e| Error::io(&marker, e))?;
+        Ok(index)
+    }
+
+    /// Saves the index with the generation it now holds.
+    fn save_index(&mut self) {
+        let Some((model, info)) = lock(&self.shared.vectors).model.clone() else { return };
+        let result = store::generation(&self.conn, model).and_then(|generation| {
+            let mut guard = write(&self.shared.index);
+            let Some(index) = guard.as_mut() else { return Ok(()) };
+            let conn = &self.conn;
+            index.save(|| store::live_vectors(conn, model))?;
+            let (_, marker) = self.index_paths(&info);
+            std::fs::write(&marker, generation.to_string()).map_err(|e| Error::io(&marker, e))
+        });
+        match result {
+            Ok(()) => self.index_dirty = false,
+            Err(e) => {
+                warn!(error = %e, "vector index not saved; it will be rebuilt at the next start")
+            }
+        }
+    }
+
+    /// Brings the index in line after a commit. A failure here only costs a rebuild later:
+    /// searches check results against live rows, and the generation marks the file stale.
+    fn update_index(&mut self, removed: &[i64], added: &[(u64, &Vec<f32>)]) {
+        let mut guard = write(&self.shared.index);
+        let Some(index) = guard.as_mut() else { return };
+        let result = removed
+            .iter()
+            .try_for_each(|id| index.remove(*id as u64))
+            .and_then(|()| added.iter().try_for_each(|(id, v)| index.add(*id, v)));
+        if let Err(e) = result {
+            warn!(error = %e, "vector index update failed; it will be rebuilt");
+        }
+        self.index_dirty = true;
+    }
+
+    /// Vectors for a source's chunks: new ones embedded (in batches, cancellable, with
+    /// progress), known ones read back. Returns what to store and every chunk's vector.
+    fn embed_chunks(
+        &mut self,
+        job: &Job,
+        chunks: &[NewChunk],
+    ) -> Result<(NewVectors, HashMap<String, Vec<f32>>)> {
+        let Some((model, _)) = lock(&self.shared.vectors).model.clone() else {
+            return Ok((NewVectors::default(), HashMap::new()));
+        };
+        let mut hashes: Vec<&str> = chunks.iter().map(|c| c.text_hash.as_str()).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        let missing = store::missing(&self.conn, model, &hashes)?;
+        let mut todo: Vec<&NewChunk> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for chunk in chunks {
+            if missing.contains(&chunk.text_hash) && seen.insert(chunk.text_hash.as_str()) {
+                todo.push(chunk);
+            }
+        }
+        let known: Vec<&str> = hashes.iter().copied().filter(|h| !missing.contains(*h)).collect();
+        let mut all = store::vectors(&self.conn, model, &known)?;
+        let mut blobs = Vec::with_capacity(todo.len());
+        let total = todo.len() as u64;
+        for (batch_number, batch) in todo.chunks(EMBED_BATCH).enumerate() {
+            self.shared.checkpoint(job.id)?;
+            let texts: Vec<&str> = batch.iter().map(|c| c.text.as_str()).collect();
+            let vectors = {
+                let mut embedder = lock(&self.shared.embedder);
+                let embedder = embedder
+                    .as_mut()
+                    .ok_or_else(|| Error::ModelUnavailable { reason: "unloaded".into() })?;
+                embedder.embed(&texts)?
+            };
+            for (chunk, vector) in batch.iter().zip(vectors) {
+                blobs.push((chunk.text_hash.clone(), to_blob(&vector)));
+                all.insert(chunk.text_hash.clone(), vector);
+            }
+            let done = ((batch_number + 1) * EMBED_BATCH).min(todo.len()) as u64;
+            self.shared.events.publish(Event::JobEmbedding { job: job.id, done, total });
+        }
+        Ok((NewVectors { model: Some(model), blobs }, all))
+    }
+
+    /// Embeds one batch of stored chunks that have no vector from the loaded model. Returns
+    /// whether there was anything to do.
+    fn backfill(&mut self) -> Result<bool> {
+        let Some((model, _)) = lock(&self.shared.vectors).model.clone() else { return Ok(false) };
+        let rows = store::chunks_without_vectors(&self.conn, model, EMBED_BATCH as u32)?;
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        let texts: Vec<&str> = rows.iter().map(|(_, _, text)| text.as_str()).collect();
+        let vectors = {
+            let mut embedder = lock(&self.shared.embedder);
+            let Some(embedder) = embedder.as_mut() else { return Ok(false) };
+            embedder.embed(&texts)?
+        };
+        let blobs: Vec<(String, Vec<u8>)> =
+            rows.iter().zip(&vectors).map(|((_, hash, _), v)| (hash.clone(), to_blob(v))).collect();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        store::insert_embeddings(&tx, model, &blobs)?;
+        store::bump_generations(&tx)?;
+        tx.commit()?;
+        let added: Vec<(u64, &Vec<f32>)> =
+            rows.iter().zip(&vectors).map(|((id, _, _), v)| (*id as u64, v)).collect();
+        self.update_index(&[], &added);
+        let remaining = store::count_without_vectors(&self.conn, model)?;
+        self.shared.events.publish(Event::Backfill { embedded: rows.len() as u64, remaining });
+        Ok(true)
+    }
+}
+
+/// Locks that a panic elsewhere cannot leave inconsistent are used even when poisoned.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
 }

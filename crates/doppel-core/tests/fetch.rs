@@ -150,17 +150,17 @@ fn h2_every_hostile_server_ends_in_a_clear_error_and_the_worker_goes_on() {
 
     // The worker went on: the good page is in, with its main content only.
     assert_eq!(jobs[7].state, JobState::Done);
-    let hit = &doppel.search(&SearchRequest::new("lyrebird")).unwrap()[0];
+    let hit = &doppel.search(&keyword("lyrebird")).unwrap().hits[0];
     assert_eq!(hit.origin.as_deref(), Some(urls[7].as_str()));
     assert_eq!(hit.source_title, "Loopback page");
     assert_eq!(hit.location.label, "Field notes");
-    assert!(doppel.search(&SearchRequest::new("Footer Menu")).unwrap().is_empty());
+    assert!(doppel.search(&keyword("Footer Menu")).unwrap().hits.is_empty());
     let source = doppel.source(hit.source_id).unwrap();
     assert_eq!(source.kind, SourceKind::Url);
 
     // A PDF is recognised by its content type and parsed in the sandbox, with its pages.
     assert_eq!(jobs[8].state, JobState::Done, "{:?}", jobs[8]);
-    let hit = &doppel.search(&SearchRequest::new("C-style comments are not supported")).unwrap()[0];
+    let hit = &doppel.search(&keyword("C-style comments are not supported")).unwrap().hits[0];
     assert_eq!(hit.origin.as_deref(), Some(urls[8].as_str()));
     assert_eq!(hit.location.page, Some(5));
 }
@@ -180,4 +180,9 @@ fn only_http_and_https_urls_are_queued() {
     assert_eq!(messages[0], "file:///etc/passwd: only http and https URLs can be ingested");
     assert_eq!(messages[1], "ftp://example.org/x: only http and https URLs can be ingested");
     assert!(messages[2].starts_with("https://: not a valid URL"), "{}", messages[2]);
+}
+
+/// A keyword-only search of the default twin (vector search is tested on its own).
+fn keyword(query: impl Into<String>) -> SearchRequest {
+    SearchRequest { mode: SearchMode::Keyword, ..SearchRequest::new(query) }
 }

@@ -65,7 +65,7 @@ fn a_hanging_parser_is_stopped_and_the_next_file_goes_on() {
     assert_eq!(error_of(&jobs[0]), ("parser_timed_out", "parser timed out (after 1 s)"));
     assert_eq!(jobs[0].attempts, 1, "a timeout is not retried");
     assert_eq!(jobs[1].state, JobState::Done);
-    assert_eq!(doppel.search(&SearchRequest::new("worker went")).unwrap().len(), 1);
+    assert_eq!(doppel.search(&keyword("worker went")).unwrap().hits.len(), 1);
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn the_real_parser_runs_out_of_memory_alone() {
         ("parser_out_of_memory", "parser ran out of memory (limit 64 MB)")
     );
     assert_eq!(jobs[1].state, JobState::Done);
-    assert_eq!(doppel.search(&SearchRequest::new("kestrel")).unwrap().len(), 1);
+    assert_eq!(doppel.search(&keyword("kestrel")).unwrap().hits.len(), 1);
 }
 
 #[test]
@@ -165,7 +165,7 @@ fn zip_bombs_and_hostile_archives_are_refused_with_clear_reasons() {
     // Hostile entry names are only keys inside the archive: the book reads, nothing is written.
     assert_eq!(jobs[2].state, JobState::Done);
     assert!(!Path::new("/tmp/doppel-escape.xhtml").exists());
-    assert_eq!(doppel.search(&SearchRequest::new("stoat")).unwrap().len(), 1);
+    assert_eq!(doppel.search(&keyword("stoat")).unwrap().hits.len(), 1);
     assert_eq!(jobs[4].state, JobState::Done);
     assert!(jobs.iter().all(|j| j.attempts == 1));
 }
@@ -186,9 +186,9 @@ fn word_documents_books_and_mail_become_searchable_passages() {
     let doppel = open(data.path(), real_parser());
     let jobs = ingest(&doppel, &[doc, mail]);
     assert!(jobs.iter().all(|j| j.state == JobState::Done), "{jobs:?}");
-    let hit = &doppel.search(&SearchRequest::new("narwhal census")).unwrap()[0];
+    let hit = &doppel.search(&keyword("narwhal census")).unwrap().hits[0];
     assert_eq!(hit.source_title, "report.docx");
-    let hit = &doppel.search(&SearchRequest::new("compiler A-0")).unwrap()[0];
+    let hit = &doppel.search(&keyword("compiler A-0")).unwrap().hits[0];
     assert_eq!(hit.source_title, "Compiler news");
     assert_eq!(
         hit.location.label,
@@ -196,4 +196,9 @@ fn word_documents_books_and_mail_become_searchable_passages() {
     );
     let source = doppel.source(hit.source_id).unwrap();
     assert_eq!(source.media_type.as_deref(), Some("message/rfc822"));
+}
+
+/// A keyword-only search of the default twin (vector search is tested on its own).
+fn keyword(query: impl Into<String>) -> SearchRequest {
+    SearchRequest { mode: SearchMode::Keyword, ..SearchRequest::new(query) }
 }

@@ -51,7 +51,7 @@ proptest! {
     #[test]
     fn m5_any_query_is_searched_as_words(query in hostile_text()) {
         let (_dir, doppel) = FIXTURE.with(|f| f.clone());
-        let hits = doppel.search(&SearchRequest::new(query.clone()));
+        let hits = doppel.search(&keyword(query.clone())).map(|r| r.hits);
         prop_assert!(hits.is_ok(), "{query:?}: {hits:?}");
         // Any word of the fixture in the query finds the fixture.
         let words = ["alpha", "beta", "gamma", "quoted", "near", "column", "paren", "star"];
@@ -82,15 +82,18 @@ fn source_filters_limit_results() {
     let report = doppel.ingest(IngestRequest::paths(files)).unwrap();
     let jobs: Vec<JobId> = report.queued.iter().map(|q| q.job_id).collect();
     doppel.wait_for(&jobs, |_| {}).unwrap();
-    assert_eq!(doppel.search(&SearchRequest::new("common")).unwrap().len(), 3);
+    assert_eq!(doppel.search(&keyword("common")).unwrap().hits.len(), 3);
     let only = report.queued[1].source_id;
-    let hits = doppel
-        .search(&SearchRequest { sources: vec![only], ..SearchRequest::new("common") })
-        .unwrap();
-    assert_eq!(hits.iter().map(|h| h.source_id).collect::<Vec<_>>(), [only]);
     let hits =
-        doppel.search(&SearchRequest { limit: Some(2), ..SearchRequest::new("common") }).unwrap();
+        doppel.search(&SearchRequest { sources: vec![only], ..keyword("common") }).unwrap().hits;
+    assert_eq!(hits.iter().map(|h| h.source_id).collect::<Vec<_>>(), [only]);
+    let hits = doppel.search(&SearchRequest { limit: Some(2), ..keyword("common") }).unwrap().hits;
     assert_eq!(hits.len(), 2);
     assert!(hits[0].score >= hits[1].score);
     assert!(hits[0].snippet.contains("[common]"), "{}", hits[0].snippet);
+}
+
+/// A keyword-only search of the default twin (vector search is tested on its own).
+fn keyword(query: impl Into<String>) -> SearchRequest {
+    SearchRequest { mode: SearchMode::Keyword, ..SearchRequest::new(query) }
 }

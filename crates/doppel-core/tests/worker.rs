@@ -88,7 +88,7 @@ fn readers_during_ingestion_never_see_a_locked_database_or_half_a_source() {
                 while !done.load(Ordering::Relaxed) || searches == 0 {
                     let query =
                         format!("bulkx{}y{}", (searches as usize * 7 + r) % 150, searches % 120);
-                    let hits = doppel.search(&SearchRequest::new(query)).unwrap();
+                    let hits = doppel.search(&keyword(query)).unwrap().hits;
                     for hit in hits {
                         // A source is visible whole or not at all.
                         let source = doppel.source(hit.source_id).unwrap();
@@ -133,7 +133,7 @@ fn a_running_job_cancelled_at_a_chunk_boundary_leaves_nothing() {
     assert_eq!(cancelled.state, JobState::Cancelled);
     assert_eq!(cancelled.source_id, None);
     assert!(doppel.sources(DEFAULT_TWIN).unwrap().is_empty());
-    assert!(doppel.search(&SearchRequest::new("hugex0y1")).unwrap().is_empty());
+    assert!(doppel.search(&keyword("hugex0y1")).unwrap().hits.is_empty());
     assert_eq!(doppel.doctor().unwrap().chunks, 0);
     let seen: Vec<Event> = events.try_iter().collect();
     assert!(seen.contains(&Event::JobCancelled { job }), "{seen:?}");
@@ -255,7 +255,7 @@ fn a_database_is_migrated_on_first_open_and_keeps_its_data() {
     let doppel = open(data.path());
     assert_eq!(doppel.doctor().unwrap().schema_version, SCHEMA_VERSION);
     assert_eq!(doppel.settings().unwrap().top_k, 4);
-    assert_eq!(doppel.search(&SearchRequest::new("keepx0y1")).unwrap().len(), 1);
+    assert_eq!(doppel.search(&keyword("keepx0y1")).unwrap().hits.len(), 1);
     assert_eq!(doppel.twins().unwrap()[0].name, "My twin");
 }
 
@@ -284,7 +284,7 @@ fn a_schema_v1_database_file_is_migrated_with_its_data() {
         ]
     );
     assert_eq!(doppel.settings().unwrap().top_k, 6);
-    let hit = &doppel.search(&SearchRequest::new("heron")).unwrap()[0];
+    let hit = &doppel.search(&keyword("heron")).unwrap().hits[0];
     assert_eq!(hit.location.label, "Old notes");
     assert_eq!(hit.location.page, None);
     // What version 2 adds works on the migrated file: URL sources.
@@ -295,4 +295,9 @@ fn a_schema_v1_database_file_is_migrated_with_its_data() {
         })
         .unwrap();
     assert_eq!(doppel.source(report.queued[0].source_id).unwrap().kind, SourceKind::Url);
+}
+
+/// A keyword-only search of the default twin (vector search is tested on its own).
+fn keyword(query: impl Into<String>) -> SearchRequest {
+    SearchRequest { mode: SearchMode::Keyword, ..SearchRequest::new(query) }
 }

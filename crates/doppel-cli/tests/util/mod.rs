@@ -47,6 +47,31 @@ impl Cli {
         self.command().args(args).output().unwrap()
     }
 
+    /// Runs with `--json`, returning stdout parsed, the exit status and the process's own peak
+    /// memory in KB (from `wait4`, so other tests' processes do not count).
+    pub fn json_measured(&self, args: &[&str]) -> (Value, i32, i64) {
+        use std::io::Read;
+        let mut child =
+            self.command().arg("--json").args(args).stdout(Stdio::piped()).spawn().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            stdout.read_to_string(&mut text).unwrap();
+            text
+        });
+        let mut status = 0;
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: waits for our own child and fills the status and usage it is given.
+        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, usage.as_mut_ptr()) };
+        assert_eq!(pid, child.id() as i32);
+        // SAFETY: initialised by the successful wait4 above.
+        let peak_kb = unsafe { usage.assume_init() }.ru_maxrss;
+        let text = reader.join().unwrap();
+        let value =
+            serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        (value, libc::WEXITSTATUS(status), peak_kb)
+    }
+
     /// Runs with `--json`, asserts the exit status, and parses stdout.
     pub fn json_status(&self, args: &[&str], status: i32) -> Value {
         let out = self.command().arg("--json").args(args).output().unwrap();
@@ -73,8 +98,12 @@ impl Cli {
         self.sources().into_iter().find(|s| s["origin"] == *origin)
     }
 
+    /// Keyword search (vector search is tested on its own), returning the hits.
     pub fn search(&self, query: &str) -> Vec<Value> {
-        self.json(&["search", query, "-k", "20"]).as_array().unwrap().clone()
+        self.json(&["search", query, "-k", "20", "--mode", "keyword"])["hits"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 }
 

@@ -6,6 +6,7 @@
 //! from anywhere but the worker fails loudly. User text reaches SQL only as bound parameters.
 
 mod read;
+mod vectors;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -15,13 +16,15 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, Row};
 
 pub(crate) use read::*;
+pub(crate) use vectors::*;
 pub(crate) use write::*;
 
 use crate::error::{Error, Result};
 use crate::model::*;
 
 /// Migrations, in order; `PRAGMA user_version` counts how many have been applied.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema-v2.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("schema.sql"), include_str!("schema-v2.sql"), include_str!("schema-v3.sql")];
 
 /// The newest schema version this build understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

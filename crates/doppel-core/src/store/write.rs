@@ -154,7 +154,16 @@ pub(crate) struct NewChunk {
     pub text_hash: String,
 }
 
-/// Replaces a source's chunks and makes it ready, finishing its job, inside `tx`.
+/// New vectors to store with a source's chunks.
+#[derive(Debug, Default)]
+pub(crate) struct NewVectors {
+    pub model: Option<i64>,
+    /// `(text hash, little-endian f32 blob)` pairs not stored yet.
+    pub blobs: Vec<(String, Vec<u8>)>,
+}
+
+/// Replaces a source's chunks (with their new vectors) and makes it ready, finishing its job,
+/// inside `tx`. Returns the ids of the chunks removed and of those inserted, in order.
 ///
 /// `step` runs before each chunk is written; it reports progress and may stop the work by
 /// returning an error (cancellation), in which case the caller drops `tx` and nothing is kept.
@@ -164,9 +173,12 @@ pub(crate) fn store_ingested(
     source: SourceId,
     facts: &SourceFacts,
     chunks: &[NewChunk],
+    vectors: &NewVectors,
     mut step: impl FnMut(usize) -> Result<()>,
-) -> Result<()> {
+) -> Result<(Vec<ChunkId>, Vec<ChunkId>)> {
+    let removed = chunk_ids(tx, source)?;
     tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
+    let mut inserted = Vec::with_capacity(chunks.len());
     let mut insert = tx.prepare_cached(
         "INSERT INTO chunks (source_id, ordinal, text, location, line_start, line_end, token_count,
                              text_hash, page)
@@ -185,7 +197,13 @@ pub(crate) fn store_ingested(
             chunk.text_hash,
             chunk.location.page,
         ])?;
+        inserted.push(tx.last_insert_rowid());
     }
+    if let Some(model) = vectors.model {
+        insert_embeddings(tx, model, &vectors.blobs)?;
+    }
+    delete_orphan_embeddings(tx)?;
+    bump_generations(tx)?;
     let now = now_ms();
     tx.execute(
         "UPDATE sources SET title = ?2, media_type = ?3, byte_size = ?4, content_hash = ?5,
@@ -202,7 +220,8 @@ pub(crate) fn store_ingested(
             facts.note
         ],
     )?;
-    finish_job(tx, job, JobOutcome::Ingested, Some(source), None)
+    finish_job(tx, job, JobOutcome::Ingested, Some(source), None)?;
+    Ok((removed, inserted))
 }
 
 /// Marks a job done with `outcome`, clearing any payload it carried.
@@ -240,7 +259,7 @@ pub(crate) fn store_duplicate(
     existing: SourceId,
 ) -> Result<()> {
     finish_job(tx, job, JobOutcome::AlreadyPresent, Some(existing), Some(existing))?;
-    delete_source(tx, source)
+    delete_source(tx, source).map(drop)
 }
 
 /// Records a failed attempt. With `retry_at` the job waits to be tried again; without, it has
@@ -309,7 +328,7 @@ pub(crate) fn store_cancelled(tx: &Transaction, job: &Job) -> Result<()> {
     match fresh {
         Some(true) => {
             tx.execute("UPDATE jobs SET source_id = NULL WHERE id = ?1", [job.id])?;
-            delete_source(tx, source)
+            delete_source(tx, source).map(drop)
         }
         Some(false) => set_source_state(tx, source, SourceState::Ready),
         None => Ok(()),
@@ -343,15 +362,19 @@ pub(crate) fn requeue_interrupted(conn: &Connection, job: &Job) -> Result<()> {
     Ok(())
 }
 
-/// Deletes a source with its chunks (and so its keyword-index entries) and its jobs.
-pub(crate) fn delete_source(tx: &Transaction, source: SourceId) -> Result<()> {
+/// Deletes a source with its chunks (and so its keyword-index entries), the vectors no other
+/// chunk shares, and its jobs. Returns the ids of the chunks removed.
+pub(crate) fn delete_source(tx: &Transaction, source: SourceId) -> Result<Vec<ChunkId>> {
+    let removed = chunk_ids(tx, source)?;
     tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
+    delete_orphan_embeddings(tx)?;
+    bump_generations(tx)?;
     tx.execute("DELETE FROM jobs WHERE source_id = ?1 OR duplicate_of = ?1", [source])?;
     let deleted = tx.execute("DELETE FROM sources WHERE id = ?1", [source])?;
     if deleted == 0 {
         return Err(Error::NotFound { what: "source", id: source.to_string() });
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Cancels a job that is still queued. Returns the job as it is afterwards.

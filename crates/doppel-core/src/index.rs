@@ -1,0 +1,138 @@
+//! The HNSW vector index (usearch), persisted beside the database.
+//!
+//! The database is the source of truth: every vector lives in the `embeddings` table, written
+//! in the same transaction as its chunk. The index is a fast copy keyed by chunk id. Each change
+//! to the vectors bumps a generation number in the database; the index file is saved together
+//! with the generation it holds. At open, a file whose generation differs (the process died
+//! before saving) or that cannot be read is rebuilt from the stored vectors. Searches check
+//! every result against live rows, so a stale entry can never surface a deleted chunk.
+//!
+//! Removing from an HNSW graph leaves the vector's bytes in the structure, so a save after any
+//! removal writes a freshly built index: a forgotten source's vectors leave the file too.
+
+use std::path::PathBuf;
+
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use crate::error::{Error, Result};
+
+/// HNSW parameters, named as in the paper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HnswParams {
+    /// Links per node.
+    pub m: usize,
+    /// Candidate list size while building.
+    pub ef_construction: usize,
+    /// Candidate list size while searching.
+    pub ef_search: usize,
+}
+
+pub(crate) struct VectorIndex {
+    index: Index,
+    dimension: usize,
+    params: HnswParams,
+    path: PathBuf,
+    /// Whether keys were removed since the last save (the next save rebuilds).
+    removed: bool,
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Index { reason: format!("{what}: {e}") }
+}
+
+impl VectorIndex {
+    /// An empty index that will be saved at `path`.
+    pub(crate) fn new(path: PathBuf, dimension: usize, params: HnswParams) -> Result<VectorIndex> {
+        let options = IndexOptions {
+            dimensions: dimension,
+            metric: MetricKind::Cos,
+            quantization: ScalarKind::F32,
+            connectivity: params.m,
+            expansion_add: params.ef_construction,
+            expansion_search: params.ef_search,
+            multi: false,
+        };
+        let index =
+            Index::new(&options).map_err(|e| failed("could not create the vector index", e))?;
+        index.reserve(1024).map_err(|e| failed("could not reserve index space", e))?;
+        Ok(VectorIndex { index, dimension, params, path, removed: false })
+    }
+
+    /// Loads the index saved at `path`; `None` when there is no readable file that fits.
+    pub(crate) fn load(path: PathBuf, dimension: usize, params: HnswParams) -> Option<VectorIndex> {
+        let fresh = VectorIndex::new(path.clone(), dimension, params).ok()?;
+        fresh.index.load(path.to_str()?).ok()?;
+        if fresh.index.dimensions() != dimension {
+            return None;
+        }
+        fresh.index.change_expansion_search(params.ef_search);
+        Some(fresh)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.index.size()
+    }
+
+    pub(crate) fn add(&mut self, key: u64, vector: &[f32]) -> Result<()> {
+        if vector.len() != self.dimension {
+            return Err(failed(
+                "wrong vector length",
+                format!("{} instead of {}", vector.len(), self.dimension),
+            ));
+        }
+        if self.index.contains(key) {
+            self.index.remove(key).map_err(|e| failed("could not replace a vector", e))?;
+        }
+        if self.index.size() + 1 > self.index.capacity() {
+            let capacity = (self.index.capacity() * 2).max(1024);
+            self.index
+                .reserve(capacity)
+                .map_err(|e| failed("could not grow the vector index", e))?;
+        }
+        self.index.add(key, vector).map_err(|e| failed("could not add a vector", e))
+    }
+
+    pub(crate) fn remove(&mut self, key: u64) -> Result<()> {
+        if self.index.contains(key) {
+            self.index.remove(key).map_err(|e| failed("could not remove a vector", e))?;
+            self.removed = true;
+        }
+        Ok(())
+    }
+
+    /// The nearest keys with their cosine similarity, best first.
+    pub(crate) fn search(&self, query: &[f32], count: usize) -> Result<Vec<(u64, f32)>> {
+        if self.index.size() == 0 || count == 0 {
+            return Ok(Vec::new());
+        }
+        let matches =
+            self.index.search(query, count).map_err(|e| failed("vector search failed", e))?;
+        Ok(matches.keys.into_iter().zip(matches.distances).map(|(k, d)| (k, 1.0 - d)).collect())
+    }
+
+    /// Writes the index to its file (atomically, through a temporary file). After removals the
+    /// live vectors are copied into a fresh index first, so that removed vectors leave the file.
+    pub(crate) fn save(
+        &mut self,
+        live: impl FnOnce() -> Result<Vec<(u64, Vec<f32>)>>,
+    ) -> Result<()> {
+        if self.removed {
+            let mut fresh = VectorIndex::new(self.path.clone(), self.dimension, self.params)?;
+            for (key, vector) in live()? {
+                fresh.add(key, &vector)?;
+            }
+            *self = fresh;
+        }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let temporary = self.path.with_extension("usearch.tmp");
+        let name = temporary
+            .to_str()
+            .ok_or_else(|| failed("index path is not UTF-8", temporary.display()))?;
+        self.index.save(name).map_err(|e| failed("could not save the vector index", e))?;
+        std::fs::rename(&temporary, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        self.removed = false;
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! Embedding models and their vectors. Reads run anywhere; writes only on the worker.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::*;
+use crate::embed::{ModelInfo, from_blob};
+
+/// The id of a model's row, creating it on first use.
+pub(crate) fn ensure_model(conn: &Connection, info: &ModelInfo) -> Result<i64> {
+    conn.execute(
+        "INSERT INTO embed_models (name, dimension, fingerprint, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (fingerprint) DO NOTHING",
+        params![info.name, info.dimension as i64, info.fingerprint, now_ms()],
+    )?;
+    Ok(conn.query_row(
+        "SELECT id FROM embed_models WHERE fingerprint = ?1",
+        [&info.fingerprint],
+        |r| r.get(0),
+    )?)
+}
+
+pub(crate) fn generation(conn: &Connection, model: i64) -> Result<i64> {
+    Ok(conn.query_row("SELECT generation FROM embed_models WHERE id = ?1", [model], |r| r.get(0))?)
+}
+
+/// Marks that vectors changed, so that an index saved before is known to be stale.
+pub(crate) fn bump_generations(tx: &Transaction) -> Result<()> {
+    tx.execute("UPDATE embed_models SET generation = generation + 1", [])?;
+    Ok(())
+}
+
+/// Which of these text hashes have no vector from `model` yet.
+pub(crate) fn missing(conn: &Connection, model: i64, hashes: &[&str]) -> Result<HashSet<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT 1 FROM embeddings WHERE model_id = ?1 AND text_hash = ?2")?;
+    let mut out = HashSet::new();
+    for hash in hashes {
+        if !stmt.exists(params![model, hash])? {
+            out.insert(hash.to_string());
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn insert_embeddings(
+    tx: &Transaction,
+    model: i64,
+    vectors: &[(String, Vec<u8>)],
+) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO embeddings (model_id, text_hash, vector) VALUES (?1, ?2, ?3)
+         ON CONFLICT (model_id, text_hash) DO NOTHING",
+    )?;
+    for (hash, blob) in vectors {
+        stmt.execute(params![model, hash, blob])?;
+    }
+    Ok(())
+}
+
+/// The stored vectors of these text hashes.
+pub(crate) fn vectors(
+    conn: &Connection,
+    model: i64,
+    hashes: &[&str],
+) -> Result<HashMap<String, Vec<f32>>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT vector FROM embeddings WHERE model_id = ?1 AND text_hash = ?2")?;
+    let mut out = HashMap::new();
+    for hash in hashes {
+        if let Some(blob) =
+            stmt.query_row(params![model, hash], |r| r.get::<_, Vec<u8>>(0)).optional()?
+        {
+            out.insert(hash.to_string(), from_blob(&blob));
+        }
+    }
+    Ok(out)
+}
+
+/// Every live chunk that has a vector from `model`, with that vector: what the index must hold.
+pub(crate) fn live_vectors(conn: &Connection, model: i64) -> Result<Vec<(u64, Vec<f32>)>> {
+    let mut stmt = conn.prepare(
+        "SELECT c.id, e.vector FROM chunks c
+         JOIN embeddings e ON e.model_id = ?1 AND e.text_hash = c.text_hash ORDER BY c.id",
+    )?;
+    let rows = stmt.query_map([model], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, from_blob(&r.get::<_, Vec<u8>>(1)?)))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Chunks whose text has no vector from `model` yet: `(chunk id, text hash, text)`.
+pub(crate) fn chunks_without_vectors(
+    conn: &Connection,
+    model: i64,
+    limit: u32,
+) -> Result<Vec<(i64, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.id, c.text_hash, c.text FROM chunks c
+         WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ?1 AND e.text_hash = c.text_hash)
+         ORDER BY c.id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![model, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn count_without_vectors(conn: &Connection, model: i64) -> Result<u64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM chunks c
+         WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ?1 AND e.text_hash = c.text_hash)",
+        [model],
+        |r| r.get(0),
+    )?)
+}
+
+/// Removes vectors whose text no chunk holds any more.
+pub(crate) fn delete_orphan_embeddings(tx: &Transaction) -> Result<usize> {
+    Ok(tx.execute(
+        "DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.text_hash = embeddings.text_hash)",
+        [],
+    )?)
+}
+
+pub(crate) fn chunk_ids(conn: &Connection, source: SourceId) -> Result<Vec<ChunkId>> {
+    let mut stmt = conn.prepare_cached("SELECT id FROM chunks WHERE source_id = ?1")?;
+    let rows = stmt.query_map([source], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
