@@ -485,3 +485,29 @@ fn a_missing_path_is_reported_and_exits_non_zero() {
     );
     assert_eq!(report["jobs"][0]["state"], "done");
 }
+
+#[test]
+fn search_by_meaning_with_the_real_model() {
+    let cli = Cli::with_models();
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples");
+    cli.json(&["ingest", samples.to_str().unwrap()]);
+    let results = cli.json(&["search", "pastry in Portugal", "-k", "1", "--mode", "vector"]);
+    assert_eq!(results["mode"], "vector");
+    assert!(
+        results["hits"][0]["origin"].as_str().unwrap().ends_with("lisbon-trip.txt"),
+        "{results}"
+    );
+    let results = cli.json(&["search", "when did I plant the tomatoes", "-k", "1"]);
+    assert_eq!(results["mode"], "hybrid");
+    assert_eq!(results["hits"][0]["location"]["label"], "Garden journal › May");
+    assert_eq!(results["hits"][0]["retriever"], "hybrid");
+    let doctor = cli.json(&["doctor"]);
+    assert_eq!(doctor["model"]["dimension"], 384);
+    assert_eq!(doctor["index_entries"], doctor["chunks"]);
+
+    // Without the model, the same search says it fell back to keywords.
+    let keyword_only = Cli { models: false, ..cli };
+    let out = keyword_only.run(&["search", "tomatoes"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("showing keyword results only"), "{stderr}");
+}

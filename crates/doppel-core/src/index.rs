@@ -136,3 +136,99 @@ impl VectorIndex {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embed::{Embedder, ModelFiles};
+    use crate::ingest::chunk::{ChunkConfig, chunk};
+    use std::path::Path;
+
+    /// Real MiniLM vectors of the Debian handbook's passages (the model cache must be filled:
+    /// `scripts/models`, and `$DOPPEL_MODEL_CACHE` set, as `scripts/test` does).
+    fn handbook_vectors(limit: usize) -> Vec<Vec<f32>> {
+        let cache = std::env::var_os(crate::MODEL_CACHE_ENV)
+            .expect("DOPPEL_MODEL_CACHE is set by scripts/test");
+        let mut embedder = Embedder::load(&ModelFiles::in_cache(Path::new(&cache))).unwrap();
+        let mut pages: Vec<PathBuf> =
+            std::fs::read_dir("/usr/share/doc/debian-handbook/html/en-US")
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "html"))
+                .collect();
+        pages.sort();
+        let mut texts = Vec::new();
+        for page in pages {
+            let doc = crate::ingest::parse(&std::fs::read(&page).unwrap(), None, None).unwrap();
+            let chunks = chunk(&doc, ChunkConfig { target: 96, overlap: 0 }, || Ok(())).unwrap();
+            texts.extend(chunks.into_iter().map(|c| c.text));
+        }
+        // Identical passages (repeated notes, navigation) would make ties of the exact answer.
+        let mut seen = std::collections::HashSet::new();
+        texts.retain(|t| seen.insert(t.clone()));
+        texts.truncate(limit);
+        texts.sort_by_key(String::len);
+        let mut vectors = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(32) {
+            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+            vectors.extend(embedder.embed(&refs).unwrap());
+        }
+        vectors
+    }
+
+    #[test]
+    fn recall_at_10_against_exact_search_on_real_vectors() {
+        let vectors = handbook_vectors(2200);
+        assert!(vectors.len() >= 2000, "{} vectors", vectors.len());
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                as u64
+                | 1;
+        println!("seed {seed}");
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // 200 held-out queries; the rest is indexed.
+        let mut queries = Vec::new();
+        let mut indexed = Vec::new();
+        for (i, v) in vectors.into_iter().enumerate() {
+            if next() % 11 == 0 && queries.len() < 200 {
+                queries.push(v)
+            } else {
+                indexed.push((i as u64, v))
+            }
+        }
+        // The defaults from the settings: the recall promised is the recall a user gets.
+        let params = crate::Settings::default().hnsw();
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = VectorIndex::new(dir.path().join("i.usearch"), 384, params).unwrap();
+        for (key, v) in &indexed {
+            index.add(*key, v).unwrap();
+        }
+        let mut found = 0;
+        for query in &queries {
+            let mut exact: Vec<(f32, u64)> = indexed
+                .iter()
+                .map(|(k, v)| (v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>(), *k))
+                .collect();
+            exact.sort_by(|a, b| b.0.total_cmp(&a.0));
+            // A result counts when it is as close as the tenth true neighbour: equal vectors
+            // are interchangeable.
+            let tenth = exact[9].0;
+            let approximate = index.search(query, 10).unwrap();
+            found +=
+                approximate.iter().filter(|(_, similarity)| *similarity >= tenth - 1e-5).count();
+        }
+        let recall = found as f64 / (queries.len() * 10) as f64;
+        println!(
+            "recall@10 = {recall:.3} over {} queries, {} vectors (seed {seed})",
+            queries.len(),
+            indexed.len()
+        );
+        assert!(recall >= 0.95, "recall@10 {recall:.3} (seed {seed})");
+    }
+}

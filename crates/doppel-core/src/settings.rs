@@ -217,7 +217,7 @@ pub static SPECS: &[SettingSpec] = &[
     SettingSpec {
         key: "hnsw_ef_search",
         help: "HNSW candidate list while searching: higher finds more of the true neighbours",
-        default: 64,
+        default: 128,
         min: 8,
         max: 4096,
         field: |s| &mut s.hnsw_ef_search,

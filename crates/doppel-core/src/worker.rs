@@ -731,6 +731,8 @@ impl Worker {
                 todo.push(chunk);
             }
         }
+        // Batches of similar length waste less work on padding.
+        todo.sort_by_key(|c| c.text.len());
         let known: Vec<&str> = hashes.iter().copied().filter(|h| !missing.contains(*h)).collect();
         let mut all = store::vectors(&self.conn, model, &known)?;
         let mut blobs = Vec::with_capacity(todo.len());

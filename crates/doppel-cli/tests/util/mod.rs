@@ -10,11 +10,21 @@ use serde_json::Value;
 pub struct Cli {
     pub data: tempfile::TempDir,
     pub files: tempfile::TempDir,
+    pub models: bool,
 }
 
 impl Cli {
     pub fn new() -> Cli {
-        Cli { data: tempfile::tempdir().unwrap(), files: tempfile::tempdir().unwrap() }
+        Cli {
+            data: tempfile::tempdir().unwrap(),
+            files: tempfile::tempdir().unwrap(),
+            models: false,
+        }
+    }
+
+    /// A CLI that loads the embedding model from `$DOPPEL_MODEL_CACHE`.
+    pub fn with_models() -> Cli {
+        Cli { models: true, ..Cli::new() }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -36,10 +46,19 @@ impl Cli {
 
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_doppel"));
+        // Without a model the CLI searches by keywords: most tests need no vectors and run
+        // much faster without embedding; `with_models` turns them on.
         cmd.arg("--data-dir")
             .arg(self.data.path())
             .env_remove("DOPPEL_DATA_DIR")
+            .env_remove("DOPPEL_MODEL_CACHE")
             .stdin(Stdio::null());
+        if self.models {
+            cmd.env(
+                "DOPPEL_MODEL_CACHE",
+                std::env::var_os("DOPPEL_MODEL_CACHE").expect("set by scripts/test"),
+            );
+        }
         cmd
     }
 

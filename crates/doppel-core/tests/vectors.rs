@@ -1,0 +1,238 @@
+//! Vector search with the real embedding model from the model cache (`scripts/models` fills
+//! it; `$DOPPEL_MODEL_CACHE` points at it): search by meaning, forgetting that leaves no byte
+//! behind, re-embedding only what changed, rebuilding a stale index, and falling back to
+//! keywords without a model.
+
+use std::path::{Path, PathBuf};
+
+use doppel_core::*;
+
+fn model_cache() -> PathBuf {
+    let dir = std::env::var_os(MODEL_CACHE_ENV)
+        .map(PathBuf::from)
+        .expect("DOPPEL_MODEL_CACHE is set by scripts/test");
+    assert!(
+        ModelFiles::in_cache(&dir).model.is_file(),
+        "run scripts/models to fill {}",
+        dir.display()
+    );
+    dir
+}
+
+fn open(data: &Path) -> Doppel {
+    Doppel::open(Config { models: Some(model_cache()), ..Config::new(data) }).unwrap()
+}
+
+fn ingest(doppel: &Doppel, paths: &[PathBuf]) -> Vec<Job> {
+    let report = doppel.ingest(IngestRequest::paths(paths.to_vec())).unwrap();
+    let ids: Vec<JobId> = report.queued.iter().map(|q| q.job_id).collect();
+    doppel.wait_for(&ids, |_| {}).unwrap()
+}
+
+fn search(doppel: &Doppel, query: &str, mode: SearchMode) -> SearchResults {
+    doppel.search(&SearchRequest { mode, ..SearchRequest::new(query) }).unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn passages_are_found_by_meaning_and_fused_with_keywords() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let paths = [
+        write(
+            files.path(),
+            "garden.md",
+            "# Garden\nI planted the tomatoes in May, after the last frost.",
+        ),
+        write(
+            files.path(),
+            "bread.md",
+            "# Bread\nThe sourdough bakes at 250 degrees in a covered pot.",
+        ),
+        write(
+            files.path(),
+            "trip.md",
+            "# Lisbon\nWe ate custard tarts in Belém, still warm, with cinnamon.",
+        ),
+    ];
+    let doppel = open(data.path());
+    assert!(ingest(&doppel, &paths).iter().all(|j| j.state == JobState::Done));
+
+    // No word in common with the passage: only meaning can find it.
+    let results = search(&doppel, "Portuguese pastry on holiday", SearchMode::Vector);
+    assert_eq!(results.mode, SearchMode::Vector);
+    assert_eq!(results.note, None);
+    assert_eq!(results.hits[0].source_title, "Lisbon");
+    assert_eq!(results.hits[0].retriever, Retriever::Vector);
+    assert!(search(&doppel, "Portuguese pastry on holiday", SearchMode::Keyword).hits.is_empty());
+
+    // Hybrid: a passage found both ways ranks first and says so.
+    let results = search(&doppel, "when were the tomatoes planted", SearchMode::Hybrid);
+    assert_eq!(results.hits[0].source_title, "Garden");
+    assert_eq!(results.hits[0].retriever, Retriever::Hybrid);
+
+    let report = doppel.doctor().unwrap();
+    assert_eq!(report.model.as_ref().unwrap().dimension, 384);
+    assert_eq!((report.index_entries, report.chunks_without_vectors), (3, 0));
+}
+
+#[test]
+fn l3_without_a_model_search_falls_back_to_keywords_and_says_so() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let path = write(files.path(), "note.txt", "the heron waits by the pond");
+    let doppel = Doppel::open(Config {
+        models: Some(empty.path().to_path_buf()),
+        ..Config::new(data.path())
+    })
+    .unwrap();
+    ingest(&doppel, &[path]);
+    let results = search(&doppel, "heron", SearchMode::Hybrid);
+    assert_eq!(results.mode, SearchMode::Keyword);
+    assert_eq!(results.hits.len(), 1);
+    let note = results.note.unwrap();
+    assert!(note.starts_with("embedding model unavailable: the model file"), "{note}");
+    assert!(note.ends_with("is missing; showing keyword results only"), "{note}");
+    let report = doppel.doctor().unwrap();
+    assert!(report.model.unwrap_err().contains("is missing"));
+    drop(doppel);
+
+    // When the model arrives, the passages stored meanwhile get their vectors.
+    let doppel = open(data.path());
+    let events = doppel.subscribe();
+    while doppel.doctor().unwrap().chunks_without_vectors > 0 {
+        let _ = events.recv_timeout(std::time::Duration::from_secs(5));
+    }
+    assert_eq!(search(&doppel, "a bird standing near water", SearchMode::Vector).hits.len(), 1);
+}
+
+#[test]
+fn cr4_forget_leaves_no_bytes_of_text_or_vectors() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let keep =
+        write(files.path(), "keep.md", "# Keep\nThe ordinary passage about gardening stays.");
+    let gone = write(
+        files.path(),
+        "gone.md",
+        "# Secret\nThe zanzibarmarker recipe must be forgotten entirely.",
+    );
+    let doppel = open(data.path());
+    ingest(&doppel, &[keep, gone.clone()]);
+    let source = doppel.find_source(DEFAULT_TWIN, gone.to_str().unwrap()).unwrap();
+    let chunk = doppel.chunks(source.id).unwrap().remove(0);
+    let vector: Vec<u8> = {
+        let db = rusqlite::Connection::open_with_flags(
+            data.path().join(DATABASE_FILE),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        db.query_row(
+            "SELECT vector FROM embeddings WHERE text_hash = ?1",
+            [&chunk.text_hash],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        search(&doppel, "zanzibarmarker recipe", SearchMode::Hybrid).hits[0].source_id,
+        source.id
+    );
+
+    doppel.delete_source(source.id).unwrap();
+    for mode in [SearchMode::Hybrid, SearchMode::Vector, SearchMode::Keyword] {
+        let hits = search(&doppel, "zanzibarmarker recipe forgotten", mode).hits;
+        assert!(hits.iter().all(|h| h.source_id != source.id), "{mode:?}");
+    }
+    drop(doppel);
+
+    let needles: [(&str, &[u8]); 3] = [
+        ("text", b"zanzibarmarker"),
+        ("vector head", &vector[..32]),
+        ("vector tail", &vector[vector.len() - 32..]),
+    ];
+    for file in walk(data.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        for (what, needle) in needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{what} found in {}",
+                file.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
+}
+
+#[test]
+fn editing_one_paragraph_reembeds_only_the_changed_passages() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let sections: Vec<String> = (0..30)
+        .map(|i| {
+            format!("## Part {i}\nThis is paragraph number {i} of a long document about rivers.\n")
+        })
+        .collect();
+    let path = write(files.path(), "long.md", &format!("# Rivers\n{}", sections.join("\n")));
+    let doppel = open(data.path());
+    let embedded = |doppel: &Doppel, path: &PathBuf| {
+        let events = doppel.subscribe();
+        ingest(doppel, std::slice::from_ref(path));
+        events
+            .try_iter()
+            .filter_map(
+                |e| if let Event::JobEmbedding { total, .. } = e { Some(total) } else { None },
+            )
+            .last()
+    };
+    assert_eq!(embedded(&doppel, &path), Some(31));
+    let mut edited = sections.clone();
+    edited[7] = "## Part 7\nThis paragraph was rewritten to speak of lakes instead.\n".into();
+    std::fs::write(&path, format!("# Rivers\n{}", edited.join("\n"))).unwrap();
+    assert_eq!(embedded(&doppel, &path), Some(1));
+    assert_eq!(
+        search(&doppel, "lakes", SearchMode::Hybrid).hits[0].location.label,
+        "Rivers › Part 7"
+    );
+    let report = doppel.doctor().unwrap();
+    assert_eq!((report.index_entries, report.chunks_without_vectors, report.chunks), (31, 0, 31));
+}
+
+#[test]
+fn m6_a_stale_or_corrupt_index_is_rebuilt_from_the_stored_vectors() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let paths = [
+        write(files.path(), "a.md", "# Owls\nOwls hunt at night."),
+        write(files.path(), "b.md", "# Bees\nBees make honey in summer."),
+    ];
+    ingest(&open(data.path()), &paths);
+    let index_dir = data.path().join(INDEX_DIR);
+    for file in walk(&index_dir) {
+        if file.extension().is_some_and(|e| e == "usearch") {
+            std::fs::write(&file, b"garbage").unwrap();
+        }
+    }
+    let doppel = open(data.path());
+    let report = doppel.doctor().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.index_entries, 2);
+    assert_eq!(
+        search(&doppel, "nocturnal birds of prey", SearchMode::Vector).hits[0].source_title,
+        "Owls"
+    );
+}
