@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use doppel_core::*;
@@ -111,7 +112,7 @@ fn h2_every_hostile_server_ends_in_a_clear_error_and_the_worker_goes_on() {
         program: env!("CARGO_BIN_EXE_doppel-parse").into(),
         args: vec![PARSER_ARG.into()],
     };
-    let doppel = Doppel::open(Config { parser, ..Config::new(data.path()) }).unwrap();
+    let doppel = Doppel::open(Config { parser, ..without_models(data.path()) }).unwrap();
     doppel.set_setting("fetch_timeout_s", "1").unwrap();
     doppel.set_setting("max_file_mb", "2").unwrap();
     doppel.set_setting("max_attempts", "2").unwrap();
@@ -168,7 +169,8 @@ fn h2_every_hostile_server_ends_in_a_clear_error_and_the_worker_goes_on() {
 #[test]
 fn only_http_and_https_urls_are_queued() {
     let data = tempfile::tempdir().unwrap();
-    let doppel = Doppel::open(Config { process_queue: false, ..Config::new(data.path()) }).unwrap();
+    let doppel =
+        Doppel::open(Config { process_queue: false, ..without_models(data.path()) }).unwrap();
     let urls = vec![
         "file:///etc/passwd".to_string(),
         "ftp://example.org/x".to_string(),
@@ -185,4 +187,10 @@ fn only_http_and_https_urls_are_queued() {
 /// A keyword-only search of the default twin (vector search is tested on its own).
 fn keyword(query: impl Into<String>) -> SearchRequest {
     SearchRequest { mode: SearchMode::Keyword, ..SearchRequest::new(query) }
+}
+
+/// These tests are about the queue, parsing and keyword search: they run without the embedding
+/// model (vector search has tests of its own), which keeps them fast.
+fn without_models(dir: &Path) -> Config {
+    Config { models: Some(dir.join("no-models")), ..Config::new(dir) }
 }

@@ -20,7 +20,7 @@ fn script_parser(script: &str) -> ParserCommand {
 }
 
 fn open(data: &Path, parser: ParserCommand) -> Doppel {
-    Doppel::open(Config { parser, ..Config::new(data) }).unwrap()
+    Doppel::open(Config { parser, ..without_models(data) }).unwrap()
 }
 
 fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
@@ -201,4 +201,10 @@ fn word_documents_books_and_mail_become_searchable_passages() {
 /// A keyword-only search of the default twin (vector search is tested on its own).
 fn keyword(query: impl Into<String>) -> SearchRequest {
     SearchRequest { mode: SearchMode::Keyword, ..SearchRequest::new(query) }
+}
+
+/// These tests are about the queue, parsing and keyword search: they run without the embedding
+/// model (vector search has tests of its own), which keeps them fast.
+fn without_models(dir: &Path) -> Config {
+    Config { models: Some(dir.join("no-models")), ..Config::new(dir) }
 }

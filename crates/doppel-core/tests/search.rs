@@ -3,6 +3,7 @@
 
 use doppel_core::*;
 use proptest::prelude::*;
+use std::path::Path;
 
 fn fixture() -> (tempfile::TempDir, Doppel) {
     let data = tempfile::tempdir().unwrap();
@@ -12,7 +13,7 @@ fn fixture() -> (tempfile::TempDir, Doppel) {
         "# Notes\nalpha beta gamma \"quoted\" NEAR AND OR NOT text:column (paren) star*\n",
     )
     .unwrap();
-    let doppel = Doppel::open(Config::new(data.path().join("data"))).unwrap();
+    let doppel = Doppel::open(without_models(&data.path().join("data"))).unwrap();
     let report = doppel.ingest(IngestRequest::paths(vec![file])).unwrap();
     let jobs: Vec<JobId> = report.queued.iter().map(|q| q.job_id).collect();
     doppel.wait_for(&jobs, |_| {}).unwrap();
@@ -78,7 +79,7 @@ fn source_filters_limit_results() {
             path
         })
         .collect();
-    let doppel = Doppel::open(Config::new(data.path().join("data"))).unwrap();
+    let doppel = Doppel::open(without_models(&data.path().join("data"))).unwrap();
     let report = doppel.ingest(IngestRequest::paths(files)).unwrap();
     let jobs: Vec<JobId> = report.queued.iter().map(|q| q.job_id).collect();
     doppel.wait_for(&jobs, |_| {}).unwrap();
@@ -96,4 +97,10 @@ fn source_filters_limit_results() {
 /// A keyword-only search of the default twin (vector search is tested on its own).
 fn keyword(query: impl Into<String>) -> SearchRequest {
     SearchRequest { mode: SearchMode::Keyword, ..SearchRequest::new(query) }
+}
+
+/// These tests are about the queue, parsing and keyword search: they run without the embedding
+/// model (vector search has tests of its own), which keeps them fast.
+fn without_models(dir: &Path) -> Config {
+    Config { models: Some(dir.join("no-models")), ..Config::new(dir) }
 }

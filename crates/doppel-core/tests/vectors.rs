@@ -236,3 +236,35 @@ fn m6_a_stale_or_corrupt_index_is_rebuilt_from_the_stored_vectors() {
         "Owls"
     );
 }
+
+#[test]
+fn cancelling_while_embedding_stops_between_batches_and_keeps_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let text: String = (0..2000)
+        .map(|i| format!("Paragraph {i} describes a different meadow flower.\n\n"))
+        .collect();
+    let path = write(files.path(), "meadow.txt", &text);
+    let doppel = open(data.path());
+    let events = doppel.subscribe();
+    let report = doppel.ingest(IngestRequest::paths(vec![path])).unwrap();
+    let job = report.queued[0].job_id;
+    loop {
+        if let Event::JobEmbedding { job: j, .. } = events.recv().unwrap()
+            && j == job
+        {
+            break;
+        }
+    }
+    assert_eq!(doppel.cancel_job(job).unwrap().state, JobState::Cancelled);
+    assert!(doppel.sources(DEFAULT_TWIN).unwrap().is_empty());
+    let report = doppel.doctor().unwrap();
+    assert_eq!((report.chunks, report.index_entries), (0, 0));
+    let db = rusqlite::Connection::open_with_flags(
+        data.path().join(DATABASE_FILE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let vectors: i64 = db.query_row("SELECT count(*) FROM embeddings", [], |r| r.get(0)).unwrap();
+    assert_eq!(vectors, 0);
+}

@@ -8,11 +8,11 @@ use doppel_core::*;
 use rusqlite::Connection;
 
 fn open(dir: &Path) -> Doppel {
-    Doppel::open(Config::new(dir)).unwrap()
+    Doppel::open(without_models(dir)).unwrap()
 }
 
 fn open_idle(dir: &Path) -> Doppel {
-    Doppel::open(Config { process_queue: false, ..Config::new(dir) }).unwrap()
+    Doppel::open(Config { process_queue: false, ..without_models(dir) }).unwrap()
 }
 
 fn ingest(doppel: &Doppel, paths: &[PathBuf]) -> Vec<JobId> {
@@ -300,4 +300,10 @@ fn a_schema_v1_database_file_is_migrated_with_its_data() {
 /// A keyword-only search of the default twin (vector search is tested on its own).
 fn keyword(query: impl Into<String>) -> SearchRequest {
     SearchRequest { mode: SearchMode::Keyword, ..SearchRequest::new(query) }
+}
+
+/// These tests are about the queue, parsing and keyword search: they run without the embedding
+/// model (vector search has tests of its own), which keeps them fast.
+fn without_models(dir: &Path) -> Config {
+    Config { models: Some(dir.join("no-models")), ..Config::new(dir) }
 }

@@ -68,6 +68,8 @@ impl Cli {
 
     /// Runs with `--json`, returning stdout parsed, the exit status and the process's own peak
     /// memory in KB (from `wait4`, so other tests' processes do not count).
+    // The child is reaped by `wait4` below, which also reports its memory.
+    #[allow(clippy::zombie_processes)]
     pub fn json_measured(&self, args: &[&str]) -> (Value, i32, i64) {
         use std::io::Read;
         let mut child =
