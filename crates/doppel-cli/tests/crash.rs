@@ -21,8 +21,7 @@ impl Rng {
     }
 }
 
-#[test]
-fn cr1_exactly_once_through_repeated_sigkill() {
+fn seeded() -> Rng {
     let seed =
         std::env::var("DOPPEL_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
@@ -30,7 +29,31 @@ fn cr1_exactly_once_through_repeated_sigkill() {
                 | 1
         });
     println!("seed {seed} (set DOPPEL_TEST_SEED to replay)");
-    let mut rng = Rng(seed);
+    Rng(seed)
+}
+
+/// Starts `doppel ingest DIR` and kills it with SIGKILL after `after` finished files.
+fn ingest_and_kill(cli: &Cli, dir: &std::path::Path, after: u64) {
+    let mut child = cli
+        .command()
+        .args(["ingest", dir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for _ in 0..after {
+        if lines.next().is_none() {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn cr1_exactly_once_through_repeated_sigkill() {
+    let mut rng = seeded();
     let cli = Cli::new();
     for i in 0..200 {
         let paragraphs: String = (0..40 + i % 60)
@@ -46,23 +69,8 @@ fn cr1_exactly_once_through_repeated_sigkill() {
     cli.json(&["settings", "set", "max_attempts", "100"]);
 
     for round in 0..20 {
-        let mut child = cli
-            .command()
-            .args(["ingest", corpus.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Kill after a random number of finished files: the worker is then inside the next one.
         let wait_for = rng.below(14);
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        for _ in 0..wait_for {
-            if lines.next().is_none() {
-                break;
-            }
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        ingest_and_kill(&cli, &corpus, wait_for);
         println!("round {round}: killed after {wait_for} finished files");
     }
 
@@ -111,4 +119,49 @@ fn cr1_exactly_once_through_repeated_sigkill() {
         assert_eq!(hits.len(), 1, "f{i}p{p}");
         assert!(hits[0]["origin"].as_str().unwrap().ends_with(&format!("doc{i:03}.md")));
     }
+}
+
+#[test]
+fn cr4_database_and_vector_index_agree_after_sigkill() {
+    let mut rng = seeded();
+    let cli = Cli::with_models();
+    for i in 0..30 {
+        let text: String = (0..8)
+            .map(|p| format!("Note {i}, part {p}: the unique term v{i}w{p} among plain words.\n\n"))
+            .collect();
+        cli.write(&format!("notes/n{i:02}.txt"), text);
+    }
+    let notes = cli.file("notes");
+    cli.json(&["settings", "set", "max_attempts", "100"]);
+    for round in 0..6 {
+        let after = rng.below(6);
+        ingest_and_kill(&cli, &notes, after);
+        println!("round {round}: killed after {after} finished files");
+    }
+    // A deletion and more kills: the index must forget what the database forgot.
+    cli.json(&["ingest", notes.to_str().unwrap()]);
+    cli.json(&["delete", cli.file("notes/n00.txt").to_str().unwrap()]);
+    ingest_and_kill(&cli, &notes, 1);
+
+    let report = cli.json(&["ingest", notes.to_str().unwrap()]);
+    assert!(report["jobs"].as_array().unwrap().iter().all(|j| j["state"] == "done"), "{report}");
+    let doctor = cli.json(&["doctor"]);
+    assert_eq!(doctor["ok"], true, "{doctor}");
+    assert_eq!(doctor["chunks_without_vectors"], 0, "{doctor}");
+    assert_eq!(doctor["index_entries"], doctor["chunks"], "{doctor}");
+    let db = Connection::open_with_flags(
+        cli.data_dir().join("doppel.sqlite3"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let orphans: i64 = db
+        .query_row(
+            "SELECT count(*) FROM embeddings e WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.text_hash = e.text_hash)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0);
+    let hits = cli.json(&["search", "v7w3", "--mode", "hybrid", "-k", "3"]);
+    assert!(hits["hits"][0]["origin"].as_str().unwrap().ends_with("n07.txt"), "{hits}");
 }
