@@ -413,8 +413,8 @@ impl Worker {
             let exponent = job.attempts.saturating_sub(1).min(20);
             store::now_ms() + i64::from(self.settings.retry_backoff_ms) * (1i64 << exponent)
         });
-        warn!(code = e.code(), error = %e, will_retry = retry_at.is_some(), "job failed");
         let message = e.to_string();
+        warn!(code = e.code(), error = %redact_urls(&message), will_retry = retry_at.is_some(), "job failed");
         store::store_failure(&self.conn, job, e.code(), &message, retry_at)?;
         self.shared.events.publish(Event::JobFailed {
             job: job.id,
@@ -797,4 +797,46 @@ pub(crate) fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 pub(crate) fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A message fit for the log: the query strings and fragments of URLs (where tokens hide) and
+/// any user name or password in them are cut away.
+fn redact_urls(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            let Some(start) = word.find("http://").or_else(|| word.find("https://")) else {
+                return word.to_string();
+            };
+            let (before, url) = word.split_at(start);
+            let end = url.find(['?', '#']).unwrap_or(url.len());
+            let trail = if url[end..].ends_with(':') { ":" } else { "" };
+            let mut kept = url[..end].to_string();
+            if let Some(at) = kept.find('@') {
+                let scheme_end = kept.find("://").map_or(0, |i| i + 3);
+                if at > scheme_end {
+                    kept.replace_range(scheme_end..=at, "");
+                }
+            }
+            let cut = if end < url.len() { "?…" } else { "" };
+            format!("{before}{kept}{cut}{trail}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_urls_lose_their_secrets() {
+        assert_eq!(
+            redact_urls("https://user:pw@example.org/doc?token=s3cret: timed out after 1 s"),
+            "https://example.org/doc?…: timed out after 1 s"
+        );
+        assert_eq!(
+            redact_urls("/home/a/file.txt: no text found"),
+            "/home/a/file.txt: no text found"
+        );
+    }
 }
