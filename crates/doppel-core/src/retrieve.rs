@@ -6,7 +6,7 @@
 //! words. Very common English words are dropped when the query has others. The remaining words
 //! are OR-ed: BM25 ranks passages that hold more of them, and rarer ones, first.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::Result;
 use crate::model::*;
@@ -120,35 +120,20 @@ pub(crate) fn vector_hits(
     request: &SearchRequest,
     matches: &[(u64, f32)],
 ) -> Result<Vec<Hit>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT c.id, c.source_id, s.title, s.origin, c.location, c.line_start, c.line_end, c.text, c.page,
-                s.twin_id
-         FROM chunks c JOIN sources s ON s.id = c.source_id WHERE c.id = ?1",
-    )?;
+    let sql = format!(
+        "SELECT {HIT_COLUMNS}, s.twin_id FROM chunks c JOIN sources s ON s.id = c.source_id WHERE c.id = ?1"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
     let mut hits = Vec::with_capacity(matches.len());
     for &(id, similarity) in matches {
         let row = stmt
             .query_row([id as i64], |r| {
-                let text: String = r.get(7)?;
+                let text: String = r.get(8)?;
+                let snippet: String = text.chars().take(SNIPPET_CHARS).collect();
+                let snippet = if snippet.len() < text.len() { snippet + "…" } else { snippet };
                 Ok((
                     r.get::<_, TwinId>(9)?,
-                    Hit {
-                        chunk_id: r.get(0)?,
-                        source_id: r.get(1)?,
-                        source_title: r.get(2)?,
-                        origin: r.get(3)?,
-                        location: Location {
-                            label: r.get(4)?,
-                            line_start: r.get(5)?,
-                            line_end: r.get(6)?,
-                            page: r.get(8)?,
-                        },
-                        snippet: text.chars().take(160).collect::<String>()
-                            + if text.chars().count() > 160 { "…" } else { "" },
-                        text,
-                        score: f64::from(similarity),
-                        retriever: Retriever::Vector,
-                    },
+                    hit_from_row(r, snippet, f64::from(similarity), Retriever::Vector)?,
                 ))
             })
             .optional()?;
@@ -162,6 +147,32 @@ pub(crate) fn vector_hits(
     Ok(hits)
 }
 
+/// The columns every hit is read from, in this order (see [`hit_from_row`]).
+const HIT_COLUMNS: &str =
+    "c.id, c.source_id, s.title, s.origin, c.location, c.line_start, c.line_end, c.page, c.text";
+
+/// How much of a passage a vector hit shows when there are no matched words to centre on.
+const SNIPPET_CHARS: usize = 160;
+
+fn hit_from_row(
+    r: &Row,
+    snippet: String,
+    score: f64,
+    retriever: Retriever,
+) -> rusqlite::Result<Hit> {
+    Ok(Hit {
+        chunk_id: r.get(0)?,
+        source_id: r.get(1)?,
+        source_title: r.get(2)?,
+        origin: r.get(3)?,
+        location: crate::store::location_at(r, 4)?,
+        snippet,
+        text: r.get(8)?,
+        score,
+        retriever,
+    })
+}
+
 pub(crate) fn keyword(conn: &Connection, request: &SearchRequest, limit: u32) -> Result<Vec<Hit>> {
     let Some(query) = fts_query(&request.query) else {
         return Ok(Vec::new());
@@ -170,35 +181,19 @@ pub(crate) fn keyword(conn: &Connection, request: &SearchRequest, limit: u32) ->
         let ids: Vec<String> = request.sources.iter().map(|id| id.to_string()).collect();
         format!("[{}]", ids.join(","))
     });
-    let mut stmt = conn.prepare_cached(
-        "SELECT c.id, c.source_id, s.title, s.origin, c.location, c.line_start, c.line_end,
-                snippet(chunks_fts, 0, '[', ']', '…', 16), c.text, bm25(chunks_fts, 1.0, 0.5) AS rank,
-                c.page
+    let sql = format!(
+        "SELECT {HIT_COLUMNS}, snippet(chunks_fts, 0, '[', ']', '…', 16), bm25(chunks_fts, 1.0, 0.5) AS rank
          FROM chunks_fts
          JOIN chunks c ON c.id = chunks_fts.rowid
          JOIN sources s ON s.id = c.source_id
          WHERE chunks_fts MATCH ?1 AND s.twin_id = ?2
            AND (?3 IS NULL OR c.source_id IN (SELECT value FROM json_each(?3)))
          ORDER BY rank, c.id
-         LIMIT ?4",
-    )?;
+         LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![query, request.twin, filter, limit], |r| {
-        Ok(Hit {
-            chunk_id: r.get(0)?,
-            source_id: r.get(1)?,
-            source_title: r.get(2)?,
-            origin: r.get(3)?,
-            location: Location {
-                label: r.get(4)?,
-                line_start: r.get(5)?,
-                line_end: r.get(6)?,
-                page: r.get(10)?,
-            },
-            snippet: r.get(7)?,
-            text: r.get(8)?,
-            score: -r.get::<_, f64>(9)?,
-            retriever: Retriever::Keyword,
-        })
+        hit_from_row(r, r.get(9)?, -r.get::<_, f64>(10)?, Retriever::Keyword)
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

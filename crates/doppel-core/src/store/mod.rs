@@ -242,7 +242,7 @@ pub(crate) fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
 }
 
 pub(crate) const CHUNK_COLUMNS: &str =
-    "id, source_id, ordinal, text, location, line_start, line_end, token_count, text_hash, page";
+    "id, source_id, ordinal, text, location, line_start, line_end, page, token_count, text_hash";
 
 pub(crate) fn chunk_from_row(row: &Row) -> rusqlite::Result<Chunk> {
     Ok(Chunk {
@@ -250,14 +250,19 @@ pub(crate) fn chunk_from_row(row: &Row) -> rusqlite::Result<Chunk> {
         source_id: row.get(1)?,
         ordinal: row.get(2)?,
         text: row.get(3)?,
-        location: Location {
-            label: row.get(4)?,
-            line_start: row.get(5)?,
-            line_end: row.get(6)?,
-            page: row.get(9)?,
-        },
-        token_count: row.get(7)?,
-        text_hash: row.get(8)?,
+        location: location_at(row, 4)?,
+        token_count: row.get(8)?,
+        text_hash: row.get(9)?,
+    })
+}
+
+/// A location read from four columns starting at `first`: label, first line, last line, page.
+pub(crate) fn location_at(row: &Row, first: usize) -> rusqlite::Result<Location> {
+    Ok(Location {
+        label: row.get(first)?,
+        line_start: row.get(first + 1)?,
+        line_end: row.get(first + 2)?,
+        page: row.get(first + 3)?,
     })
 }
 
