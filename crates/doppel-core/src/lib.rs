@@ -393,7 +393,6 @@ impl Doppel {
         let state = worker::lock(&self.shared.vectors).clone();
         if state.model.is_none() {
             let reason = state.unavailable.unwrap_or_else(|| "no embedding model is loaded".into());
-            let reason = reason.trim_start_matches("embedding model unavailable: ").to_string();
             return Err(Error::ModelUnavailable { reason });
         }
         let embedded = {

@@ -91,10 +91,8 @@ pub(crate) fn parse(
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::io(&command.program, e))
-        .map_err(|e| parser_failed(&e.to_string()))?;
+    let mut child =
+        cmd.spawn().map_err(|e| parser_failed(&format!("{}: {e}", command.program.display())))?;
 
     // Feed stdin and drain stdout and stderr on their own threads, so no pipe can fill up and
     // stall both sides.

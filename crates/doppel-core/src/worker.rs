@@ -519,14 +519,23 @@ impl Worker {
                 }
                 checkpoint()
             })?;
-        tx.commit()?;
+        // New vectors enter the index before the commit, so that the moment the source is
+        // ready it is found by meaning too; until the commit, readers cannot see the chunks
+        // they point at, and searches drop them. Removals wait for the commit.
         let added: Vec<(u64, &Vec<f32>)> = inserted
             .iter()
             .zip(&chunks)
             .filter_map(|(id, c)| all_vectors.get(&c.text_hash).map(|v| (*id as u64, v)))
             .collect();
+        apply_to_index(&self.shared, &[], &added);
+        if let Err(e) = tx.commit() {
+            // The ids may be given to other chunks later: take back what was added.
+            let ids: Vec<i64> = added.iter().map(|(id, _)| *id as i64).collect();
+            apply_to_index(&self.shared, &ids, &[]);
+            return Err(e.into());
+        }
         self.shared.events.publish(Event::JobProgress { job: job.id, done: total, total });
-        self.update_index(&removed, &added);
+        self.update_index(&removed, &[]);
         Ok(Finished { outcome: JobOutcome::Ingested, source: Some(source_id), chunks: total })
     }
 
@@ -616,7 +625,7 @@ impl Worker {
             Ok(embedder) => embedder,
             Err(e) => {
                 warn!(error = %e, "vector search unavailable");
-                lock(&self.shared.vectors).unavailable = Some(e.to_string());
+                lock(&self.shared.vectors).unavailable = Some(unavailable_reason(e));
                 return;
             }
         };
@@ -635,7 +644,7 @@ impl Worker {
             }
             Err(e) => {
                 warn!(error = %e, "vector index unavailable");
-                lock(&self.shared.vectors).unavailable = Some(e.to_string());
+                lock(&self.shared.vectors).unavailable = Some(unavailable_reason(e));
             }
         }
     }
@@ -698,15 +707,7 @@ impl Worker {
     /// Brings the index in line after a commit. A failure here only costs a rebuild later:
     /// searches check results against live rows, and the generation marks the file stale.
     fn update_index(&mut self, removed: &[i64], added: &[(u64, &Vec<f32>)]) {
-        let mut guard = write(&self.shared.index);
-        let Some(index) = guard.as_mut() else { return };
-        let result = removed
-            .iter()
-            .try_for_each(|id| index.remove(*id as u64))
-            .and_then(|()| added.iter().try_for_each(|(id, v)| index.add(*id, v)));
-        if let Err(e) = result {
-            warn!(error = %e, "vector index update failed; it will be rebuilt");
-        }
+        apply_to_index(&self.shared, removed, added);
         self.index_dirty = true;
     }
 
@@ -776,13 +777,28 @@ impl Worker {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         store::insert_embeddings(&tx, model, &blobs)?;
         store::bump_generations(&tx)?;
-        tx.commit()?;
         let added: Vec<(u64, &Vec<f32>)> =
             rows.iter().zip(&vectors).map(|((id, _, _), v)| (*id as u64, v)).collect();
-        self.update_index(&[], &added);
+        apply_to_index(&self.shared, &[], &added);
+        tx.commit()?;
+        self.index_dirty = true;
         let remaining = store::count_without_vectors(&self.conn, model)?;
         self.shared.events.publish(Event::Backfill { embedded: rows.len() as u64, remaining });
         Ok(true)
+    }
+}
+
+/// Removes and adds index entries. A failure only costs a rebuild at the next start: results
+/// are checked against live rows, and the generation marks the saved file stale.
+fn apply_to_index(shared: &Shared, removed: &[i64], added: &[(u64, &Vec<f32>)]) {
+    let mut guard = write(&shared.index);
+    let Some(index) = guard.as_mut() else { return };
+    let result = removed
+        .iter()
+        .try_for_each(|id| index.remove(*id as u64))
+        .and_then(|()| added.iter().try_for_each(|(id, v)| index.add(*id, v)));
+    if let Err(e) = result {
+        warn!(error = %e, "vector index update failed; it will be rebuilt");
     }
 }
 
@@ -822,6 +838,15 @@ fn redact_urls(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Why vectors are unavailable, without the "embedding model unavailable" prefix that the
+/// search error adds back.
+fn unavailable_reason(e: Error) -> String {
+    match e {
+        Error::ModelUnavailable { reason } => reason,
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ fn passages_are_found_by_meaning_and_fused_with_keywords() {
     let results = search(&doppel, "Portuguese pastry on holiday", SearchMode::Vector);
     assert_eq!(results.mode, SearchMode::Vector);
     assert_eq!(results.note, None);
-    assert_eq!(results.hits[0].source_title, "Lisbon");
+    assert_eq!(results.hits[0].source_title, "Lisbon", "{results:?}");
     assert_eq!(results.hits[0].retriever, Retriever::Vector);
     assert!(search(&doppel, "Portuguese pastry on holiday", SearchMode::Keyword).hits.is_empty());
 
