@@ -167,13 +167,52 @@ pub(crate) fn doctor(r: &DoctorReport) -> Value {
         "sources": counts(&r.sources),
         "chunks": r.chunks,
         "jobs": counts(&r.jobs),
-        "model": match &r.model {
-            Ok(info) => json!({ "name": info.name, "dimension": info.dimension, "fingerprint": info.fingerprint }),
-            Err(reason) => json!({ "unavailable": reason }),
-        },
+        "model": model_status(r),
         "index_entries": r.index_entries,
         "chunks_without_vectors": r.chunks_without_vectors,
+        "other_models": r.other_models.iter().map(|(info, vectors)| json!({
+            "name": info.name, "dimension": info.dimension, "fingerprint": info.fingerprint,
+            "vectors": vectors,
+        })).collect::<Vec<_>>(),
     })
+}
+
+/// The embedding model in use, or why there is none.
+pub(crate) fn model_status(r: &DoctorReport) -> Value {
+    match &r.model {
+        Ok(info) => json!({
+            "name": info.name, "dimension": info.dimension, "fingerprint": info.fingerprint,
+        }),
+        Err(reason) => json!({ "unavailable": reason }),
+    }
+}
+
+/// The model's state for people: what it is, what is indexed, what is still being embedded.
+pub(crate) fn model_text(r: &DoctorReport) -> String {
+    let mut text = match &r.model {
+        Ok(info) => {
+            let mut line = format!(
+                "model: {} ({} dimensions, {}) · {} vectors indexed",
+                info.name, info.dimension, info.fingerprint, r.index_entries
+            );
+            if r.chunks_without_vectors > 0 {
+                line.push_str(&format!(
+                    "\nre-embedding: {} of {} passages still waiting for vectors; search uses \
+                     keywords until they are done",
+                    r.chunks_without_vectors, r.chunks
+                ));
+            }
+            line
+        }
+        Err(reason) => format!("model: unavailable ({reason}); search uses keywords only"),
+    };
+    for (info, vectors) in &r.other_models {
+        text.push_str(&format!(
+            "\nearlier model kept: {} ({} dimensions, {vectors} vectors; not used)",
+            info.name, info.dimension
+        ));
+    }
+    text
 }
 
 pub(crate) fn doctor_text(r: &DoctorReport) -> String {
@@ -201,17 +240,7 @@ pub(crate) fn doctor_text(r: &DoctorReport) -> String {
         counts(&r.sources),
         r.chunks,
         counts(&r.jobs),
-        match &r.model {
-            Ok(info) => format!(
-                "model: {} ({} dimensions, {}) · {} vectors indexed · {} passages waiting for vectors",
-                info.name,
-                info.dimension,
-                info.fingerprint,
-                r.index_entries,
-                r.chunks_without_vectors
-            ),
-            Err(reason) => format!("model: unavailable ({reason}); search uses keywords only"),
-        },
+        model_text(r),
     )
 }
 

@@ -15,8 +15,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use doppel_core::{
-    Config, DEFAULT_TWIN, Doppel, Error, IngestRequest, JobFilter, JobState, SETTING_SPECS,
-    SearchMode, SearchRequest, TextRequest,
+    Config, DEFAULT_TWIN, Doppel, EmbedderChoice, Error, IngestRequest, JobFilter, JobState,
+    RemoteKind, SETTING_SPECS, SearchMode, SearchRequest, TextRequest,
 };
 use serde_json::{Value, json};
 
@@ -104,8 +104,44 @@ enum Command {
         #[command(subcommand)]
         action: Option<SettingsAction>,
     },
+    /// Show or choose the embedding model: the local one, or a model server.
+    Embedder {
+        #[command(subcommand)]
+        action: Option<EmbedderAction>,
+    },
     /// Check the data directory: integrity, versions, counts.
     Doctor,
+}
+
+#[derive(Subcommand)]
+enum EmbedderAction {
+    /// Use the local model (the default; nothing leaves the machine).
+    Local,
+    /// Use an Ollama server (`/api/embed`).
+    Ollama {
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:11434")]
+        url: String,
+        /// The model name, such as nomic-embed-text.
+        #[arg(long)]
+        model: String,
+    },
+    /// Use an OpenAI-compatible server (`/v1/embeddings`).
+    Openai {
+        /// The server's base URL, such as https://api.openai.com/v1.
+        #[arg(long)]
+        url: String,
+        /// The model name, such as text-embedding-3-small.
+        #[arg(long)]
+        model: String,
+    },
+    /// Store the chosen server's API key in the OS keychain, read from standard input (never
+    /// from the command line, where it would stay in the shell history).
+    Key {
+        /// Remove the stored key instead.
+        #[arg(long)]
+        delete: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -305,12 +341,98 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             });
             Ok(Outcome::Ok)
         }
+        Command::Embedder { action } => embedder(&doppel, action, &out),
         Command::Doctor => {
             let report = doppel.doctor()?;
             out.value(json::doctor(&report), || json::doctor_text(&report));
             Ok(if report.problems.is_empty() { Outcome::Ok } else { Outcome::Partial })
         }
     }
+}
+
+fn embedder(
+    doppel: &Doppel,
+    action: Option<EmbedderAction>,
+    out: &Printer,
+) -> Result<Outcome, Error> {
+    match action {
+        None => {}
+        Some(EmbedderAction::Local) => doppel.set_embedder(EmbedderChoice::Local)?,
+        Some(EmbedderAction::Ollama { url, model }) => {
+            doppel.set_embedder(EmbedderChoice::remote(RemoteKind::Ollama, &url, &model)?)?
+        }
+        Some(EmbedderAction::Openai { url, model }) => {
+            doppel.set_embedder(EmbedderChoice::remote(RemoteKind::OpenAi, &url, &model)?)?
+        }
+        Some(EmbedderAction::Key { delete: true }) => {
+            let removed = doppel.delete_api_key()?;
+            out.note(if removed {
+                "API key removed from the keychain"
+            } else {
+                "no API key was stored"
+            });
+        }
+        Some(EmbedderAction::Key { delete: false }) => {
+            let key = read_secret("API key: ")
+                .map_err(|e| Error::InvalidInput(format!("could not read the key: {e}")))?;
+            doppel.set_api_key(key.trim())?;
+            out.note("API key stored in the OS keychain");
+        }
+    }
+    let choice = doppel.embedder()?;
+    let key = doppel.api_key_hint()?;
+    let report = doppel.doctor()?;
+    let (kind, url, model) = match &choice {
+        EmbedderChoice::Local => ("local", None, None),
+        EmbedderChoice::Remote { kind, url, model } => {
+            (kind.as_str(), Some(url.as_str()), Some(model.as_str()))
+        }
+    };
+    let value = json!({
+        "kind": kind,
+        "url": url,
+        "model": model,
+        "api_key": key,
+        "status": json::model_status(&report),
+    });
+    out.value(value, || {
+        let mut lines = vec![match (url, model) {
+            (Some(url), Some(model)) => format!("embedder: {kind} model {model} at {url}"),
+            _ => "embedder: local model".to_string(),
+        }];
+        if url.is_some() {
+            lines.push(format!("API key: {}", key.as_deref().unwrap_or("none stored")));
+        }
+        lines.push(json::model_text(&report));
+        lines.join("\n")
+    });
+    Ok(Outcome::Ok)
+}
+
+/// One line from standard input; on a terminal it is asked for with `prompt` and not echoed.
+fn read_secret(prompt: &str) -> std::io::Result<String> {
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    // SAFETY: termios is plain data; tcgetattr fills it and tcsetattr only reads it.
+    let saved = terminal.then(|| unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        (libc::tcgetattr(0, &mut t) == 0).then_some(t)
+    });
+    if let Some(Some(saved)) = saved {
+        eprint!("{prompt}");
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: as above.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &quiet) };
+    }
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    if let Some(Some(saved)) = saved {
+        // SAFETY: as above.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &saved) };
+        eprintln!();
+    }
+    read.map(|_| line.trim().to_string())
 }
 
 /// Prints results as JSON or as text.

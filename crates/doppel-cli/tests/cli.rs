@@ -511,3 +511,60 @@ fn search_by_meaning_with_the_real_model() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("showing keyword results only"), "{stderr}");
 }
+
+#[test]
+fn a_model_server_is_chosen_and_its_key_goes_to_the_keychain_only() {
+    let cli = Cli::new();
+    assert_eq!(cli.json(&["embedder"])["kind"], "local");
+    let (code, message) =
+        error_of(&cli.json_status(&["embedder", "ollama", "--url", "ftp://x", "--model", "m"], 1));
+    assert_eq!(code, "invalid_input");
+    assert!(message.contains("only http and https"), "{message}");
+
+    // Port 9 (discard) on loopback: nothing answers, and nothing is asked until it is needed.
+    let url = "http://127.0.0.1:9/v1";
+    let chosen = cli.json(&["embedder", "openai", "--url", url, "--model", "text-embed-small"]);
+    assert_eq!(chosen["kind"], "openai");
+    assert_eq!(chosen["url"], url);
+    assert_eq!(chosen["model"], "text-embed-small");
+    assert_eq!(chosen["api_key"], Value::Null);
+    assert!(chosen["status"]["unavailable"].as_str().unwrap().contains("not been reached"));
+
+    let key = "sk-cli-test-5d1e0b7a9f";
+    let mut child = cli
+        .command()
+        .args(["embedder", "key"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{key}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("••••7a9f") && !shown.contains(key), "{shown}");
+    let stored = std::process::Command::new("secret-tool")
+        .args(["lookup", "service", "doppel", "username", &format!("api-key {url}")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&stored.stdout).trim(), key);
+    assert_eq!(cli.json(&["embedder"])["api_key"], "••••7a9f");
+
+    // Nowhere on disk: not in the database, its log, or the logs.
+    let mut stack = vec![cli.data_dir().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "{path:?}");
+            }
+        }
+    }
+    cli.json(&["embedder", "key", "--delete"]);
+    assert_eq!(cli.json(&["embedder"])["api_key"], Value::Null);
+    assert_eq!(cli.json(&["embedder", "local"])["kind"], "local");
+}

@@ -157,6 +157,24 @@ pub enum Error {
         reason: String,
     },
 
+    /// A model server failed or answered something unusable.
+    #[error("embedding server {server}: {reason}")]
+    EmbeddingServer {
+        /// The server's base URL.
+        server: String,
+        /// What went wrong.
+        reason: String,
+        /// Whether trying again later may succeed (time-outs, refused connections, 5xx).
+        transient: bool,
+    },
+
+    /// The OS keychain could not be used.
+    #[error("the OS keychain is unavailable: {reason}")]
+    Keychain {
+        /// What went wrong.
+        reason: String,
+    },
+
     /// The vector index failed.
     #[error("vector index: {reason}")]
     Index {
@@ -221,6 +239,8 @@ impl Error {
             Error::Database(_) => "database",
             Error::ModelUnavailable { .. } => "model_unavailable",
             Error::Embedding { .. } => "embedding",
+            Error::EmbeddingServer { .. } => "embedding_server",
+            Error::Keychain { .. } => "keychain",
             Error::Index { .. } => "index",
             Error::Corrupt(_) => "corrupt",
         }
@@ -233,7 +253,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Io { .. } | Error::Database(_) => true,
-            Error::Fetch { transient, .. } => *transient,
+            Error::Fetch { transient, .. } | Error::EmbeddingServer { transient, .. } => *transient,
             _ => false,
         }
     }

@@ -150,7 +150,7 @@ fn is_timeout(e: &std::io::Error) -> bool {
 }
 
 /// The innermost message of an error chain: the one that says what really happened.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut current = e;
     while let Some(next) = current.source() {
         current = next;

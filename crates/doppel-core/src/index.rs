@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 
 /// HNSW parameters, named as in the paper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HnswParams {
+pub struct HnswParams {
     /// Links per node.
     pub m: usize,
     /// Candidate list size while building.
@@ -27,7 +27,8 @@ pub(crate) struct HnswParams {
     pub ef_search: usize,
 }
 
-pub(crate) struct VectorIndex {
+/// An HNSW index of chunk vectors, keyed by chunk id.
+pub struct VectorIndex {
     index: Index,
     dimension: usize,
     params: HnswParams,
@@ -42,7 +43,7 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Error {
 
 impl VectorIndex {
     /// An empty index that will be saved at `path`.
-    pub(crate) fn new(path: PathBuf, dimension: usize, params: HnswParams) -> Result<VectorIndex> {
+    pub fn new(path: PathBuf, dimension: usize, params: HnswParams) -> Result<VectorIndex> {
         let options = IndexOptions {
             dimensions: dimension,
             metric: MetricKind::Cos,
@@ -59,7 +60,7 @@ impl VectorIndex {
     }
 
     /// Loads the index saved at `path`; `None` when there is no readable file that fits.
-    pub(crate) fn load(path: PathBuf, dimension: usize, params: HnswParams) -> Option<VectorIndex> {
+    pub fn load(path: PathBuf, dimension: usize, params: HnswParams) -> Option<VectorIndex> {
         let fresh = VectorIndex::new(path.clone(), dimension, params).ok()?;
         fresh.index.load(path.to_str()?).ok()?;
         if fresh.index.dimensions() != dimension {
@@ -69,11 +70,18 @@ impl VectorIndex {
         Some(fresh)
     }
 
-    pub(crate) fn len(&self) -> usize {
+    /// How many vectors it holds.
+    pub fn len(&self) -> usize {
         self.index.size()
     }
 
-    pub(crate) fn add(&mut self, key: u64, vector: &[f32]) -> Result<()> {
+    /// Whether it holds no vector.
+    pub fn is_empty(&self) -> bool {
+        self.index.size() == 0
+    }
+
+    /// Adds (or replaces) the vector of `key`.
+    pub fn add(&mut self, key: u64, vector: &[f32]) -> Result<()> {
         if vector.len() != self.dimension {
             return Err(failed(
                 "wrong vector length",
@@ -92,7 +100,8 @@ impl VectorIndex {
         self.index.add(key, vector).map_err(|e| failed("could not add a vector", e))
     }
 
-    pub(crate) fn remove(&mut self, key: u64) -> Result<()> {
+    /// Removes `key`; the next save writes a freshly built file.
+    pub fn remove(&mut self, key: u64) -> Result<()> {
         if self.index.contains(key) {
             self.index.remove(key).map_err(|e| failed("could not remove a vector", e))?;
             self.removed = true;
@@ -101,7 +110,7 @@ impl VectorIndex {
     }
 
     /// The nearest keys with their cosine similarity, best first.
-    pub(crate) fn search(&self, query: &[f32], count: usize) -> Result<Vec<(u64, f32)>> {
+    pub fn search(&self, query: &[f32], count: usize) -> Result<Vec<(u64, f32)>> {
         if self.index.size() == 0 || count == 0 {
             return Ok(Vec::new());
         }
@@ -112,10 +121,7 @@ impl VectorIndex {
 
     /// Writes the index to its file (atomically, through a temporary file). After removals the
     /// live vectors are copied into a fresh index first, so that removed vectors leave the file.
-    pub(crate) fn save(
-        &mut self,
-        live: impl FnOnce() -> Result<Vec<(u64, Vec<f32>)>>,
-    ) -> Result<()> {
+    pub fn save(&mut self, live: impl FnOnce() -> Result<Vec<(u64, Vec<f32>)>>) -> Result<()> {
         if self.removed {
             let mut fresh = VectorIndex::new(self.path.clone(), self.dimension, self.params)?;
             for (key, vector) in live()? {
@@ -140,7 +146,7 @@ impl VectorIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embed::{Embedder, ModelFiles};
+    use crate::embed::{LocalEmbedder, ModelFiles};
     use crate::ingest::chunk::{ChunkConfig, chunk};
     use std::path::Path;
 
@@ -149,7 +155,7 @@ mod tests {
     fn handbook_vectors(limit: usize) -> Vec<Vec<f32>> {
         let cache = std::env::var_os(crate::MODEL_CACHE_ENV)
             .expect("DOPPEL_MODEL_CACHE is set by scripts/test");
-        let mut embedder = Embedder::load(&ModelFiles::in_cache(Path::new(&cache))).unwrap();
+        let mut embedder = LocalEmbedder::load(&ModelFiles::in_cache(Path::new(&cache))).unwrap();
         let mut pages: Vec<PathBuf> =
             std::fs::read_dir("/usr/share/doc/debian-handbook/html/en-US")
                 .unwrap()

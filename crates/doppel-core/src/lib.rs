@@ -20,6 +20,7 @@ mod ingest;
 mod model;
 mod retrieve;
 mod sandbox;
+mod secrets;
 mod settings;
 mod store;
 mod worker;
@@ -32,15 +33,23 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use datadir::{DATABASE_FILE, LOG_DIR, default_data_dir};
-pub use embed::{ModelFiles, ModelInfo};
+pub use embed::{EmbedderChoice, ModelFiles, ModelInfo, RemoteKind};
 pub use error::{Error, Result};
 pub use events::Event;
 pub use model::*;
 pub use retrieve::{SearchRequest, SearchResults};
 pub use sandbox::{PARSER_ARG, ParserCommand, run_parser_child};
+pub use secrets::{KEYCHAIN_SERVICE, keychain_account, masked};
 pub use settings::{SPECS as SETTING_SPECS, SettingSpec, Settings};
 pub use store::SCHEMA_VERSION;
 pub use worker::Enqueued;
+
+/// Internals for the benchmarks in `benches/`; not a stable API.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::embed::{LocalEmbedder, ModelFiles};
+    pub use crate::index::{HnswParams, VectorIndex};
+}
 
 use datadir::DataDir;
 use store::ReadPool;
@@ -177,6 +186,21 @@ pub struct DoctorReport {
     pub index_entries: u64,
     /// Passages that have no vector from the model yet (they are embedded in the background).
     pub chunks_without_vectors: u64,
+    /// Models used before, with the vectors they still hold (kept so that going back to one
+    /// costs nothing; never mixed with the current model's).
+    pub other_models: Vec<(ModelInfo, u64)>,
+}
+
+/// What search by meaning can use right now; read without waiting for the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorStatus {
+    /// The embedding model in use, or why there is none.
+    pub model: std::result::Result<ModelInfo, String>,
+    /// Entries in the vector index.
+    pub index_entries: u64,
+    /// Passages still waiting for a vector from the model (after a change of model, until the
+    /// re-embedding is done); searches use keywords meanwhile.
+    pub waiting: u64,
 }
 
 /// An open data directory with its worker. Dropping it stops the worker (a running job goes
@@ -217,7 +241,7 @@ impl Doppel {
             inbox,
             config.process_queue,
             config.parser,
-            &ModelFiles::in_cache(&models),
+            ModelFiles::in_cache(&models),
             dir.path().join(INDEX_DIR),
         )?;
         tracing::info!(data_dir = %dir.path().display(), "data directory opened");
@@ -363,11 +387,13 @@ impl Doppel {
             if request.sources.is_empty() { (limit * 4).max(32) } else { (limit * 20).max(200) };
         let mut note = None;
         let mut vector = Vec::new();
+        let mut query_vector = None;
         let mut mode = request.mode;
         if mode != SearchMode::Keyword {
             match self.vector_matches(&request.query, pool, settings.min_similarity_pct) {
-                Ok(matches) => {
-                    vector = self.readers.with(|c| retrieve::vector_hits(c, request, &matches))?
+                Ok((query, matches)) => {
+                    vector = self.readers.with(|c| retrieve::vector_hits(c, request, &matches))?;
+                    query_vector = Some(query);
                 }
                 Err(e) => {
                     note = Some(format!("{e}; showing keyword results only"));
@@ -375,11 +401,26 @@ impl Doppel {
                 }
             }
         }
-        let keyword = if mode == SearchMode::Vector {
+        let mut keyword = if mode == SearchMode::Vector {
             Vec::new()
         } else {
             self.readers.with(|c| retrieve::keyword(c, request, pool as u32))?
         };
+        // A passage that shares a word with the question but is far from it in meaning is not
+        // relevant: with vectors at hand, keyword hits meet the same minimum similarity.
+        if let (Some(query), Some((model, _))) =
+            (&query_vector, worker::lock(&self.shared.vectors).model.clone())
+        {
+            let found: HashSet<ChunkId> = vector.iter().map(|h| h.chunk_id).collect();
+            let unchecked: Vec<ChunkId> =
+                keyword.iter().map(|h| h.chunk_id).filter(|id| !found.contains(id)).collect();
+            let similar = self.readers.with(|c| store::chunk_vectors(c, model, &unchecked))?;
+            let min = settings.min_similarity_pct as f32 / 100.0;
+            keyword.retain(|hit| {
+                found.contains(&hit.chunk_id)
+                    || similar.get(&hit.chunk_id).is_none_or(|v| cosine(v, query) >= min)
+            });
+        }
         let hits = match mode {
             SearchMode::Keyword => keyword.into_iter().take(limit).collect(),
             SearchMode::Vector => vector.into_iter().take(limit).collect(),
@@ -388,12 +429,26 @@ impl Doppel {
         Ok(SearchResults { hits, mode, note })
     }
 
-    /// Chunk ids nearest to the query's embedding, with their similarity, above `min_pct`.
-    fn vector_matches(&self, query: &str, count: usize, min_pct: u32) -> Result<Vec<(u64, f32)>> {
+    /// The query's embedding, and the chunk ids nearest to it with their similarity, above
+    /// `min_pct`.
+    fn vector_matches(
+        &self,
+        query: &str,
+        count: usize,
+        min_pct: u32,
+    ) -> Result<(Vec<f32>, Vec<Match>)> {
         let state = worker::lock(&self.shared.vectors).clone();
         if state.model.is_none() {
             let reason = state.unavailable.unwrap_or_else(|| "no embedding model is loaded".into());
             return Err(Error::ModelUnavailable { reason });
+        }
+        if state.pending > 0 {
+            return Err(Error::ModelUnavailable {
+                reason: format!(
+                    "passages are being embedded with the current model ({} still waiting)",
+                    state.pending
+                ),
+            });
         }
         let embedded = {
             let mut embedder = worker::lock(&self.shared.embedder);
@@ -406,11 +461,12 @@ impl Doppel {
         let index = worker::read(&self.shared.index);
         let index = index.as_ref().ok_or_else(|| Error::Index { reason: "not loaded".into() })?;
         let min = min_pct as f32 / 100.0;
-        Ok(index
+        let matches = index
             .search(&vector, count)?
             .into_iter()
             .filter(|(_, similarity)| *similarity >= min)
-            .collect())
+            .collect();
+        Ok((vector, matches))
     }
 
     /// The current settings.
@@ -422,6 +478,63 @@ impl Doppel {
     pub fn set_setting(&self, key: &str, value: &str) -> Result<Settings> {
         let (key, value) = (key.to_string(), value.to_string());
         self.ask(|reply| Command::SetSetting { key, value, reply })
+    }
+
+    /// The embedder in use: the local model unless a model server was chosen.
+    pub fn embedder(&self) -> Result<EmbedderChoice> {
+        self.readers.with(store::embedder_choice)
+    }
+
+    /// Chooses the embedder. Vectors of different models never mix: after a change, every
+    /// passage is embedded again in the background (with [`Event::Backfill`] progress), and
+    /// searches use keywords until that is done. Vectors of the previous model are kept, so
+    /// going back costs nothing.
+    pub fn set_embedder(&self, choice: EmbedderChoice) -> Result<()> {
+        self.ask(|reply| Command::SetEmbedder { choice, reply })
+    }
+
+    /// Stores the API key of the chosen model server in the OS keychain (never on disk) and
+    /// starts using it.
+    pub fn set_api_key(&self, key: &str) -> Result<()> {
+        let choice = self.embedder()?;
+        let url = choice.url().ok_or_else(|| {
+            Error::InvalidInput(
+                "the local model needs no API key; choose a model server first".into(),
+            )
+        })?;
+        secrets::set_api_key(url, key)?;
+        self.ask(|reply| Command::ReloadEmbedder { reply })
+    }
+
+    /// Removes the chosen model server's API key from the keychain; returns whether there was
+    /// one.
+    pub fn delete_api_key(&self) -> Result<bool> {
+        let choice = self.embedder()?;
+        let Some(url) = choice.url() else { return Ok(false) };
+        let removed = secrets::delete_api_key(url)?;
+        self.ask(|reply| Command::ReloadEmbedder { reply })?;
+        Ok(removed)
+    }
+
+    /// The chosen model server's API key, masked for display (`None` when none is stored).
+    pub fn api_key_hint(&self) -> Result<Option<String>> {
+        let choice = self.embedder()?;
+        let Some(url) = choice.url() else { return Ok(None) };
+        Ok(secrets::api_key(url)?.as_deref().map(secrets::masked))
+    }
+
+    /// What search by meaning can use right now. Unlike [`Doppel::doctor`] it never waits for
+    /// the worker, so a shell can poll it while the worker embeds.
+    pub fn vector_status(&self) -> VectorStatus {
+        let state = worker::lock(&self.shared.vectors).clone();
+        VectorStatus {
+            model: match state.model {
+                Some((_, info)) => Ok(info),
+                None => Err(state.unavailable.unwrap_or_else(|| "not loaded".into())),
+            },
+            index_entries: worker::read(&self.shared.index).as_ref().map_or(0, |i| i.len() as u64),
+            waiting: state.pending,
+        }
     }
 
     /// Checks the database and reports versions and counts.
@@ -449,6 +562,13 @@ impl Doppel {
             }
             None => (Err(state.unavailable.clone().unwrap_or_else(|| "not loaded".into())), chunks),
         };
+        let current = state.model.as_ref().map(|(_, info)| info.fingerprint.clone());
+        let other_models = self
+            .readers
+            .with(store::models)?
+            .into_iter()
+            .filter(|(info, _)| Some(&info.fingerprint) != current.as_ref())
+            .collect();
         let index_entries = worker::read(&self.shared.index).as_ref().map_or(0, |i| i.len() as u64);
         if let (Some(_), Ok(_)) = (&state.model, &model)
             && index_entries + chunks_without_vectors < chunks
@@ -461,6 +581,7 @@ impl Doppel {
             model,
             index_entries,
             chunks_without_vectors,
+            other_models,
             data_dir: self.dir.path().to_path_buf(),
             database: self.dir.database(),
             app_version: env!("CARGO_PKG_VERSION"),
@@ -560,6 +681,14 @@ impl Doppel {
         commands.send(command(reply)).map_err(|_| Error::WorkerGone("it is not running".into()))?;
         answer.recv().map_err(|_| Error::WorkerGone("it stopped before answering".into()))?
     }
+}
+
+/// A chunk id found by meaning, with its similarity to the query.
+type Match = (u64, f32);
+
+/// Cosine similarity of two normalised vectors.
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 fn is_final_event(event: &Event) -> bool {

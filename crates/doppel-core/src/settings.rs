@@ -46,6 +46,10 @@ pub struct Settings {
     pub hnsw_ef_search: u32,
     /// Vector hits below this cosine similarity (in percent) are not returned.
     pub min_similarity_pct: u32,
+    /// Time allowed to a model server for one embedding request, in seconds.
+    pub embed_timeout_s: u32,
+    /// Extra tries of an embedding request after a refused connection, 429 or 5xx answer.
+    pub embed_retries: u32,
 }
 
 impl Default for Settings {
@@ -68,6 +72,8 @@ impl Default for Settings {
             hnsw_ef_construction: 0,
             hnsw_ef_search: 0,
             min_similarity_pct: 0,
+            embed_timeout_s: 0,
+            embed_retries: 0,
         };
         for spec in SPECS {
             *(spec.field)(&mut settings) = spec.default;
@@ -229,6 +235,22 @@ pub static SPECS: &[SettingSpec] = &[
         min: 0,
         max: 100,
         field: |s| &mut s.min_similarity_pct,
+    },
+    SettingSpec {
+        key: "embed_timeout_s",
+        help: "seconds a model server may take to answer one embedding request",
+        default: 30,
+        min: 1,
+        max: 600,
+        field: |s| &mut s.embed_timeout_s,
+    },
+    SettingSpec {
+        key: "embed_retries",
+        help: "extra tries of an embedding request after a refused connection or a 429/5xx answer",
+        default: 2,
+        min: 0,
+        max: 10,
+        field: |s| &mut s.embed_retries,
     },
 ];
 

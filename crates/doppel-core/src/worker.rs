@@ -19,7 +19,10 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 use tracing::{error, info, info_span, warn};
 
-use crate::embed::{Embedder, ModelFiles, ModelInfo, to_blob};
+use crate::embed::{
+    Embedder, EmbedderChoice, LocalEmbedder, ModelFiles, ModelInfo, RemoteEmbedder, RemotePolicy,
+    to_blob,
+};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
 use crate::fetch;
@@ -62,6 +65,15 @@ pub(crate) enum Command {
     CheckIndex {
         reply: Sender<Result<()>>,
     },
+    /// Switches the embedder (saved first); passages are re-embedded in the background.
+    SetEmbedder {
+        choice: EmbedderChoice,
+        reply: Sender<Result<()>>,
+    },
+    /// Loads the embedder again (after its API key changed).
+    ReloadEmbedder {
+        reply: Sender<Result<()>>,
+    },
 }
 
 /// One item of an ingest request, as queued.
@@ -84,6 +96,9 @@ pub(crate) struct VectorState {
     pub model: Option<(i64, ModelInfo)>,
     /// Why vectors are unavailable, when they are.
     pub unavailable: Option<String>,
+    /// Passages that have no vector from the loaded model yet (after a change of model, until
+    /// the re-embedding is done).
+    pub pending: u64,
 }
 
 /// State shared between the worker and the handle.
@@ -143,6 +158,8 @@ pub(crate) struct Worker {
     index_dirty: bool,
     /// Where index files live.
     index_dir: PathBuf,
+    /// The local model's files.
+    models: ModelFiles,
 }
 
 /// How many chunk texts are embedded in one batch.
@@ -159,7 +176,7 @@ impl Worker {
         commands: Receiver<Command>,
         process_queue: bool,
         parser: ParserCommand,
-        models: &ModelFiles,
+        models: ModelFiles,
         index_dir: PathBuf,
     ) -> Result<JoinHandle<()>> {
         let settings = Settings::from_stored(&store::stored_settings(&conn)?);
@@ -169,9 +186,17 @@ impl Worker {
         if requeued > 0 {
             info!(requeued, "jobs interrupted by a previous run were queued again");
         }
-        let mut worker =
-            Worker { conn, shared, settings, process_queue, parser, index_dirty: false, index_dir };
-        worker.start_vectors(models);
+        let mut worker = Worker {
+            conn,
+            shared,
+            settings,
+            process_queue,
+            parser,
+            index_dirty: false,
+            index_dir,
+            models,
+        };
+        worker.start_vectors();
         std::thread::Builder::new()
             .name("doppel-worker".into())
             .spawn(move || worker.run(commands))
@@ -252,6 +277,11 @@ impl Worker {
             Command::CheckIndex { reply } => {
                 drop(reply.send(store::check_keyword_index(&self.conn)))
             }
+            Command::SetEmbedder { choice, reply } => drop(reply.send(self.set_embedder(&choice))),
+            Command::ReloadEmbedder { reply } => {
+                self.reload_vectors();
+                drop(reply.send(Ok(())))
+            }
         }
     }
 
@@ -303,6 +333,8 @@ impl Worker {
         let removed = store::delete_source(&tx, source)?;
         tx.commit()?;
         self.update_index(&removed, &[]);
+        self.remove_other_index_files();
+        self.count_pending();
         if let Err(e) = store::checkpoint(&self.conn) {
             warn!(error = %e, "write-ahead log checkpoint after delete postponed");
         }
@@ -618,33 +650,131 @@ fn note_of(warnings: &[String]) -> Option<String> {
 }
 
 impl Worker {
-    /// Loads the embedding model and its index (rebuilding a stale index from the stored
-    /// vectors). Without a model, Doppel works on with keyword search and says why.
-    fn start_vectors(&mut self, files: &ModelFiles) {
-        let embedder = match Embedder::load(files) {
+    /// Loads the chosen embedder and its index (rebuilding a stale index from the stored
+    /// vectors). Without a model, Doppel works on with keyword search and says why. A model
+    /// server is not contacted here: a model it served before is known by its recorded
+    /// dimension, and a new one is set up by the first batch that needs it.
+    fn start_vectors(&mut self) {
+        let embedder = match self.load_embedder() {
             Ok(embedder) => embedder,
             Err(e) => {
-                warn!(error = %e, "vector search unavailable");
+                warn!(error = %redact_urls(&e.to_string()), "vector search unavailable");
                 lock(&self.shared.vectors).unavailable = Some(unavailable_reason(e));
                 return;
             }
         };
-        let info = embedder.info.clone();
-        let loaded = store::ensure_model(&self.conn, &info).and_then(|model| {
-            let index = self.open_index(model, &info)?;
-            Ok((model, index))
-        });
-        match loaded {
-            Ok((model, index)) => {
-                *write(&self.shared.index) = Some(index);
-                *lock(&self.shared.embedder) = Some(embedder);
-                let mut state = lock(&self.shared.vectors);
-                state.model = Some((model, info));
-                state.unavailable = None;
+        let info = embedder.info().clone();
+        *lock(&self.shared.embedder) = Some(embedder);
+        if info.dimension == 0 {
+            lock(&self.shared.vectors).unavailable =
+                Some("the embedding server has not been reached yet".into());
+            return;
+        }
+        if let Err(e) = self.open_model(&info) {
+            warn!(error = %e, "vector index unavailable");
+            lock(&self.shared.vectors).unavailable = Some(unavailable_reason(e));
+        }
+    }
+
+    /// The embedder the stored choice names.
+    fn load_embedder(&self) -> Result<Embedder> {
+        match store::embedder_choice(&self.conn)? {
+            EmbedderChoice::Local => {
+                Ok(Embedder::Local(Box::new(LocalEmbedder::load(&self.models)?)))
             }
-            Err(e) => {
-                warn!(error = %e, "vector index unavailable");
-                lock(&self.shared.vectors).unavailable = Some(unavailable_reason(e));
+            EmbedderChoice::Remote { kind, url, model } => {
+                let key = match crate::secrets::api_key(&url) {
+                    Ok(key) => key,
+                    Err(e) => {
+                        warn!(error = %e, "no API key could be read; the server is asked without one");
+                        None
+                    }
+                };
+                let policy = RemotePolicy {
+                    timeout: Duration::from_secs(u64::from(self.settings.embed_timeout_s)),
+                    retries: self.settings.embed_retries,
+                    backoff: Duration::from_millis(500),
+                };
+                let mut embedder = RemoteEmbedder::new(kind, &url, &model, key, policy, 0)?;
+                if let Some((_, dimension)) =
+                    store::model_by_fingerprint(&self.conn, &embedder.info.fingerprint)?
+                {
+                    embedder.info.dimension = dimension;
+                }
+                Ok(Embedder::Remote(Box::new(embedder)))
+            }
+        }
+    }
+
+    /// Records the model, opens its index and makes it the one searches use.
+    fn open_model(&mut self, info: &ModelInfo) -> Result<i64> {
+        let model = store::ensure_model(&self.conn, info)?;
+        let index = self.open_index(model, info)?;
+        *write(&self.shared.index) = Some(index);
+        {
+            let mut state = lock(&self.shared.vectors);
+            state.model = Some((model, info.clone()));
+            state.unavailable = None;
+        }
+        self.count_pending();
+        Ok(model)
+    }
+
+    /// The loaded model's row id, setting up a model server's model on first use (its first
+    /// answer tells the dimension). `None` when there is no embedder at all.
+    fn active_model(&mut self) -> Result<Option<i64>> {
+        if let Some((model, _)) = lock(&self.shared.vectors).model.clone() {
+            return Ok(Some(model));
+        }
+        let info = {
+            let mut embedder = lock(&self.shared.embedder);
+            let Some(embedder) = embedder.as_mut() else { return Ok(None) };
+            if embedder.info().dimension == 0 {
+                embedder.embed(&["dimension probe"])?;
+            }
+            embedder.info().clone()
+        };
+        self.open_model(&info).map(Some)
+    }
+
+    /// Saves the embedder choice and switches to it.
+    fn set_embedder(&mut self, choice: &EmbedderChoice) -> Result<()> {
+        store::set_embedder_choice(&self.conn, choice)?;
+        info!(embedder = %redact_urls(&format!("{choice:?}")), "embedder changed");
+        self.reload_vectors();
+        Ok(())
+    }
+
+    /// Drops the embedder and its index (saving the index first) and loads the chosen one.
+    fn reload_vectors(&mut self) {
+        self.save_index();
+        *write(&self.shared.index) = None;
+        *lock(&self.shared.embedder) = None;
+        *lock(&self.shared.vectors) = VectorState::default();
+        self.start_vectors();
+    }
+
+    /// Counts the passages still waiting for a vector from the loaded model.
+    fn count_pending(&mut self) {
+        let Some((model, _)) = lock(&self.shared.vectors).model.clone() else { return };
+        match store::count_without_vectors(&self.conn, model) {
+            Ok(pending) => lock(&self.shared.vectors).pending = pending,
+            Err(e) => warn!(error = %e, "could not count passages waiting for vectors"),
+        }
+    }
+
+    /// Index files of models other than the loaded one may hold vectors of a source just
+    /// deleted; they are removed (a model chosen again rebuilds its index from the database).
+    fn remove_other_index_files(&self) {
+        let current = lock(&self.shared.vectors).model.as_ref().map(|(_, i)| i.fingerprint.clone());
+        let Ok(entries) = std::fs::read_dir(&self.index_dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            if Some(stem) != current.as_deref()
+                && let Err(e) = std::fs::remove_file(&path)
+            {
+                warn!(error = %e, file = %path.display(), "an old index file could not be removed");
             }
         }
     }
@@ -718,7 +848,7 @@ impl Worker {
         job: &Job,
         chunks: &[NewChunk],
     ) -> Result<(NewVectors, HashMap<String, Vec<f32>>)> {
-        let Some((model, _)) = lock(&self.shared.vectors).model.clone() else {
+        let Some(model) = self.active_model()? else {
             return Ok((NewVectors::default(), HashMap::new()));
         };
         let mut hashes: Vec<&str> = chunks.iter().map(|c| c.text_hash.as_str()).collect();
@@ -761,7 +891,12 @@ impl Worker {
     /// Embeds one batch of stored chunks that have no vector from the loaded model. Returns
     /// whether there was anything to do.
     fn backfill(&mut self) -> Result<bool> {
-        let Some((model, _)) = lock(&self.shared.vectors).model.clone() else { return Ok(false) };
+        if lock(&self.shared.embedder).is_none()
+            || store::count(&self.conn, store::Table::Chunks)? == 0
+        {
+            return Ok(false);
+        }
+        let Some(model) = self.active_model()? else { return Ok(false) };
         let rows = store::chunks_without_vectors(&self.conn, model, EMBED_BATCH as u32)?;
         if rows.is_empty() {
             return Ok(false);
@@ -783,6 +918,7 @@ impl Worker {
         tx.commit()?;
         self.index_dirty = true;
         let remaining = store::count_without_vectors(&self.conn, model)?;
+        lock(&self.shared.vectors).pending = remaining;
         self.shared.events.publish(Event::Backfill { embedded: rows.len() as u64, remaining });
         Ok(true)
     }

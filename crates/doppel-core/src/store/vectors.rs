@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::*;
-use crate::embed::{ModelInfo, from_blob};
+use crate::embed::{EmbedderChoice, ModelInfo, from_blob};
 
 /// The id of a model's row, creating it on first use.
 pub(crate) fn ensure_model(conn: &Connection, info: &ModelInfo) -> Result<i64> {
@@ -19,6 +19,59 @@ pub(crate) fn ensure_model(conn: &Connection, info: &ModelInfo) -> Result<i64> {
         [&info.fingerprint],
         |r| r.get(0),
     )?)
+}
+
+/// The row id and dimension of the model with this fingerprint, if it was used before.
+pub(crate) fn model_by_fingerprint(
+    conn: &Connection,
+    fingerprint: &str,
+) -> Result<Option<(i64, usize)>> {
+    Ok(conn
+        .query_row(
+            "SELECT id, dimension FROM embed_models WHERE fingerprint = ?1",
+            [fingerprint],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)),
+        )
+        .optional()?)
+}
+
+/// Keys of the settings table that hold the embedder choice.
+const CHOICE_KEYS: [&str; 3] = ["embedder.kind", "embedder.url", "embedder.model"];
+
+/// The embedder the owner chose; the local model unless another was chosen.
+pub(crate) fn embedder_choice(conn: &Connection) -> Result<EmbedderChoice> {
+    let stored = super::stored_settings(conn)?;
+    let [kind, url, model] =
+        CHOICE_KEYS.map(|k| stored.get(k).map(String::as_str).unwrap_or_default());
+    Ok(EmbedderChoice::from_stored(kind, url, model))
+}
+
+pub(crate) fn set_embedder_choice(conn: &Connection, choice: &EmbedderChoice) -> Result<()> {
+    let (kind, url, model) = choice.to_stored();
+    for (key, value) in CHOICE_KEYS.iter().zip([kind, url, model]) {
+        super::set_setting(conn, key, &value)?;
+    }
+    Ok(())
+}
+
+/// Every recorded model with the number of vectors it holds.
+pub(crate) fn models(conn: &Connection) -> Result<Vec<(ModelInfo, u64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT m.name, m.dimension, m.fingerprint,
+                (SELECT count(*) FROM embeddings e WHERE e.model_id = m.id)
+         FROM embed_models m ORDER BY m.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            ModelInfo {
+                name: r.get(0)?,
+                dimension: r.get::<_, i64>(1)? as usize,
+                fingerprint: r.get(2)?,
+            },
+            r.get(3)?,
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub(crate) fn generation(conn: &Connection, model: i64) -> Result<i64> {
@@ -73,6 +126,27 @@ pub(crate) fn vectors(
             stmt.query_row(params![model, hash], |r| r.get::<_, Vec<u8>>(0)).optional()?
         {
             out.insert(hash.to_string(), from_blob(&blob));
+        }
+    }
+    Ok(out)
+}
+
+/// The vectors from `model` of these chunks (those that have one).
+pub(crate) fn chunk_vectors(
+    conn: &Connection,
+    model: i64,
+    chunks: &[ChunkId],
+) -> Result<HashMap<ChunkId, Vec<f32>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.vector FROM chunks c
+         JOIN embeddings e ON e.model_id = ?1 AND e.text_hash = c.text_hash WHERE c.id = ?2",
+    )?;
+    let mut out = HashMap::new();
+    for &id in chunks {
+        if let Some(blob) =
+            stmt.query_row(params![model, id], |r| r.get::<_, Vec<u8>>(0)).optional()?
+        {
+            out.insert(id, from_blob(&blob));
         }
     }
     Ok(out)

@@ -5,59 +5,25 @@
 //! are tokenised with the model's own WordPiece tokenizer (truncated to 256 tokens, the model's
 //! window), run in batches, mean-pooled over real tokens and L2-normalised: the same vectors as
 //! sentence-transformers gives for this model.
-//!
-//! An [`Embedder`] is used by one thread at a time; the worker owns one and searches own another.
 
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ort::session::Session;
 use ort::value::Tensor;
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 
+use super::{ModelFiles, ModelInfo};
 use crate::error::{Error, Result};
 
 /// The model's window: longer texts are truncated.
 const MAX_TOKENS: usize = 256;
 
-/// Where the embedding model and its runtime live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelFiles {
-    /// The ONNX model.
-    pub model: PathBuf,
-    /// The tokenizer (`tokenizer.json`).
-    pub tokenizer: PathBuf,
-    /// ONNX Runtime's shared library.
-    pub runtime: PathBuf,
-}
-
-impl ModelFiles {
-    /// The default model's files inside a model cache folder (as `scripts/models` fills it).
-    pub fn in_cache(dir: &Path) -> ModelFiles {
-        ModelFiles {
-            model: dir.join("minilm-int8/model.onnx"),
-            tokenizer: dir.join("minilm-int8/tokenizer.json"),
-            runtime: dir.join("onnxruntime/libonnxruntime.so"),
-        }
-    }
-}
-
-/// Which model made a vector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelInfo {
-    /// A readable name.
-    pub name: String,
-    /// Length of its vectors.
-    pub dimension: usize,
-    /// SHA-256 (hex, first 16 digits) of the model file: two files with the same name but other
-    /// weights never share vectors.
-    pub fingerprint: String,
-}
-
-pub(crate) struct Embedder {
+/// The local model, loaded and ready to embed.
+pub struct LocalEmbedder {
     session: Session,
     tokenizer: Tokenizer,
     with_token_types: bool,
+    /// Which model this is.
     pub info: ModelInfo,
 }
 
@@ -69,8 +35,9 @@ fn unavailable(reason: String) -> Error {
     Error::ModelUnavailable { reason }
 }
 
-impl Embedder {
-    pub(crate) fn load(files: &ModelFiles) -> Result<Embedder> {
+impl LocalEmbedder {
+    /// Loads the model, its tokenizer and ONNX Runtime; a missing file is a clear error.
+    pub fn load(files: &ModelFiles) -> Result<LocalEmbedder> {
         for (what, path) in [
             ("model", &files.model),
             ("tokenizer", &files.tokenizer),
@@ -105,7 +72,7 @@ impl Embedder {
         tokenizer.with_padding(Some(PaddingParams::default()));
         let bytes = std::fs::read(&files.model).map_err(|e| Error::io(&files.model, e))?;
         let fingerprint = crate::ingest::sha256_hex(&bytes)[..16].to_string();
-        let mut embedder = Embedder {
+        let mut embedder = LocalEmbedder {
             session,
             tokenizer,
             with_token_types,
@@ -120,7 +87,7 @@ impl Embedder {
     }
 
     /// One normalised vector per text.
-    pub(crate) fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    pub fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
@@ -173,28 +140,5 @@ impl Embedder {
             vectors.push(sum.iter().map(|x| x / count.max(1.0) / norm).collect());
         }
         Ok(vectors)
-    }
-}
-
-/// Little-endian bytes of a vector, for storage.
-pub(crate) fn to_blob(vector: &[f32]) -> Vec<u8> {
-    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// A vector from its stored bytes; no alignment is assumed.
-pub(crate) fn from_blob(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blobs_round_trip_without_alignment() {
-        let v = vec![1.5f32, -0.25, 3.0e-8];
-        let mut bytes = vec![0u8];
-        bytes.extend(to_blob(&v));
-        assert_eq!(from_blob(&bytes[1..]), v);
     }
 }
