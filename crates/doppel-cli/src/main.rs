@@ -108,6 +108,10 @@ enum Command {
     Embedder {
         #[command(subcommand)]
         action: Option<EmbedderAction>,
+        /// After a change, return at once instead of re-embedding every passage now (a later
+        /// `doppel wait`, or the app, does it).
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Check the data directory: integrity, versions, counts.
     Doctor,
@@ -194,6 +198,9 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
     let process_queue = match &cli.command {
         Command::Ingest { no_wait, .. } | Command::AddText { no_wait, .. } => !no_wait,
         Command::Wait => true,
+        Command::Embedder { action: Some(action), no_wait } => {
+            !no_wait && !matches!(action, EmbedderAction::Key { .. })
+        }
         _ => false,
     };
     let doppel = Doppel::open(Config { process_queue, ..Config::new(data_dir) })?;
@@ -243,6 +250,12 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             let active = doppel.jobs(JobFilter { active_only: true, limit: u32::MAX })?;
             let ids: Vec<i64> = active.iter().rev().map(|j| j.id).collect();
             let jobs = wait::jobs(&doppel, &ids, &out)?;
+            // Passages waiting for vectors (after a change of model) are embedded too.
+            if doppel.vector_status().model.is_ok()
+                && let Err(e) = wait::vectors(&doppel, &out)
+            {
+                out.note(&format!("passages were not all embedded: {e}"));
+            }
             out.finish_jobs(&doppel, &jobs, Vec::new())
         }
         Command::Sources => {
@@ -341,7 +354,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             });
             Ok(Outcome::Ok)
         }
-        Command::Embedder { action } => embedder(&doppel, action, &out),
+        Command::Embedder { action, no_wait } => embedder(&doppel, action, no_wait, &out),
         Command::Doctor => {
             let report = doppel.doctor()?;
             out.value(json::doctor(&report), || json::doctor_text(&report));
@@ -353,8 +366,13 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
 fn embedder(
     doppel: &Doppel,
     action: Option<EmbedderAction>,
+    no_wait: bool,
     out: &Printer,
 ) -> Result<Outcome, Error> {
+    let changed = matches!(
+        action,
+        Some(EmbedderAction::Local | EmbedderAction::Ollama { .. } | EmbedderAction::Openai { .. })
+    );
     match action {
         None => {}
         Some(EmbedderAction::Local) => doppel.set_embedder(EmbedderChoice::Local)?,
@@ -377,6 +395,13 @@ fn embedder(
                 .map_err(|e| Error::InvalidInput(format!("could not read the key: {e}")))?;
             doppel.set_api_key(key.trim())?;
             out.note("API key stored in the OS keychain");
+        }
+    }
+    let mut outcome = Outcome::Ok;
+    if changed && !no_wait {
+        if let Err(e) = wait::vectors(doppel, out) {
+            out.note(&format!("passages were not re-embedded: {e}"));
+            outcome = Outcome::Partial;
         }
     }
     let choice = doppel.embedder()?;
@@ -406,7 +431,7 @@ fn embedder(
         lines.push(json::model_text(&report));
         lines.join("\n")
     });
-    Ok(Outcome::Ok)
+    Ok(outcome)
 }
 
 /// One line from standard input; on a terminal it is asked for with `prompt` and not echoed.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use doppel_core::{Doppel, Error, Event, Job, JobId, JobOutcome};
+use doppel_core::{Doppel, Error, Event, Job, JobId, JobOutcome, VectorStatus};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::Printer;
@@ -88,4 +88,28 @@ pub(crate) fn jobs(doppel: &Doppel, ids: &[JobId], out: &Printer) -> Result<Vec<
         let _ = multi.clear();
     }
     jobs
+}
+
+/// Waits until every passage has a vector from the current model, with a bar on a terminal.
+pub(crate) fn vectors(doppel: &Doppel, out: &Printer) -> Result<VectorStatus, Error> {
+    let bar = out.interactive().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} passages re-embedded")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut total = None;
+    let status = doppel.wait_for_vectors(|event| {
+        if let (Event::Backfill { embedded, remaining }, Some(bar)) = (event, &bar) {
+            let total = *total.get_or_insert(embedded + remaining);
+            bar.set_length(total);
+            bar.set_position(total.saturating_sub(*remaining));
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    status
 }

@@ -568,3 +568,24 @@ fn a_model_server_is_chosen_and_its_key_goes_to_the_keychain_only() {
     assert_eq!(cli.json(&["embedder"])["api_key"], Value::Null);
     assert_eq!(cli.json(&["embedder", "local"])["kind"], "local");
 }
+
+#[test]
+fn choosing_a_model_embeds_every_passage_before_the_command_returns() {
+    // Passages stored while no model was available...
+    let mut cli = Cli::new();
+    let notes = cli.write("trip.md", "# Lisbon\nWe ate custard tarts in Belém, still warm.");
+    cli.json(&["ingest", notes.to_str().unwrap()]);
+    let report = cli.json(&["doctor"]);
+    assert!(report["model"]["unavailable"].is_string(), "{report}");
+
+    // ...are embedded by `doppel embedder local` once the model is there, then found by meaning.
+    cli.models = true;
+    let chosen = cli.json(&["embedder", "local"]);
+    assert_eq!(chosen["status"]["dimension"], 384, "{chosen}");
+    let report = cli.json(&["doctor"]);
+    assert_eq!(report["chunks_without_vectors"], 0, "{report}");
+    assert_eq!(report["index_entries"], 1);
+    let results = cli.json(&["search", "Portuguese pastry", "--mode", "vector"]);
+    assert_eq!(results["mode"], "vector");
+    assert_eq!(results["hits"][0]["source_title"], "Lisbon");
+}

@@ -62,6 +62,12 @@ pub enum Event {
         /// Passages still without a vector.
         remaining: u64,
     },
+    /// Embedding passages in the background failed for now (a model server that is down, say);
+    /// it is tried again when the worker is next idle.
+    BackfillStalled {
+        /// Why, for the person to read.
+        reason: String,
+    },
     /// A job finished.
     JobDone {
         /// The job.

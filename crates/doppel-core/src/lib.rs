@@ -537,6 +537,52 @@ impl Doppel {
         }
     }
 
+    /// Waits until every passage has a vector from the current model (after a change of model,
+    /// or passages stored while there was none), passing [`Event::Backfill`] progress to
+    /// `on_event`. Returns at once when there is nothing to embed; fails when there is no usable
+    /// model, or when embedding stalls (a model server that is down), with the reason.
+    pub fn wait_for_vectors(&self, mut on_event: impl FnMut(&Event)) -> Result<VectorStatus> {
+        if !self.process_queue {
+            return Err(Error::InvalidInput("this handle does not process the queue".into()));
+        }
+        let events = self.subscribe();
+        loop {
+            let status = self.vector_status();
+            if let Some(reason) = worker::lock(&self.shared.vectors).stalled.clone() {
+                return Err(Error::ModelUnavailable { reason });
+            }
+            match &status.model {
+                Ok(_) if status.waiting == 0 => return Ok(status),
+                Ok(_) => {}
+                Err(reason) => {
+                    if self.readers.with(|c| store::count(c, store::Table::Chunks))? == 0 {
+                        return Ok(status);
+                    }
+                    // A model server not asked yet is set up by the first batch; anything else
+                    // without a model cannot embed.
+                    if worker::lock(&self.shared.embedder).is_none() {
+                        return Err(Error::ModelUnavailable { reason: reason.clone() });
+                    }
+                }
+            }
+            match events.recv_timeout(Duration::from_secs(5)) {
+                Ok(Event::BackfillStalled { reason }) => {
+                    return Err(Error::ModelUnavailable { reason });
+                }
+                Ok(event @ Event::Backfill { .. }) => on_event(&event),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.worker.as_ref().is_none_or(|w| w.is_finished()) {
+                        return Err(Error::WorkerGone("it stopped while embedding".into()));
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::WorkerGone("events stopped".into()));
+                }
+            }
+        }
+    }
+
     /// Checks the database and reports versions and counts.
     pub fn doctor(&self) -> Result<DoctorReport> {
         let mut problems = Vec::new();

@@ -99,6 +99,8 @@ pub(crate) struct VectorState {
     /// Passages that have no vector from the loaded model yet (after a change of model, until
     /// the re-embedding is done).
     pub pending: u64,
+    /// Why the last background embedding failed, until one succeeds.
+    pub stalled: Option<String>,
 }
 
 /// State shared between the worker and the handle.
@@ -233,7 +235,12 @@ impl Worker {
                 match self.backfill() {
                     Ok(true) => continue,
                     Ok(false) => {}
-                    Err(e) => warn!(error = %e, "embedding of older passages postponed"),
+                    Err(e) => {
+                        let reason = redact_urls(&e.to_string());
+                        warn!(error = %reason, "embedding of older passages postponed");
+                        lock(&self.shared.vectors).stalled = Some(reason.clone());
+                        self.shared.events.publish(Event::BackfillStalled { reason });
+                    }
                 }
             }
             if self.index_dirty {
@@ -918,7 +925,11 @@ impl Worker {
         tx.commit()?;
         self.index_dirty = true;
         let remaining = store::count_without_vectors(&self.conn, model)?;
-        lock(&self.shared.vectors).pending = remaining;
+        {
+            let mut state = lock(&self.shared.vectors);
+            state.pending = remaining;
+            state.stalled = None;
+        }
         self.shared.events.publish(Event::Backfill { embedded: rows.len() as u64, remaining });
         Ok(true)
     }

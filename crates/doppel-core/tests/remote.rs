@@ -300,6 +300,15 @@ fn server_errors_are_retried_a_bounded_number_of_times_then_fail_clearly() {
     let message = job.last_error.unwrap();
     assert!(message.contains("invalid api key") && message.contains("API key"), "{message}");
     assert_eq!(seen.lock().unwrap().len(), 1);
+
+    // Re-embedding for a server that fails stops with the reason instead of waiting forever.
+    let (working, _) = serve(ollama(Arc::new(AtomicUsize::new(16))));
+    use_server(&doppel, RemoteKind::Ollama, &working, "words-16");
+    assert_eq!(add(&doppel, "Bread", BREAD).state, JobState::Done);
+    use_server(&doppel, RemoteKind::Ollama, &failing, "busy");
+    let error = doppel.wait_for_vectors(|_| {}).unwrap_err();
+    assert!(error.to_string().contains("model is overloaded"), "{error}");
+    assert_eq!(search(&doppel, "sourdough", SearchMode::Hybrid).mode, SearchMode::Keyword);
 }
 
 #[test]
@@ -367,12 +376,23 @@ fn a_new_model_re_embeds_every_passage_with_progress_and_keywords_answer_meanwhi
     assert_eq!((status.waiting, status.index_entries), (2, 0));
 
     release.send(()).unwrap();
-    loop {
-        match events.recv_timeout(Duration::from_secs(20)).unwrap() {
-            Event::Backfill { remaining: 0, .. } => break,
-            _ => continue,
-        }
-    }
+    let mut progress = Vec::new();
+    let status = doppel
+        .wait_for_vectors(|event| {
+            if let Event::Backfill { remaining, .. } = event {
+                progress.push(*remaining)
+            }
+        })
+        .unwrap();
+    assert_eq!((status.waiting, status.index_entries), (0, 2));
+    let announced: Vec<u64> = events
+        .try_iter()
+        .filter_map(|e| match e {
+            Event::Backfill { remaining, .. } => Some(remaining),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced.last(), Some(&0), "progress ends at zero: {announced:?} {progress:?}");
     let results = search(&doppel, "tomatoes frost", SearchMode::Vector);
     assert_eq!(results.mode, SearchMode::Vector);
     assert_eq!(results.hits[0].source_title, "Garden");
