@@ -398,11 +398,12 @@ fn embedder(
         }
     }
     let mut outcome = Outcome::Ok;
-    if changed && !no_wait {
-        if let Err(e) = wait::vectors(doppel, out) {
-            out.note(&format!("passages were not re-embedded: {e}"));
-            outcome = Outcome::Partial;
-        }
+    if changed
+        && !no_wait
+        && let Err(e) = wait::vectors(doppel, out)
+    {
+        out.note(&format!("passages were not re-embedded: {e}"));
+        outcome = Outcome::Partial;
     }
     let choice = doppel.embedder()?;
     let key = doppel.api_key_hint()?;
