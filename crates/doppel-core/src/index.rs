@@ -100,6 +100,13 @@ impl VectorIndex {
         self.index.add(key, vector).map_err(|e| failed("could not add a vector", e))
     }
 
+    /// Changes the candidate list size of searches on the live index (as a reload with new
+    /// parameters would).
+    pub fn change_ef_search(&mut self, ef_search: usize) {
+        self.index.change_expansion_search(ef_search);
+        self.params.ef_search = ef_search;
+    }
+
     /// Removes `key`; the next save writes a freshly built file.
     pub fn remove(&mut self, key: u64) -> Result<()> {
         if self.index.contains(key) {
