@@ -2,7 +2,9 @@
 //!
 //! JSON field names here are the CLI's public contract; the text forms are for people.
 
-use doppel_core::{Chunk, DoctorReport, Enqueued, Error, Hit, Job, Location, Source};
+use doppel_core::{
+    Chunk, DoctorReport, Enqueued, Error, Hit, Job, Location, ModelInfo, Source, VectorStatus,
+};
 use serde_json::{Value, json};
 
 /// The one error shape: `{"error":{"code":"...","message":"..."}}`.
@@ -167,7 +169,7 @@ pub(crate) fn doctor(r: &DoctorReport) -> Value {
         "sources": counts(&r.sources),
         "chunks": r.chunks,
         "jobs": counts(&r.jobs),
-        "model": model_status(r),
+        "model": model_status(&r.model),
         "index_entries": r.index_entries,
         "chunks_without_vectors": r.chunks_without_vectors,
         "other_models": r.other_models.iter().map(|(info, vectors)| json!({
@@ -178,8 +180,8 @@ pub(crate) fn doctor(r: &DoctorReport) -> Value {
 }
 
 /// The embedding model in use, or why there is none.
-pub(crate) fn model_status(r: &DoctorReport) -> Value {
-    match &r.model {
+pub(crate) fn model_status(model: &Result<ModelInfo, String>) -> Value {
+    match model {
         Ok(info) => json!({
             "name": info.name, "dimension": info.dimension, "fingerprint": info.fingerprint,
         }),
@@ -188,31 +190,37 @@ pub(crate) fn model_status(r: &DoctorReport) -> Value {
 }
 
 /// The model's state for people: what it is, what is indexed, what is still being embedded.
-pub(crate) fn model_text(r: &DoctorReport) -> String {
-    let mut text = match &r.model {
+pub(crate) fn model_text(status: &VectorStatus) -> String {
+    match &status.model {
         Ok(info) => {
             let mut line = format!(
                 "model: {} ({} dimensions, {}) · {} vectors indexed",
-                info.name, info.dimension, info.fingerprint, r.index_entries
+                info.name, info.dimension, info.fingerprint, status.index_entries
             );
-            if r.chunks_without_vectors > 0 {
+            if status.waiting > 0 {
                 line.push_str(&format!(
-                    "\nre-embedding: {} of {} passages still waiting for vectors; search uses \
-                     keywords until they are done",
-                    r.chunks_without_vectors, r.chunks
+                    "\nre-embedding: {} passages still waiting for vectors; search uses keywords \
+                     until they are done",
+                    status.waiting
                 ));
             }
             line
         }
         Err(reason) => format!("model: unavailable ({reason}); search uses keywords only"),
-    };
-    for (info, vectors) in &r.other_models {
-        text.push_str(&format!(
-            "\nearlier model kept: {} ({} dimensions, {vectors} vectors; not used)",
-            info.name, info.dimension
-        ));
     }
-    text
+}
+
+/// Earlier models whose vectors are kept, one line each.
+fn other_models_text(r: &DoctorReport) -> String {
+    r.other_models
+        .iter()
+        .map(|(info, vectors)| {
+            format!(
+                "\nearlier model kept: {} ({} dimensions, {vectors} vectors; not used)",
+                info.name, info.dimension
+            )
+        })
+        .collect()
 }
 
 pub(crate) fn doctor_text(r: &DoctorReport) -> String {
@@ -240,7 +248,11 @@ pub(crate) fn doctor_text(r: &DoctorReport) -> String {
         counts(&r.sources),
         r.chunks,
         counts(&r.jobs),
-        model_text(r),
+        model_text(&VectorStatus {
+            model: r.model.clone(),
+            index_entries: r.index_entries,
+            waiting: r.chunks_without_vectors,
+        }) + &other_models_text(r),
     )
 }
 

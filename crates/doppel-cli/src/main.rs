@@ -407,7 +407,7 @@ fn embedder(
     }
     let choice = doppel.embedder()?;
     let key = doppel.api_key_hint()?;
-    let report = doppel.doctor()?;
+    let status = doppel.vector_status();
     let (kind, url, model) = match &choice {
         EmbedderChoice::Local => ("local", None, None),
         EmbedderChoice::Remote { kind, url, model } => {
@@ -419,7 +419,7 @@ fn embedder(
         "url": url,
         "model": model,
         "api_key": key,
-        "status": json::model_status(&report),
+        "status": json::model_status(&status.model),
     });
     out.value(value, || {
         let mut lines = vec![match (url, model) {
@@ -429,7 +429,7 @@ fn embedder(
         if url.is_some() {
             lines.push(format!("API key: {}", key.as_deref().unwrap_or("none stored")));
         }
-        lines.push(json::model_text(&report));
+        lines.push(json::model_text(&status));
         lines.join("\n")
     });
     Ok(outcome)

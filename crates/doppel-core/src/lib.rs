@@ -602,11 +602,11 @@ impl Doppel {
             ))
         })?;
         let state = worker::lock(&self.shared.vectors).clone();
-        let (model, chunks_without_vectors) = match &state.model {
-            Some((id, info)) => {
-                (Ok(info.clone()), self.readers.with(|c| store::count_without_vectors(c, *id))?)
-            }
-            None => (Err(state.unavailable.clone().unwrap_or_else(|| "not loaded".into())), chunks),
+        let VectorStatus { model, index_entries, .. } = self.vector_status();
+        // Counted in the database, not taken from the worker's running count: this is a check.
+        let chunks_without_vectors = match &state.model {
+            Some((id, _)) => self.readers.with(|c| store::count_without_vectors(c, *id))?,
+            None => chunks,
         };
         let current = state.model.as_ref().map(|(_, info)| info.fingerprint.clone());
         let other_models = self
@@ -615,7 +615,6 @@ impl Doppel {
             .into_iter()
             .filter(|(info, _)| Some(&info.fingerprint) != current.as_ref())
             .collect();
-        let index_entries = worker::read(&self.shared.index).as_ref().map_or(0, |i| i.len() as u64);
         if let (Some(_), Ok(_)) = (&state.model, &model)
             && index_entries + chunks_without_vectors < chunks
         {

@@ -341,7 +341,10 @@ impl Worker {
         tx.commit()?;
         self.update_index(&removed, &[]);
         self.remove_other_index_files();
-        self.count_pending();
+        // A delete can only lower the count of passages waiting for vectors.
+        if lock(&self.shared.vectors).pending > 0 {
+            self.count_pending();
+        }
         if let Err(e) = store::checkpoint(&self.conn) {
             warn!(error = %e, "write-ahead log checkpoint after delete postponed");
         }
@@ -898,14 +901,26 @@ impl Worker {
     /// Embeds one batch of stored chunks that have no vector from the loaded model. Returns
     /// whether there was anything to do.
     fn backfill(&mut self) -> Result<bool> {
-        if lock(&self.shared.embedder).is_none()
-            || store::count(&self.conn, store::Table::Chunks)? == 0
-        {
+        if lock(&self.shared.embedder).is_none() {
             return Ok(false);
+        }
+        // The running count says whether there is work, so an idle worker does not scan every
+        // passage after each job. Jobs store a vector with each passage, so only a change of
+        // model makes the count grow, and it is recounted then.
+        match &*lock(&self.shared.vectors) {
+            VectorState { model: Some(_), pending: 0, .. } => return Ok(false),
+            VectorState { model: Some(_), .. } => {}
+            // A model server not asked yet: only worth asking when there are passages.
+            VectorState { model: None, .. } => {
+                if store::count(&self.conn, store::Table::Chunks)? == 0 {
+                    return Ok(false);
+                }
+            }
         }
         let Some(model) = self.active_model()? else { return Ok(false) };
         let rows = store::chunks_without_vectors(&self.conn, model, EMBED_BATCH as u32)?;
         if rows.is_empty() {
+            lock(&self.shared.vectors).pending = 0;
             return Ok(false);
         }
         let texts: Vec<&str> = rows.iter().map(|(_, _, text)| text.as_str()).collect();
