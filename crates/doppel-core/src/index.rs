@@ -7,8 +7,10 @@
 //! before saving) or that cannot be read is rebuilt from the stored vectors. Searches check
 //! every result against live rows, so a stale entry can never surface a deleted chunk.
 //!
-//! Removing from an HNSW graph leaves the vector's bytes in the structure, so a save after any
-//! removal writes a freshly built index: a forgotten source's vectors leave the file too.
+//! Removing from an HNSW graph leaves the vector's bytes in the structure, so an index with
+//! removals is rebuilt from the live vectors before it is saved: a forgotten source's vectors
+//! leave the file too. The worker builds the new index beside the one that searches use and
+//! swaps it in, so searches never wait for a rebuild.
 
 use std::path::PathBuf;
 
@@ -33,7 +35,7 @@ pub struct VectorIndex {
     dimension: usize,
     params: HnswParams,
     path: PathBuf,
-    /// Whether keys were removed since the last save (the next save rebuilds).
+    /// Whether keys were removed since it was built or loaded (it is rebuilt before a save).
     removed: bool,
 }
 
@@ -107,7 +109,7 @@ impl VectorIndex {
         self.params.ef_search = ef_search;
     }
 
-    /// Removes `key`; the next save writes a freshly built file.
+    /// Removes `key`; the index must then be rebuilt before it is saved.
     pub fn remove(&mut self, key: u64) -> Result<()> {
         if self.index.contains(key) {
             self.index.remove(key).map_err(|e| failed("could not remove a vector", e))?;
@@ -126,15 +128,40 @@ impl VectorIndex {
         Ok(matches.keys.into_iter().zip(matches.distances).map(|(k, d)| (k, 1.0 - d)).collect())
     }
 
-    /// Writes the index to its file (atomically, through a temporary file). After removals the
-    /// live vectors are copied into a fresh index first, so that removed vectors leave the file.
-    pub fn save(&mut self, live: impl FnOnce() -> Result<Vec<(u64, Vec<f32>)>>) -> Result<()> {
-        if self.removed {
-            let mut fresh = VectorIndex::new(self.path.clone(), self.dimension, self.params)?;
-            for (key, vector) in live()? {
-                fresh.add(key, &vector)?;
+    /// Whether keys were removed since the last save: their vectors are still in the graph, so
+    /// the index must be rebuilt (see [`VectorIndex::rebuilt`]) before it is saved.
+    pub fn needs_rebuild(&self) -> bool {
+        self.removed
+    }
+
+    /// A fresh index at this one's path, with these parameters, holding `vectors`; `progress`
+    /// is told `(done, total)` every 1,000 vectors and at the end.
+    pub fn rebuilt(
+        &self,
+        vectors: &[(u64, Vec<f32>)],
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<VectorIndex> {
+        let mut fresh = VectorIndex::new(self.path.clone(), self.dimension, self.params)?;
+        let total = vectors.len() as u64;
+        fresh
+            .index
+            .reserve(vectors.len().max(1024))
+            .map_err(|e| failed("could not reserve index space", e))?;
+        for (done, (key, vector)) in vectors.iter().enumerate() {
+            if done % 1000 == 0 {
+                progress(done as u64, total);
             }
-            *self = fresh;
+            fresh.add(*key, vector)?;
+        }
+        progress(total, total);
+        Ok(fresh)
+    }
+
+    /// Writes the index to its file, atomically (through a temporary file). An index with
+    /// removals is refused: its file would still hold the removed vectors.
+    pub fn save(&self) -> Result<()> {
+        if self.removed {
+            return Err(failed("not saved", "removed vectors are still in the graph"));
         }
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -144,9 +171,7 @@ impl VectorIndex {
             .to_str()
             .ok_or_else(|| failed("index path is not UTF-8", temporary.display()))?;
         self.index.save(name).map_err(|e| failed("could not save the vector index", e))?;
-        std::fs::rename(&temporary, &self.path).map_err(|e| Error::io(&self.path, e))?;
-        self.removed = false;
-        Ok(())
+        std::fs::rename(&temporary, &self.path).map_err(|e| Error::io(&self.path, e))
     }
 }
 

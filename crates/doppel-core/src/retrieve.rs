@@ -173,29 +173,47 @@ fn hit_from_row(
     })
 }
 
+/// The best keyword matches, by BM25, restricted to the request's twin and sources.
+///
+/// FTS5 ranks its matches first and only the best rows are joined to their chunks: a common
+/// word can match most of the store, and joining every match with its text before sorting cost
+/// three times as much at 100k passages (BENCHMARKS.md). The ranking breaks ties by id, as the
+/// result does, so the rows kept are exactly the best ones. When the twin or source filter
+/// leaves fewer than `limit` of them while more matched, the search runs over every match.
 pub(crate) fn keyword(conn: &Connection, request: &SearchRequest, limit: u32) -> Result<Vec<Hit>> {
     let Some(query) = fts_query(&request.query) else {
         return Ok(Vec::new());
     };
-    let filter: Option<String> = (!request.sources.is_empty()).then(|| {
-        let ids: Vec<String> = request.sources.iter().map(|id| id.to_string()).collect();
-        format!("[{}]", ids.join(","))
-    });
-    let sql = format!(
-        "SELECT {HIT_COLUMNS}, snippet(chunks_fts, 0, '[', ']', '…', 16), bm25(chunks_fts, 1.0, 0.5) AS rank
-         FROM chunks_fts
-         JOIN chunks c ON c.id = chunks_fts.rowid
-         JOIN sources s ON s.id = c.source_id
-         WHERE chunks_fts MATCH ?1 AND s.twin_id = ?2
-           AND (?3 IS NULL OR c.source_id IN (SELECT value FROM json_each(?3)))
-         ORDER BY rank, c.id
-         LIMIT ?4"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![query, request.twin, filter, limit], |r| {
-        hit_from_row(r, r.get(9)?, -r.get::<_, f64>(10)?, Retriever::Keyword)
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut ranked = if request.sources.is_empty() { limit } else { limit.saturating_mul(4) };
+    loop {
+        let sql = format!(
+            "WITH top AS (
+               SELECT rowid AS id, snippet(chunks_fts, 0, '[', ']', '…', 16) AS snippet,
+                      bm25(chunks_fts, 1.0, 0.5) AS rank
+               FROM chunks_fts WHERE chunks_fts MATCH ?1 ORDER BY rank, rowid LIMIT ?2)
+             SELECT {HIT_COLUMNS}, top.snippet, top.rank, s.twin_id
+             FROM top JOIN chunks c ON c.id = top.id JOIN sources s ON s.id = c.source_id
+             ORDER BY top.rank, c.id"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut matched = 0;
+        let mut hits = Vec::new();
+        let mut rows = stmt.query(params![query, ranked])?;
+        while let Some(r) = rows.next()? {
+            matched += 1;
+            let hit = hit_from_row(r, r.get(9)?, -r.get::<_, f64>(10)?, Retriever::Keyword)?;
+            if r.get::<_, TwinId>(11)? == request.twin
+                && (request.sources.is_empty() || request.sources.contains(&hit.source_id))
+                && hits.len() < limit as usize
+            {
+                hits.push(hit);
+            }
+        }
+        if hits.len() == limit as usize || matched < ranked || ranked == u32::MAX {
+            return Ok(hits);
+        }
+        ranked = u32::MAX;
+    }
 }
 
 #[cfg(test)]

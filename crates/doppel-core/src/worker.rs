@@ -810,29 +810,37 @@ impl Worker {
             ?saved,
             generation, "vector index is stale or missing; rebuilding it from the stored vectors"
         );
-        let mut index = VectorIndex::new(file, info.dimension, params)?;
         let live = store::live_vectors(&self.conn, model)?;
-        let total = live.len() as u64;
-        for (done, (key, vector)) in live.iter().enumerate() {
-            index.add(*key, vector)?;
-            if done % 1000 == 0 {
-                self.shared.events.publish(Event::IndexRebuild { done: done as u64, total });
-            }
-        }
-        self.shared.events.publish(Event::IndexRebuild { done: total, total });
-        index.save(|| Ok(Vec::new()))?;
+        let events = &self.shared.events;
+        let index = VectorIndex::new(file, info.dimension, params)?
+            .rebuilt(&live, |done, total| events.publish(Event::IndexRebuild { done, total }))?;
+        index.save()?;
         std::fs::write(&marker, generation.to_string()).map_err(|e| Error::io(&marker, e))?;
         Ok(index)
     }
 
-    /// Saves the index with the generation it now holds.
+    /// Saves the index with the generation it now holds. After removals, a new index is built
+    /// from the live vectors while searches go on with the current one, then swapped in: only
+    /// this thread changes the index, so nothing is missed in between.
     fn save_index(&mut self) {
         let Some((model, info)) = lock(&self.shared.vectors).model.clone() else { return };
         let result = store::generation(&self.conn, model).and_then(|generation| {
-            let mut guard = write(&self.shared.index);
-            let Some(index) = guard.as_mut() else { return Ok(()) };
-            let conn = &self.conn;
-            index.save(|| store::live_vectors(conn, model))?;
+            let stale = read(&self.shared.index).as_ref().map(VectorIndex::needs_rebuild);
+            match stale {
+                None => return Ok(()),
+                Some(true) => {
+                    let live = store::live_vectors(&self.conn, model)?;
+                    let fresh = match read(&self.shared.index).as_ref() {
+                        Some(index) => index.rebuilt(&live, |_, _| {})?,
+                        None => return Ok(()),
+                    };
+                    *write(&self.shared.index) = Some(fresh);
+                }
+                Some(false) => {}
+            }
+            if let Some(index) = read(&self.shared.index).as_ref() {
+                index.save()?;
+            }
             let (_, marker) = self.index_paths(&info);
             std::fs::write(&marker, generation.to_string()).map_err(|e| Error::io(&marker, e))
         });

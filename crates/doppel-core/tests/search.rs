@@ -94,6 +94,37 @@ fn source_filters_limit_results() {
     assert!(hits[0].snippet.contains("[common]"), "{}", hits[0].snippet);
 }
 
+#[test]
+fn a_source_filter_finds_a_weak_match_behind_many_better_ones() {
+    // 300 passages where a word is strong, one where it is weak: the filtered search must reach
+    // past every better match of the other sources.
+    let data = tempfile::tempdir().unwrap();
+    let mut files: Vec<_> = (0..300)
+        .map(|i| {
+            let path = data.path().join(format!("strong{i}.txt"));
+            std::fs::write(&path, format!("harvest harvest note{i}")).unwrap();
+            path
+        })
+        .collect();
+    let weak = data.path().join("weak.txt");
+    let filler = (0..60).map(|i| format!("filler{i}")).collect::<Vec<_>>().join(" ");
+    std::fs::write(&weak, format!("{filler} harvest {filler}")).unwrap();
+    files.push(weak.clone());
+    let doppel = Doppel::open(without_models(&data.path().join("data"))).unwrap();
+    let report = doppel.ingest(IngestRequest::paths(files)).unwrap();
+    let jobs: Vec<JobId> = report.queued.iter().map(|q| q.job_id).collect();
+    doppel.wait_for(&jobs, |_| {}).unwrap();
+    let all = doppel.search(&SearchRequest { limit: Some(50), ..keyword("harvest") }).unwrap();
+    assert_eq!(all.hits.len(), 50);
+    assert!(all.hits.iter().all(|h| h.origin != Some(weak.display().to_string())));
+    let target = report.queued.last().unwrap().source_id;
+    let hits =
+        doppel.search(&SearchRequest { sources: vec![target], ..keyword("harvest") }).unwrap().hits;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].source_id, target);
+    assert!(hits[0].snippet.contains("[harvest]"), "{}", hits[0].snippet);
+}
+
 /// A keyword-only search of the default twin (vector search is tested on its own).
 fn keyword(query: impl Into<String>) -> SearchRequest {
     SearchRequest { mode: SearchMode::Keyword, ..SearchRequest::new(query) }
