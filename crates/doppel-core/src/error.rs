@@ -175,6 +175,22 @@ pub enum Error {
         reason: String,
     },
 
+    /// A chat model server failed or broke off its answer.
+    #[error("chat model server {server}: {reason}")]
+    ChatServer {
+        /// The server's base URL.
+        server: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// Local generation failed (the model file, the context, or llama.cpp itself).
+    #[error("language model: {reason}")]
+    Generation {
+        /// What went wrong.
+        reason: String,
+    },
+
     /// The vector index failed.
     #[error("vector index: {reason}")]
     Index {
@@ -241,6 +257,8 @@ impl Error {
             Error::Embedding { .. } => "embedding",
             Error::EmbeddingServer { .. } => "embedding_server",
             Error::Keychain { .. } => "keychain",
+            Error::ChatServer { .. } => "chat_server",
+            Error::Generation { .. } => "generation",
             Error::Index { .. } => "index",
             Error::Corrupt(_) => "corrupt",
         }

@@ -10,7 +10,9 @@
 
 #![warn(missing_docs)]
 
+pub mod chat;
 mod datadir;
+pub mod download;
 mod embed;
 mod error;
 mod events;
