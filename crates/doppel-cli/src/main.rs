@@ -5,6 +5,7 @@
 //! `--json`) or `error: message` on stderr, with exit status 1. A command whose items partly
 //! failed (some files of an ingest) prints its report and exits with status 2.
 
+mod chat;
 mod json;
 mod logging;
 mod wait;
@@ -115,6 +116,39 @@ enum Command {
     },
     /// Check the data directory: integrity, versions, counts.
     Doctor,
+    /// Ask the twin a question; the answer streams, with its citations. Ctrl-C stops it.
+    Ask {
+        /// The question.
+        question: String,
+        /// Continue this conversation (or start one with this id).
+        #[arg(long)]
+        conversation: Option<String>,
+    },
+    /// Talk with the twin: one question per line.
+    Chat {
+        /// Continue this conversation.
+        #[arg(long)]
+        conversation: Option<String>,
+    },
+    /// List the conversations.
+    Conversations,
+    /// Print a conversation as Markdown with its citations (`--json`: its messages).
+    ExportConversation {
+        /// The conversation id.
+        id: String,
+    },
+    /// Approve answers (verified answers are retrieved first for later questions).
+    Verify {
+        #[command(subcommand)]
+        action: chat::VerifyAction,
+    },
+    /// Show or change who the twin is: name, description, voice, "not covered" message.
+    Persona(chat::PersonaArgs),
+    /// Show or choose the language model that answers.
+    ChatModel {
+        #[command(subcommand)]
+        action: Option<chat::ChatModelAction>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -206,6 +240,25 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
     let doppel = Doppel::open(Config { process_queue, ..Config::new(data_dir) })?;
     let out = Printer { json: cli.json };
     match cli.command {
+        Command::Ask { question, conversation } => {
+            let answer = chat::ask(&doppel, &out, question, conversation)?;
+            Ok(match answer.message.state {
+                doppel_core::chat::MessageState::Complete => Outcome::Ok,
+                _ => Outcome::Partial,
+            })
+        }
+        Command::Chat { conversation } => {
+            chat::chat(&doppel, &out, conversation).map(|()| Outcome::Ok)
+        }
+        Command::Conversations => chat::conversations(&doppel, &out).map(|()| Outcome::Ok),
+        Command::ExportConversation { id } => {
+            chat::show_conversation(&doppel, &out, &id).map(|()| Outcome::Ok)
+        }
+        Command::Verify { action } => chat::verify(&doppel, &out, action).map(|()| Outcome::Ok),
+        Command::Persona(args) => chat::persona(&doppel, &out, args).map(|()| Outcome::Ok),
+        Command::ChatModel { action } => {
+            chat::chat_model(&doppel, &out, action).map(|()| Outcome::Ok)
+        }
         Command::Ingest { items, no_wait } => {
             let (urls, paths): (Vec<String>, Vec<String>) = items
                 .into_iter()
@@ -463,7 +516,7 @@ fn read_secret(prompt: &str) -> std::io::Result<String> {
 
 /// Prints results as JSON or as text.
 pub(crate) struct Printer {
-    json: bool,
+    pub(crate) json: bool,
 }
 
 impl Printer {

@@ -589,3 +589,49 @@ fn choosing_a_model_embeds_every_passage_before_the_command_returns() {
     assert_eq!(results["mode"], "vector");
     assert_eq!(results["hits"][0]["source_title"], "Lisbon");
 }
+
+#[test]
+fn asking_without_a_model_cites_passages_and_the_conversation_is_kept() {
+    let cli = Cli::new();
+    let note =
+        cli.write("garden.md", "# Garden\nI planted the tomatoes in May, after the frost.\n");
+    cli.json(&["ingest", note.to_str().unwrap()]);
+    let answer = cli.json(&["ask", "tomatoes frost"]);
+    let message = &answer["message"];
+    assert_eq!(message["grounding"], "extractive", "{answer}");
+    assert_eq!(message["state"], "complete");
+    assert!(message["content"].as_str().unwrap().contains("after the frost"), "{answer}");
+    assert_eq!(message["citations"][0]["source_title"], "Garden");
+    assert_eq!(message["citations"][0]["location"], "Garden, lines 1–2");
+    let notes = answer["notes"].as_array().unwrap();
+    assert!(notes.iter().any(|n| n.as_str().unwrap().contains("no chat model at")), "{answer}");
+    let id = answer["conversation"].as_str().unwrap();
+
+    let follow = cli.json(&["ask", "tomatoes", "--conversation", id]);
+    assert_eq!(follow["conversation"], id);
+    let listed = cli.json(&["conversations"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let messages = cli.json(&["export-conversation", id]);
+    assert_eq!(messages.as_array().unwrap().len(), 4, "{messages}");
+    let markdown = cli.run(&["export-conversation", id]);
+    let markdown = String::from_utf8(markdown.stdout).unwrap();
+    assert!(markdown.starts_with("# tomatoes frost\n"), "{markdown}");
+    assert!(markdown.contains("1. Garden, Garden, lines 1–2: \""), "{markdown}");
+
+    let verified = cli.json(&["verify", "add", "When did I plant tomatoes?", "In May."]);
+    assert!(verified["verified"].as_i64().is_some());
+    let again = cli.json(&["ask", "When did I plant tomatoes?"]);
+    assert_eq!(again["message"]["grounding"], "verified", "{again}");
+    assert_eq!(again["message"]["content"], "In May.");
+
+    let persona = cli.json(&["persona", "--name", "Ana", "--not-covered", "No idea."]);
+    assert_eq!(persona["name"], "Ana");
+    let nothing = cli.json(&["ask", "zeppelin"]);
+    assert_eq!(nothing["message"]["content"], "No idea.");
+    assert_eq!(nothing["message"]["grounding"], "not_covered");
+
+    let bad = cli.json_status(&["ask", "x", "--conversation", "no/slashes"], 1);
+    assert_eq!(error_of(&bad).0, "invalid_input");
+    let model = cli.json(&["chat-model", "off"]);
+    assert_eq!(model["kind"], "off");
+}

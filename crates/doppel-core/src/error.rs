@@ -95,6 +95,16 @@ pub enum Error {
         transient: bool,
     },
 
+    /// A model file could not be downloaded. A `.part` file kept beside the destination lets
+    /// the next try resume where this one stopped.
+    #[error("downloading {url}: {reason}")]
+    Download {
+        /// The URL, without credentials, query or fragment (they may carry tokens).
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// A path could not be read or walked.
     #[error("{}: {source}", .path.display())]
     Io {
@@ -245,6 +255,7 @@ impl Error {
             Error::ParserTimedOut { .. } => "parser_timed_out",
             Error::ParserOutOfMemory { .. } => "parser_out_of_memory",
             Error::Fetch { .. } => "fetch",
+            Error::Download { .. } => "download",
             Error::Io { .. } => "io",
             Error::Skipped { .. } => "skipped",
             Error::NotFound { .. } => "not_found",

@@ -19,6 +19,7 @@ mod events;
 mod fetch;
 mod index;
 mod ingest;
+mod llm;
 mod model;
 mod retrieve;
 mod sandbox;
@@ -51,6 +52,7 @@ pub use worker::Enqueued;
 pub mod bench {
     pub use crate::embed::{LocalEmbedder, ModelFiles};
     pub use crate::index::{HnswParams, VectorIndex};
+    pub use crate::llm::{DEFAULT_CHAT_MODEL, GenerationTimes, bench_generation};
 }
 
 use datadir::DataDir;
@@ -214,6 +216,10 @@ pub struct Doppel {
     commands: Option<Sender<Command>>,
     worker: Option<JoinHandle<()>>,
     process_queue: bool,
+    /// The model cache.
+    models_dir: PathBuf,
+    /// The local chat model, loaded at the first question that needs it.
+    llm: chat::answer::LlmSlot,
 }
 
 /// The handle is shared between threads by the shells.
@@ -254,6 +260,8 @@ impl Doppel {
             commands: Some(commands),
             worker: Some(worker),
             process_queue: config.process_queue,
+            models_dir: models,
+            llm: Default::default(),
         })
     }
 
@@ -281,7 +289,7 @@ impl Doppel {
         let queued = if walked.files.is_empty() && urls.is_empty() {
             Vec::new()
         } else {
-            self.ask(|reply| Command::Ingest {
+            self.call(|reply| Command::Ingest {
                 twin: request.twin,
                 files: walked.files,
                 urls,
@@ -304,7 +312,7 @@ impl Doppel {
         if request.text.len() as u64 > limit {
             return Err(Error::FileTooLarge { size: request.text.len() as u64, limit });
         }
-        self.ask(|reply| Command::AddText { twin: request.twin, title, text: request.text, reply })
+        self.call(|reply| Command::AddText { twin: request.twin, title, text: request.text, reply })
     }
 
     /// The twins.
@@ -352,7 +360,7 @@ impl Doppel {
 
     /// Deletes a source with its chunks, keyword-index entries and jobs, in one transaction.
     pub fn delete_source(&self, source: SourceId) -> Result<()> {
-        self.ask(|reply| Command::Delete { source, reply })
+        self.call(|reply| Command::Delete { source, reply })
     }
 
     /// Jobs, newest first.
@@ -374,7 +382,7 @@ impl Doppel {
             return Ok(job);
         }
         self.shared.cancel.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
-        self.ask(|reply| Command::Cancel { job: id, reply })
+        self.call(|reply| Command::Cancel { job: id, reply })
     }
 
     /// Searches the twin's passages: keyword (BM25), vector (HNSW) or both fused (the
@@ -479,7 +487,7 @@ impl Doppel {
     /// Changes one setting after validating it; returns all settings as they are now.
     pub fn set_setting(&self, key: &str, value: &str) -> Result<Settings> {
         let (key, value) = (key.to_string(), value.to_string());
-        self.ask(|reply| Command::SetSetting { key, value, reply })
+        self.call(|reply| Command::SetSetting { key, value, reply })
     }
 
     /// The embedder in use: the local model unless a model server was chosen.
@@ -492,7 +500,7 @@ impl Doppel {
     /// searches use keywords until that is done. Vectors of the previous model are kept, so
     /// going back costs nothing.
     pub fn set_embedder(&self, choice: EmbedderChoice) -> Result<()> {
-        self.ask(|reply| Command::SetEmbedder { choice, reply })
+        self.call(|reply| Command::SetEmbedder { choice, reply })
     }
 
     /// Stores the API key of the chosen model server in the OS keychain (never on disk) and
@@ -505,7 +513,7 @@ impl Doppel {
             )
         })?;
         secrets::set_api_key(url, key)?;
-        self.ask(|reply| Command::ReloadEmbedder { reply })
+        self.call(|reply| Command::ReloadEmbedder { reply })
     }
 
     /// Removes the chosen model server's API key from the keychain; returns whether there was
@@ -514,7 +522,7 @@ impl Doppel {
         let choice = self.embedder()?;
         let Some(url) = choice.url() else { return Ok(false) };
         let removed = secrets::delete_api_key(url)?;
-        self.ask(|reply| Command::ReloadEmbedder { reply })?;
+        self.call(|reply| Command::ReloadEmbedder { reply })?;
         Ok(removed)
     }
 
@@ -591,7 +599,7 @@ impl Doppel {
         if let Err(e) = self.readers.with(store::integrity_check) {
             problems.push(e.to_string());
         }
-        if let Err(e) = self.ask(|reply| Command::CheckIndex { reply }) {
+        if let Err(e) = self.call(|reply| Command::CheckIndex { reply }) {
             problems.push(e.to_string());
         }
         let (schema_version, twins, sources, chunks, jobs) = self.readers.with(|c| {
@@ -721,7 +729,7 @@ impl Doppel {
     }
 
     /// Sends a command to the worker and waits for its answer.
-    fn ask<T>(&self, command: impl FnOnce(Sender<Result<T>>) -> Command) -> Result<T> {
+    fn call<T>(&self, command: impl FnOnce(Sender<Result<T>>) -> Command) -> Result<T> {
         let (reply, answer) = mpsc::channel();
         let commands =
             self.commands.as_ref().ok_or_else(|| Error::WorkerGone("shut down".into()))?;

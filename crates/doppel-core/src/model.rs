@@ -287,6 +287,8 @@ macro_rules! text_names {
     };
 }
 
+pub(crate) use text_names;
+
 text_names!(SourceKind { File => "file", Text => "text", Url => "url" });
 text_names!(SourceState {
     Queued => "queued",

@@ -50,6 +50,10 @@ pub struct Settings {
     pub embed_timeout_s: u32,
     /// Extra tries of an embedding request after a refused connection, 429 or 5xx answer.
     pub embed_retries: u32,
+    /// Time a chat model server may take to send the first token of an answer, in seconds.
+    pub chat_timeout_s: u32,
+    /// Longest silence of a chat model server in the middle of an answer, in seconds.
+    pub chat_idle_s: u32,
 }
 
 impl Default for Settings {
@@ -74,6 +78,8 @@ impl Default for Settings {
             min_similarity_pct: 0,
             embed_timeout_s: 0,
             embed_retries: 0,
+            chat_timeout_s: 0,
+            chat_idle_s: 0,
         };
         for spec in SPECS {
             *(spec.field)(&mut settings) = spec.default;
@@ -251,6 +257,22 @@ pub static SPECS: &[SettingSpec] = &[
         min: 0,
         max: 10,
         field: |s| &mut s.embed_retries,
+    },
+    SettingSpec {
+        key: "chat_timeout_s",
+        help: "seconds a chat model server may take to start its answer (it may load the model)",
+        default: 120,
+        min: 1,
+        max: 3600,
+        field: |s| &mut s.chat_timeout_s,
+    },
+    SettingSpec {
+        key: "chat_idle_s",
+        help: "seconds a chat model server may stay silent in the middle of an answer",
+        default: 30,
+        min: 1,
+        max: 600,
+        field: |s| &mut s.chat_idle_s,
     },
 ];
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tracing::{error, info, info_span, warn};
 
 use crate::embed::{
@@ -72,6 +72,44 @@ pub(crate) enum Command {
     },
     /// Loads the embedder again (after its API key changed).
     ReloadEmbedder {
+        reply: Sender<Result<()>>,
+    },
+    /// A write to conversations, verified answers or personas: small, and handled even between
+    /// the embedding batches of a running job, so that chat never waits for ingestion.
+    Chat(ChatWrite),
+}
+
+/// The writes of chat, each with its reply channel.
+pub(crate) enum ChatWrite {
+    BeginAnswer {
+        conversation: String,
+        twin: TwinId,
+        question: String,
+        reply: Sender<Result<store::chat::AnswerRows>>,
+    },
+    FinishAnswer {
+        answer: Box<store::chat::FinishedAnswer>,
+        reply: Sender<Result<()>>,
+    },
+    Verify {
+        twin: TwinId,
+        question: String,
+        answer: String,
+        message: Option<i64>,
+        reply: Sender<Result<i64>>,
+    },
+    Unverify {
+        id: i64,
+        reply: Sender<Result<()>>,
+    },
+    SetPersona {
+        twin: TwinId,
+        persona: crate::chat::prompt::Persona,
+        reply: Sender<Result<()>>,
+    },
+    /// Stored settings outside the validated ones (the chat model choice).
+    SetSettings {
+        values: Vec<(String, String)>,
         reply: Sender<Result<()>>,
     },
 }
@@ -162,6 +200,10 @@ pub(crate) struct Worker {
     index_dir: PathBuf,
     /// The local model's files.
     models: ModelFiles,
+    /// Commands, once the thread runs.
+    inbox: Option<Receiver<Command>>,
+    /// Commands taken from the inbox during a job, to be handled after it.
+    deferred: std::collections::VecDeque<Command>,
 }
 
 /// How many chunk texts are embedded in one batch.
@@ -197,6 +239,8 @@ impl Worker {
             index_dirty: false,
             index_dir,
             models,
+            inbox: None,
+            deferred: Default::default(),
         };
         worker.start_vectors();
         std::thread::Builder::new()
@@ -206,14 +250,31 @@ impl Worker {
     }
 
     fn run(mut self, commands: Receiver<Command>) {
-        self.serve(commands);
+        self.inbox = Some(commands);
+        self.serve();
         self.save_index();
     }
 
-    fn serve(&mut self, commands: Receiver<Command>) {
+    /// Handles chat writes that arrived during a job; other commands wait for its end.
+    fn serve_chat_writes(&mut self) {
+        let Some(inbox) = &self.inbox else { return };
+        let arrived: Vec<Command> = inbox.try_iter().collect();
+        for command in arrived {
+            match command {
+                Command::Chat(write) => self.chat_write(write),
+                other => self.deferred.push_back(other),
+            }
+        }
+    }
+
+    fn serve(&mut self) {
         loop {
+            while let Some(command) = self.deferred.pop_front() {
+                self.handle(command);
+            }
             loop {
-                match commands.try_recv() {
+                let Some(inbox) = &self.inbox else { return };
+                match inbox.try_recv() {
                     Ok(command) => self.handle(command),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => return,
@@ -246,7 +307,9 @@ impl Worker {
             if self.index_dirty {
                 self.save_index();
             }
-            match commands.recv_timeout(self.idle_wait()) {
+            let wait = self.idle_wait();
+            let Some(inbox) = &self.inbox else { return };
+            match inbox.recv_timeout(wait) {
                 Ok(command) => self.handle(command),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -289,6 +352,41 @@ impl Worker {
                 self.reload_vectors();
                 drop(reply.send(Ok(())))
             }
+            Command::Chat(write) => self.chat_write(write),
+        }
+    }
+
+    fn chat_write(&mut self, write: ChatWrite) {
+        fn in_tx<T>(conn: &mut Connection, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        }
+        let conn = &mut self.conn;
+        match write {
+            ChatWrite::BeginAnswer { conversation, twin, question, reply } => {
+                drop(reply.send(in_tx(conn, |tx| {
+                    store::chat::begin_answer(tx, &conversation, twin, &question)
+                })))
+            }
+            ChatWrite::FinishAnswer { answer, reply } => {
+                drop(reply.send(in_tx(conn, |tx| store::chat::finish_answer(tx, &answer))))
+            }
+            ChatWrite::Verify { twin, question, answer, message, reply } => {
+                drop(reply.send(in_tx(conn, |tx| {
+                    store::chat::add_verified(tx, twin, &question, &answer, message)
+                })))
+            }
+            ChatWrite::Unverify { id, reply } => {
+                drop(reply.send(in_tx(conn, |tx| store::chat::delete_verified(tx, id))))
+            }
+            ChatWrite::SetPersona { twin, persona, reply } => {
+                drop(reply.send(in_tx(conn, |tx| store::chat::set_persona(tx, twin, &persona))))
+            }
+            ChatWrite::SetSettings { values, reply } => drop(reply.send(in_tx(conn, |tx| {
+                values.iter().try_for_each(|(key, value)| store::set_setting(tx, key, value))
+            }))),
         }
     }
 
@@ -888,6 +986,7 @@ impl Worker {
         let total = todo.len() as u64;
         for (batch_number, batch) in todo.chunks(EMBED_BATCH).enumerate() {
             self.shared.checkpoint(job.id)?;
+            self.serve_chat_writes();
             let texts: Vec<&str> = batch.iter().map(|c| c.text.as_str()).collect();
             let vectors = {
                 let mut embedder = lock(&self.shared.embedder);

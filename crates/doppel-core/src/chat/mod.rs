@@ -9,8 +9,14 @@
 //!   (`/v1/chat/completions`, SSE), with connect, first-token, idle and total timeouts, and
 //!   retries only before the first token.
 
+pub(crate) mod answer;
+mod export;
+pub mod prompt;
 pub mod remote;
 
+pub use answer::{Answer, AskRequest, ChatModel};
+
+use std::fmt;
 use std::time::Duration;
 
 /// Who said a message.
@@ -100,4 +106,115 @@ impl Default for StreamPolicy {
             backoff: Duration::from_millis(500),
         }
     }
+}
+
+use crate::model::{ChunkId, Millis, SourceId, TwinId};
+
+/// A conversation with a twin. Its id is chosen by the caller (or by [`crate::Doppel::ask`]),
+/// so that creating it is idempotent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    /// The id: 1 to 64 letters, digits, `-` or `_`.
+    pub id: String,
+    /// The twin spoken to.
+    pub twin: TwinId,
+    /// The first question, shortened.
+    pub title: String,
+    /// When it began.
+    pub created_at: Millis,
+    /// When its last message was written.
+    pub updated_at: Millis,
+}
+
+/// How an answer came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grounding {
+    /// A language model answered from retrieved passages.
+    Passages,
+    /// An answer the owner approved matched the question closely and was the primary context.
+    Verified,
+    /// Nothing in the documents matched; the persona's "not covered" answer was given.
+    NotCovered,
+    /// No language model was available: the most relevant passages are shown instead.
+    Extractive,
+}
+
+/// The state of a stored message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageState {
+    /// Being generated (a process that died leaves it to recovery, which marks it cancelled).
+    Streaming,
+    /// Finished.
+    Complete,
+    /// Stopped by the owner, or its reader went away; the partial text is kept.
+    Cancelled,
+    /// Failed; `error` says why.
+    Failed,
+}
+
+crate::model::text_names!(Grounding {
+    Passages => "passages",
+    Verified => "verified",
+    NotCovered => "not_covered",
+    Extractive => "extractive",
+});
+
+crate::model::text_names!(MessageState {
+    Streaming => "streaming",
+    Complete => "complete",
+    Cancelled => "cancelled",
+    Failed => "failed",
+});
+
+/// A passage an answer cites.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Citation {
+    /// The number the answer cites it by, from 1.
+    pub number: u32,
+    /// The chunk; `None` once its source was deleted.
+    pub chunk_id: Option<ChunkId>,
+    /// The source.
+    pub source_id: Option<SourceId>,
+    /// The source's title when the answer was given.
+    pub source_title: String,
+    /// Where in the source.
+    pub location: String,
+    /// The passage text; `None` once its source was deleted ("source deleted").
+    pub quote: Option<String>,
+}
+
+/// A stored message with its citations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// Its id.
+    pub id: i64,
+    /// `User` or `Assistant`.
+    pub role: Role,
+    /// The text (for a cancelled answer, what had arrived).
+    pub content: String,
+    /// Its state.
+    pub state: MessageState,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The model that answered.
+    pub model: Option<String>,
+    /// How the answer came to be.
+    pub grounding: Option<Grounding>,
+    /// Whether the owner approved it (or saved a revision of it) as a verified answer.
+    pub verified: bool,
+    /// The passages it cites.
+    pub citations: Vec<Citation>,
+    /// When it was written.
+    pub created_at: Millis,
+}
+
+/// An answer the owner approved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedAnswer {
+    /// Its id.
+    pub id: i64,
+    /// The question.
+    pub question: String,
+    /// The approved (possibly revised) answer.
+    pub answer: String,
 }

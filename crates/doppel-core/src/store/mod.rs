@@ -5,6 +5,7 @@
 //! else ([`ReadPool`]). Read-only connections are opened with `SQLITE_OPEN_READ_ONLY`, so a write
 //! from anywhere but the worker fails loudly. User text reaches SQL only as bound parameters.
 
+pub(crate) mod chat;
 mod read;
 mod vectors;
 mod write;
@@ -23,8 +24,12 @@ use crate::error::{Error, Result};
 use crate::model::*;
 
 /// Migrations, in order; `PRAGMA user_version` counts how many have been applied.
-const MIGRATIONS: &[&str] =
-    &[include_str!("schema.sql"), include_str!("schema-v2.sql"), include_str!("schema-v3.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("schema-v2.sql"),
+    include_str!("schema-v3.sql"),
+    include_str!("schema-v4.sql"),
+];
 
 /// The newest schema version this build understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

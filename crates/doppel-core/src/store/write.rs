@@ -177,6 +177,8 @@ pub(crate) fn store_ingested(
     mut step: impl FnMut(usize) -> Result<()>,
 ) -> Result<(Vec<ChunkId>, Vec<ChunkId>)> {
     let removed = chunk_ids(tx, source)?;
+    // Citations of the old passages keep the words they quoted; the passages are gone.
+    tx.execute("UPDATE citations SET chunk_id = NULL WHERE source_id = ?1", [source])?;
     tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
     let mut inserted = Vec::with_capacity(chunks.len());
     let mut insert = tx.prepare_cached(
@@ -366,6 +368,18 @@ pub(crate) fn requeue_interrupted(conn: &Connection, job: &Job) -> Result<()> {
 /// chunk shares, and its jobs. Returns the ids of the chunks removed.
 pub(crate) fn delete_source(tx: &Transaction, source: SourceId) -> Result<Vec<ChunkId>> {
     let removed = chunk_ids(tx, source)?;
+    // Answers that cited it keep their numbers, but not its words; an extractive answer is
+    // made of its words.
+    tx.execute(
+        "UPDATE messages SET content = '(These passages came from a source that was deleted.)'
+         WHERE grounding = 'extractive'
+           AND id IN (SELECT message_id FROM citations WHERE source_id = ?1)",
+        [source],
+    )?;
+    tx.execute(
+        "UPDATE citations SET quote = NULL, chunk_id = NULL WHERE source_id = ?1",
+        [source],
+    )?;
     tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
     delete_orphan_embeddings(tx)?;
     bump_generations(tx)?;
@@ -398,6 +412,8 @@ pub(crate) fn recover(tx: &Transaction, max_attempts: u32) -> Result<usize> {
              (SELECT source_id FROM jobs WHERE state = 'queued' AND source_id IS NOT NULL)",
         [now],
     )?;
+    // An answer that was streaming when the process died was abandoned: a cancel.
+    tx.execute("UPDATE messages SET state = 'cancelled' WHERE state = 'streaming'", [])?;
     tx.execute(
         "UPDATE jobs SET state = 'failed', last_error_code = 'interrupted',
                 last_error = 'interrupted ' || attempts || ' times (the app stopped while it ran)',

@@ -1,0 +1,341 @@
+//! `doppel ask`, `chat`, `conversations`, `export-conversation`, `verify`, `persona` and
+//! `chat-model`: argument and output mapping over the core's chat API.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Subcommand;
+use doppel_core::chat::prompt::Persona;
+use doppel_core::chat::remote::ChatServer;
+use doppel_core::chat::{Answer, AskRequest, ChatModel, Citation, Message};
+use doppel_core::{DEFAULT_TWIN, Doppel, Error, RemoteKind};
+use serde_json::{Value, json};
+
+use crate::Printer;
+
+/// Set by SIGINT while an answer streams: Ctrl-C stops the answer, not the program.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Routes Ctrl-C to [`INTERRUPTED`] for the rest of the process.
+fn catch_interrupts() {
+    let handler: extern "C" fn(libc::c_int) = on_interrupt;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+    }
+}
+
+/// Asks one question and prints the answer as it streams (text) or once done (`--json`).
+pub(crate) fn ask(
+    doppel: &Doppel,
+    out: &Printer,
+    question: String,
+    conversation: Option<String>,
+) -> Result<Answer, Error> {
+    catch_interrupts();
+    INTERRUPTED.store(false, Ordering::Relaxed);
+    let request = AskRequest { conversation, ..AskRequest::new(question) };
+    let mut stdout = std::io::stdout();
+    let json = out.json;
+    let answer = doppel.ask(&request, &INTERRUPTED, &mut |piece| {
+        if !json {
+            // A closed pipe is a reader that went away: stop generating.
+            if stdout.write_all(piece.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+                INTERRUPTED.store(true, Ordering::Relaxed);
+            }
+        }
+    })?;
+    if json {
+        println!("{}", answer_json(&answer));
+    } else {
+        println!();
+        for note in &answer.notes {
+            out.note(&format!("note: {note}"));
+        }
+        print_citations(&answer.message.citations);
+        let state = answer.message.state.as_str();
+        if state != "complete" {
+            out.note(&format!("(answer {state}{})", error_suffix(&answer.message)));
+        }
+        out.note(&format!("conversation {}", answer.conversation));
+    }
+    Ok(answer)
+}
+
+fn error_suffix(message: &Message) -> String {
+    message.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+}
+
+fn print_citations(citations: &[Citation]) {
+    for c in citations {
+        let place =
+            if c.location.is_empty() { String::new() } else { format!(" — {}", c.location) };
+        let deleted = if c.quote.is_none() { " (source deleted)" } else { "" };
+        println!("[{}] {}{place}{deleted}", c.number, c.source_title);
+    }
+}
+
+/// An interactive conversation: one question per line, until end of input.
+pub(crate) fn chat(
+    doppel: &Doppel,
+    out: &Printer,
+    conversation: Option<String>,
+) -> Result<(), Error> {
+    let mut conversation = conversation;
+    let stdin = std::io::stdin();
+    out.note("Ask a question (Ctrl-C stops an answer, Ctrl-D ends the chat).");
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            // Ctrl-C at the prompt interrupts the read: go on with a fresh prompt.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::InvalidInput(format!("could not read a question: {e}"))),
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        match ask(doppel, out, line.trim().to_string(), conversation.clone()) {
+            Ok(answer) => conversation = Some(answer.conversation),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+}
+
+pub(crate) fn answer_json(answer: &Answer) -> Value {
+    json!({
+        "conversation": answer.conversation,
+        "message": message_json(&answer.message),
+        "notes": answer.notes,
+    })
+}
+
+pub(crate) fn message_json(m: &Message) -> Value {
+    json!({
+        "id": m.id,
+        "role": if m.role == doppel_core::chat::Role::User { "user" } else { "assistant" },
+        "content": m.content,
+        "state": m.state.as_str(),
+        "error": m.error,
+        "model": m.model,
+        "grounding": m.grounding.map(|g| g.as_str()),
+        "verified": m.verified,
+        "citations": m.citations.iter().map(|c| json!({
+            "number": c.number,
+            "chunk_id": c.chunk_id,
+            "source_id": c.source_id,
+            "source_title": c.source_title,
+            "location": c.location,
+            "quote": c.quote,
+            "source_deleted": c.quote.is_none(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn conversations(doppel: &Doppel, out: &Printer) -> Result<(), Error> {
+    let list = doppel.conversations(DEFAULT_TWIN)?;
+    let values: Vec<Value> = list
+        .iter()
+        .map(|c| json!({ "id": c.id, "title": c.title, "created_at": c.created_at, "updated_at": c.updated_at }))
+        .collect();
+    out.value(Value::Array(values), || {
+        if list.is_empty() {
+            return "no conversations yet: ask something with `doppel ask \"…\"`".into();
+        }
+        list.iter().map(|c| format!("{}  {}", c.id, c.title)).collect::<Vec<_>>().join("\n")
+    });
+    Ok(())
+}
+
+pub(crate) fn show_conversation(doppel: &Doppel, out: &Printer, id: &str) -> Result<(), Error> {
+    if out.json {
+        let messages = doppel.messages(id)?;
+        println!("{}", Value::Array(messages.iter().map(message_json).collect()));
+    } else {
+        print!("{}", doppel.export_conversation(id)?);
+    }
+    Ok(())
+}
+
+/// What `doppel verify` does.
+#[derive(Subcommand)]
+pub(crate) enum VerifyAction {
+    /// Approve an answer of a conversation, as it is or revised (`--answer`).
+    Answer {
+        /// The conversation.
+        conversation: String,
+        /// The answer's message id (see `doppel export-conversation --json`).
+        message: i64,
+        /// A revised answer to save instead.
+        #[arg(long)]
+        answer: Option<String>,
+    },
+    /// Save a question with the answer the twin should give.
+    Add {
+        /// The question.
+        question: String,
+        /// The answer.
+        answer: String,
+    },
+    /// List the verified answers.
+    List,
+    /// Remove a verified answer.
+    Remove {
+        /// Its id.
+        id: i64,
+    },
+}
+
+pub(crate) fn verify(doppel: &Doppel, out: &Printer, action: VerifyAction) -> Result<(), Error> {
+    match action {
+        VerifyAction::Answer { conversation, message, answer } => {
+            let id = doppel.verify_message(&conversation, message, answer.as_deref())?;
+            out.value(json!({ "verified": id }), || format!("saved as verified answer {id}"));
+        }
+        VerifyAction::Add { question, answer } => {
+            let id = doppel.verify(DEFAULT_TWIN, &question, &answer, None)?;
+            out.value(json!({ "verified": id }), || format!("saved as verified answer {id}"));
+        }
+        VerifyAction::List => {
+            let list = doppel.verified_answers(DEFAULT_TWIN)?;
+            let values: Vec<Value> = list
+                .iter()
+                .map(|v| json!({ "id": v.id, "question": v.question, "answer": v.answer }))
+                .collect();
+            out.value(Value::Array(values), || {
+                if list.is_empty() {
+                    return "no verified answers yet".into();
+                }
+                list.iter()
+                    .map(|v| format!("{}  Q: {}\n    A: {}", v.id, v.question, v.answer))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        VerifyAction::Remove { id } => {
+            doppel.delete_verified(id)?;
+            out.value(json!({ "removed": id }), || format!("removed verified answer {id}"));
+        }
+    }
+    Ok(())
+}
+
+/// Changes to the persona; what is not given stays as it is.
+#[derive(clap::Args)]
+pub(crate) struct PersonaArgs {
+    /// The twin's name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Who the twin is.
+    #[arg(long)]
+    description: Option<String>,
+    /// How the twin speaks.
+    #[arg(long)]
+    voice: Option<String>,
+    /// What the twin says when its documents do not cover a question.
+    #[arg(long)]
+    not_covered: Option<String>,
+}
+
+pub(crate) fn persona(doppel: &Doppel, out: &Printer, args: PersonaArgs) -> Result<(), Error> {
+    let mut persona = doppel.persona(DEFAULT_TWIN)?;
+    let changed = args.name.is_some()
+        || args.description.is_some()
+        || args.voice.is_some()
+        || args.not_covered.is_some();
+    let Persona { name, description, voice, not_covered } = &mut persona;
+    for (field, value) in [
+        (name, args.name),
+        (description, args.description),
+        (voice, args.voice),
+        (not_covered, args.not_covered),
+    ] {
+        if let Some(value) = value {
+            *field = value;
+        }
+    }
+    if changed {
+        doppel.set_persona(DEFAULT_TWIN, &persona)?;
+    }
+    let p = &persona;
+    out.value(
+        json!({ "name": p.name, "description": p.description, "voice": p.voice, "not_covered": p.not_covered }),
+        || {
+            format!(
+                "name: {}\ndescription: {}\nvoice: {}\nnot covered: {}",
+                p.name, p.description, p.voice, p.not_covered
+            )
+        },
+    );
+    Ok(())
+}
+
+/// Which language model answers.
+#[derive(Subcommand)]
+pub(crate) enum ChatModelAction {
+    /// A GGUF file run here (default: SmolLM2-135M-Instruct from the model cache).
+    Local {
+        /// The GGUF file.
+        path: Option<PathBuf>,
+    },
+    /// An Ollama server.
+    Ollama {
+        /// The model name, such as `llama3.2`.
+        #[arg(long)]
+        model: String,
+        /// The server.
+        #[arg(long, default_value = "http://127.0.0.1:11434")]
+        url: String,
+    },
+    /// An OpenAI-compatible server (its API key: `doppel embedder key` with the same URL).
+    Openai {
+        /// The model name.
+        #[arg(long)]
+        model: String,
+        /// The server's base URL, such as `https://api.example.com/v1`.
+        #[arg(long)]
+        url: String,
+    },
+    /// No language model: answers show the most relevant passages.
+    Off,
+}
+
+pub(crate) fn chat_model(
+    doppel: &Doppel,
+    out: &Printer,
+    action: Option<ChatModelAction>,
+) -> Result<(), Error> {
+    let choice = match action {
+        None => None,
+        Some(ChatModelAction::Local { path }) => Some(ChatModel::Local(path)),
+        Some(ChatModelAction::Ollama { model, url }) => {
+            Some(ChatModel::Remote(ChatServer::new(RemoteKind::Ollama, &url, &model)?))
+        }
+        Some(ChatModelAction::Openai { model, url }) => {
+            Some(ChatModel::Remote(ChatServer::new(RemoteKind::OpenAi, &url, &model)?))
+        }
+        Some(ChatModelAction::Off) => Some(ChatModel::Off),
+    };
+    if let Some(choice) = &choice {
+        doppel.set_chat_model(choice)?;
+    }
+    let (kind, detail) = match doppel.chat_model()? {
+        ChatModel::Local(path) => (
+            "local",
+            path.unwrap_or_else(|| doppel.default_chat_model_path()).display().to_string(),
+        ),
+        ChatModel::Remote(server) => {
+            (server.kind.as_str(), format!("{} at {}", server.model, server.url))
+        }
+        ChatModel::Off => ("off", "answers show the most relevant passages".to_string()),
+    };
+    out.value(json!({ "kind": kind, "model": detail }), || format!("{kind}: {detail}"));
+    Ok(())
+}

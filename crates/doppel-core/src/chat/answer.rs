@@ -1,0 +1,664 @@
+//! Asking the twin: retrieve, build the prompt, generate, store. Part of [`Doppel`]'s API.
+//!
+//! An answer never fails whole. Without a language model it is extractive (the most relevant
+//! passages with their citations); without matching passages it is the persona's "not covered"
+//! message; a model that fails mid-answer leaves the partial text stored as failed, and a cancel
+//! leaves it stored as cancelled. The question and the answer are stored by the worker (between
+//! embedding batches if a job runs), so chat never waits for ingestion.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::prompt::{self, Persona, PromptParts, Quoted, VerifiedContext};
+use super::remote::{self, ChatServer};
+use super::{
+    Citation, Conversation, Finish, GenerateOptions, Grounding, Message, MessageState, Role,
+    StreamPolicy, Turn, VerifiedAnswer,
+};
+use crate::error::{Error, Result};
+use crate::llm::{DEFAULT_CHAT_MODEL, LocalLlm};
+use crate::model::*;
+use crate::retrieve::SearchRequest;
+use crate::store::chat::{AnswerRows, FinishedAnswer};
+use crate::worker::{ChatWrite, Command};
+use crate::{Doppel, RemoteKind, store};
+
+/// Which language model answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatModel {
+    /// A GGUF file run by llama.cpp in this process; `None` means the default model of the
+    /// model cache (SmolLM2-135M-Instruct).
+    Local(Option<PathBuf>),
+    /// A model server.
+    Remote(ChatServer),
+    /// No model: answers are extractive.
+    Off,
+}
+
+impl Default for ChatModel {
+    fn default() -> ChatModel {
+        ChatModel::Local(None)
+    }
+}
+
+const CHOICE_KEYS: [&str; 4] = ["chat.kind", "chat.url", "chat.model", "chat.path"];
+
+impl ChatModel {
+    fn to_stored(&self) -> [String; 4] {
+        match self {
+            ChatModel::Local(path) => [
+                "local".into(),
+                String::new(),
+                String::new(),
+                path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            ],
+            ChatModel::Remote(server) => [
+                server.kind.as_str().into(),
+                server.url.clone(),
+                server.model.clone(),
+                String::new(),
+            ],
+            ChatModel::Off => ["off".into(), String::new(), String::new(), String::new()],
+        }
+    }
+
+    fn from_stored(values: [&str; 4]) -> ChatModel {
+        let [kind, url, model, path] = values;
+        let remote =
+            |kind| ChatServer::new(kind, url, model).map_or(ChatModel::Off, ChatModel::Remote);
+        match kind {
+            "ollama" => remote(RemoteKind::Ollama),
+            "openai" => remote(RemoteKind::OpenAi),
+            "off" => ChatModel::Off,
+            _ if path.is_empty() => ChatModel::Local(None),
+            _ => ChatModel::Local(Some(PathBuf::from(path))),
+        }
+    }
+}
+
+/// A question to the twin.
+#[derive(Debug, Clone)]
+pub struct AskRequest {
+    /// The question.
+    pub question: String,
+    /// The conversation to continue or to create with this id; `None` starts a new one.
+    pub conversation: Option<String>,
+    /// The twin asked.
+    pub twin: TwinId,
+    /// How to generate.
+    pub options: GenerateOptions,
+}
+
+impl AskRequest {
+    /// A question to the default twin in a new conversation.
+    pub fn new(question: impl Into<String>) -> AskRequest {
+        AskRequest {
+            question: question.into(),
+            conversation: None,
+            twin: DEFAULT_TWIN,
+            options: GenerateOptions::default(),
+        }
+    }
+}
+
+/// What an answer ended as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The conversation it belongs to.
+    pub conversation: String,
+    /// The stored answer, with its citations.
+    pub message: Message,
+    /// Things the asker should know: keyword search only, no model configured, and the like.
+    pub notes: Vec<String>,
+}
+
+/// Longest question, in characters.
+const MAX_QUESTION_CHARS: usize = 4000;
+/// How many earlier messages of the conversation the prompt may use.
+const HISTORY_MESSAGES: usize = 6;
+/// Verified answers closer than this to the question are its primary context.
+const VERIFIED_PRIMARY: f32 = 0.9;
+/// Verified answers closer than this are offered as context.
+const VERIFIED_RELATED: f32 = 0.6;
+
+/// The loaded local model, shared by every answer (one model slot; requests queue).
+#[derive(Default)]
+pub(crate) struct LlmSlot {
+    loaded: Mutex<Option<(PathBuf, Arc<LocalLlm>)>>,
+}
+
+impl LlmSlot {
+    fn get(&self, path: &std::path::Path) -> Result<Arc<LocalLlm>> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, llm)) = loaded.as_ref()
+            && at == path
+        {
+            return Ok(Arc::clone(llm));
+        }
+        // The old model's thread ends when its last answer does.
+        *loaded = None;
+        let llm = Arc::new(LocalLlm::start(path)?);
+        *loaded = Some((path.to_path_buf(), Arc::clone(&llm)));
+        Ok(llm)
+    }
+}
+
+/// A conversation id for a new conversation: unique in this data directory.
+fn new_conversation_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = format!(
+        "{}-{}-{}",
+        store::now_ms(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    crate::ingest::sha256_hex(seed.as_bytes())[..16].to_string()
+}
+
+fn check_conversation_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput("a conversation id is 1 to 64 letters, digits, '-' or '_'".into()))
+    }
+}
+
+impl Doppel {
+    /// Asks the twin. Tokens go to `on_token` as they are generated; setting `cancel` (or
+    /// dropping out, as a closed window does) stops generation within a token or two and stores
+    /// the partial answer as cancelled. Returns the stored answer with its citations.
+    pub fn ask(
+        &self,
+        request: &AskRequest,
+        cancel: &AtomicBool,
+        on_token: &mut dyn FnMut(&str),
+    ) -> Result<Answer> {
+        let question = request.question.trim();
+        if question.is_empty() || question.chars().count() > MAX_QUESTION_CHARS {
+            return Err(Error::InvalidInput(format!(
+                "a question of 1 to {MAX_QUESTION_CHARS} characters is needed"
+            )));
+        }
+        let conversation = match &request.conversation {
+            Some(id) => {
+                check_conversation_id(id)?;
+                id.clone()
+            }
+            None => new_conversation_id(),
+        };
+        let history = self.history(&conversation)?;
+        let rows = self.call(|reply| {
+            Command::Chat(ChatWrite::BeginAnswer {
+                conversation: conversation.clone(),
+                twin: request.twin,
+                question: question.to_string(),
+                reply,
+            })
+        })?;
+        let mut notes = Vec::new();
+        let mut text = String::new();
+        let result = self.answer(request, question, &history, &mut notes, cancel, &mut |piece| {
+            text.push_str(piece);
+            on_token(piece);
+        });
+        let finished = match result {
+            Ok(mut done) => {
+                if done.content.is_empty() {
+                    done.content = text;
+                }
+                done
+            }
+            Err(e) => FinishedAnswer {
+                message: 0,
+                content: text,
+                state: MessageState::Failed,
+                error: Some(e.to_string()),
+                model: None,
+                grounding: Grounding::Passages,
+                verified: false,
+                citations: Vec::new(),
+            },
+        };
+        let finished = FinishedAnswer { message: rows.answer, ..finished };
+        self.finish(rows, finished, conversation, notes)
+    }
+
+    fn finish(
+        &self,
+        rows: AnswerRows,
+        finished: FinishedAnswer,
+        conversation: String,
+        notes: Vec<String>,
+    ) -> Result<Answer> {
+        self.call(|reply| {
+            Command::Chat(ChatWrite::FinishAnswer { answer: Box::new(finished), reply })
+        })?;
+        let message = self
+            .messages(&conversation)?
+            .into_iter()
+            .find(|m| m.id == rows.answer)
+            .ok_or_else(|| Error::NotFound { what: "message", id: rows.answer.to_string() })?;
+        Ok(Answer { conversation, message, notes })
+    }
+
+    /// The recent turns of a conversation (none for a new one).
+    fn history(&self, conversation: &str) -> Result<Vec<Turn>> {
+        let messages = self.readers.with(|c| store::chat::messages(c, conversation))?;
+        let turns: Vec<Turn> = messages
+            .into_iter()
+            .filter(|m| m.state == MessageState::Complete && !m.content.is_empty())
+            .map(|m| Turn { role: m.role, content: m.content })
+            .collect();
+        Ok(turns[turns.len().saturating_sub(HISTORY_MESSAGES)..].to_vec())
+    }
+
+    /// Everything between storing the question and storing the answer.
+    fn answer(
+        &self,
+        request: &AskRequest,
+        question: &str,
+        history: &[Turn],
+        notes: &mut Vec<String>,
+        cancel: &AtomicBool,
+        on_token: &mut dyn FnMut(&str),
+    ) -> Result<FinishedAnswer> {
+        let persona = self.readers.with(|c| store::chat::persona(c, request.twin))?;
+        let search = SearchRequest { twin: request.twin, ..SearchRequest::new(question) };
+        let results = self.search(&search)?;
+        if let Some(note) = results.note {
+            notes.push(note);
+        }
+        let (primary, related) = self.matching_verified(request.twin, question)?;
+        let passages: Vec<Quoted> = results
+            .hits
+            .iter()
+            .enumerate()
+            .map(|(i, hit)| Quoted {
+                number: i + 1,
+                title: hit.source_title.clone(),
+                location: hit.location.to_string(),
+                text: hit.text.clone(),
+            })
+            .collect();
+        let citation = |number: usize| {
+            let hit = &results.hits[number - 1];
+            Citation {
+                number: number as u32,
+                chunk_id: Some(hit.chunk_id),
+                source_id: Some(hit.source_id),
+                source_title: hit.source_title.clone(),
+                location: hit.location.to_string(),
+                quote: Some(hit.text.clone()),
+            }
+        };
+        let base = FinishedAnswer {
+            message: 0,
+            content: String::new(),
+            state: MessageState::Complete,
+            error: None,
+            model: None,
+            grounding: Grounding::Passages,
+            verified: false,
+            citations: Vec::new(),
+        };
+        if passages.is_empty() && primary.is_none() && related.is_empty() {
+            on_token(&persona.not_covered);
+            return Ok(FinishedAnswer { grounding: Grounding::NotCovered, ..base });
+        }
+        let choice = self.chat_model()?;
+        let model = match self.chat_backend(&choice) {
+            Ok(model) => model,
+            Err(e) => {
+                notes.push(format!("{e}; showing the most relevant passages instead"));
+                return Ok(extractive(
+                    &persona,
+                    primary.as_ref(),
+                    &passages,
+                    citation,
+                    on_token,
+                    base,
+                ));
+            }
+        };
+        let verified: Vec<VerifiedContext> = primary
+            .iter()
+            .chain(&related)
+            .map(|v| VerifiedContext { question: v.question.clone(), answer: v.answer.clone() })
+            .collect();
+        let options = &request.options;
+        let window = model.window().saturating_sub(options.max_tokens as usize + 64);
+        let built = prompt::build(
+            &PromptParts {
+                persona: Some(&persona),
+                verified: &verified,
+                passages: &passages,
+                history,
+                question,
+            },
+            window,
+        );
+        let mut text = String::new();
+        let finish = model.generate(&built.turns, options, cancel, &mut |piece| {
+            text.push_str(piece);
+            on_token(piece);
+        })?;
+        // The passages it cites by number; all it was given if it cites none (small models
+        // often do not).
+        let mut cited: Vec<usize> =
+            built.included.iter().copied().filter(|n| text.contains(&format!("[{n}]"))).collect();
+        if cited.is_empty() {
+            cited = built.included.clone();
+        }
+        Ok(FinishedAnswer {
+            state: if finish == Finish::Cancelled {
+                MessageState::Cancelled
+            } else {
+                MessageState::Complete
+            },
+            model: Some(model.name()),
+            grounding: if primary.is_some() { Grounding::Verified } else { Grounding::Passages },
+            verified: primary.is_some(),
+            citations: cited.into_iter().map(citation).collect(),
+            ..base
+        })
+    }
+
+    /// The closest verified answer if it matches the question closely, and the related ones.
+    fn matching_verified(
+        &self,
+        twin: TwinId,
+        question: &str,
+    ) -> Result<(Option<VerifiedAnswer>, Vec<VerifiedAnswer>)> {
+        let verified = self.readers.with(|c| store::chat::verified_answers(c, twin))?;
+        if verified.is_empty() {
+            return Ok((None, Vec::new()));
+        }
+        let mut scored: Vec<(f32, VerifiedAnswer)> = match self.embed_texts(question, &verified) {
+            Some(scores) => scores.into_iter().zip(verified).collect(),
+            None => {
+                verified.into_iter().map(|v| (word_overlap(question, &v.question), v)).collect()
+            }
+        };
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut scored = scored.into_iter().filter(|(s, _)| *s >= VERIFIED_RELATED).take(3);
+        let first = scored.next();
+        let (primary, mut related) = match first {
+            Some((s, v)) if s >= VERIFIED_PRIMARY => (Some(v), Vec::new()),
+            Some((_, v)) => (None, vec![v]),
+            None => (None, Vec::new()),
+        };
+        related.extend(scored.map(|(_, v)| v));
+        Ok((primary, related))
+    }
+
+    /// Cosine similarity of the question to each verified question, with the embedder.
+    fn embed_texts(&self, question: &str, verified: &[VerifiedAnswer]) -> Option<Vec<f32>> {
+        let mut embedder = crate::worker::lock(&self.shared.embedder);
+        let embedder = embedder.as_mut()?;
+        let mut texts = vec![question];
+        texts.extend(verified.iter().map(|v| v.question.as_str()));
+        let vectors = embedder.embed(&texts).ok()?;
+        let (query, others) = vectors.split_first()?;
+        Some(others.iter().map(|v| crate::cosine(query, v)).collect())
+    }
+
+    /// The language model in use.
+    pub fn chat_model(&self) -> Result<ChatModel> {
+        let stored = self.readers.with(store::stored_settings)?;
+        let values = CHOICE_KEYS.map(|k| stored.get(k).map(String::as_str).unwrap_or_default());
+        Ok(ChatModel::from_stored(values))
+    }
+
+    /// Chooses the language model. A local file is loaded at the next question.
+    pub fn set_chat_model(&self, model: &ChatModel) -> Result<()> {
+        if let ChatModel::Local(Some(path)) = model
+            && !path.is_file()
+        {
+            return Err(Error::InvalidInput(format!("no model file at {}", path.display())));
+        }
+        let values = model.to_stored();
+        self.call(|reply| {
+            Command::Chat(ChatWrite::SetSettings {
+                values: CHOICE_KEYS.iter().map(|k| k.to_string()).zip(values).collect(),
+                reply,
+            })
+        })
+    }
+
+    /// The default local chat model's file (in the model cache).
+    pub fn default_chat_model_path(&self) -> PathBuf {
+        self.models_dir.join(DEFAULT_CHAT_MODEL)
+    }
+
+    fn chat_backend(&self, choice: &ChatModel) -> Result<Backend> {
+        match choice {
+            ChatModel::Off => {
+                Err(Error::ModelUnavailable { reason: "no language model is configured".into() })
+            }
+            ChatModel::Local(path) => {
+                let path = path.clone().unwrap_or_else(|| self.default_chat_model_path());
+                Ok(Backend::Local(self.llm.get(&path)?))
+            }
+            ChatModel::Remote(server) => {
+                let settings = self.settings()?;
+                let key = crate::secrets::api_key(&server.url)?;
+                let policy = StreamPolicy {
+                    first_token_timeout: std::time::Duration::from_secs(u64::from(
+                        settings.chat_timeout_s,
+                    )),
+                    idle_timeout: std::time::Duration::from_secs(u64::from(settings.chat_idle_s)),
+                    retries: settings.embed_retries,
+                    ..StreamPolicy::default()
+                };
+                Ok(Backend::Remote { server: server.clone(), key, policy })
+            }
+        }
+    }
+
+    /// The conversations of a twin, most recent first.
+    pub fn conversations(&self, twin: TwinId) -> Result<Vec<Conversation>> {
+        self.readers.with(|c| store::chat::conversations(c, twin))
+    }
+
+    /// One conversation.
+    pub fn conversation(&self, id: &str) -> Result<Conversation> {
+        self.readers.with(|c| store::chat::conversation(c, id))
+    }
+
+    /// The messages of a conversation, oldest first, with their citations.
+    pub fn messages(&self, conversation: &str) -> Result<Vec<Message>> {
+        self.conversation(conversation)?;
+        self.readers.with(|c| store::chat::messages(c, conversation))
+    }
+
+    /// A conversation as Markdown, with its citations as footnotes.
+    pub fn export_conversation(&self, id: &str) -> Result<String> {
+        let conversation = self.conversation(id)?;
+        let messages = self.messages(id)?;
+        Ok(super::export::markdown(&conversation, &messages))
+    }
+
+    /// Approves an answer as it is, or as revised by the owner (`answer`). Verified answers are
+    /// retrieved first for later questions.
+    pub fn verify(
+        &self,
+        twin: TwinId,
+        question: &str,
+        answer: &str,
+        message: Option<i64>,
+    ) -> Result<i64> {
+        if question.trim().is_empty() || answer.trim().is_empty() {
+            return Err(Error::InvalidInput(
+                "a verified answer needs a question and an answer".into(),
+            ));
+        }
+        self.call(|reply| {
+            Command::Chat(ChatWrite::Verify {
+                twin,
+                question: question.trim().to_string(),
+                answer: answer.trim().to_string(),
+                message,
+                reply,
+            })
+        })
+    }
+
+    /// Approves a stored answer: its question is the user message just before it.
+    pub fn verify_message(
+        &self,
+        conversation: &str,
+        message: i64,
+        revised: Option<&str>,
+    ) -> Result<i64> {
+        let messages = self.messages(conversation)?;
+        let at = messages
+            .iter()
+            .position(|m| m.id == message && m.role == Role::Assistant)
+            .ok_or_else(|| Error::NotFound { what: "answer", id: message.to_string() })?;
+        let question = messages[..at]
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.clone())
+            .unwrap_or_default();
+        let twin = self.conversation(conversation)?.twin;
+        let answer = revised.unwrap_or(&messages[at].content);
+        self.verify(twin, &question, answer, Some(message))
+    }
+
+    /// The verified answers of a twin.
+    pub fn verified_answers(&self, twin: TwinId) -> Result<Vec<VerifiedAnswer>> {
+        self.readers.with(|c| store::chat::verified_answers(c, twin))
+    }
+
+    /// Removes a verified answer.
+    pub fn delete_verified(&self, id: i64) -> Result<()> {
+        self.call(|reply| Command::Chat(ChatWrite::Unverify { id, reply }))
+    }
+
+    /// The twin's persona (the default one until the owner sets it).
+    pub fn persona(&self, twin: TwinId) -> Result<Persona> {
+        self.readers.with(|c| store::chat::persona(c, twin))
+    }
+
+    /// Sets the twin's persona.
+    pub fn set_persona(&self, twin: TwinId, persona: &Persona) -> Result<()> {
+        for (what, value, max) in [
+            ("name", &persona.name, 100),
+            ("description", &persona.description, 2000),
+            ("voice", &persona.voice, 2000),
+            ("not-covered message", &persona.not_covered, 500),
+        ] {
+            if value.trim().is_empty() || value.chars().count() > max {
+                return Err(Error::InvalidInput(format!(
+                    "the persona's {what} needs 1 to {max} characters"
+                )));
+            }
+        }
+        let persona = persona.clone();
+        self.call(|reply| Command::Chat(ChatWrite::SetPersona { twin, persona, reply }))
+    }
+}
+
+/// The model an answer is generated with.
+enum Backend {
+    Local(Arc<LocalLlm>),
+    Remote { server: ChatServer, key: Option<String>, policy: StreamPolicy },
+}
+
+impl Backend {
+    /// Tokens of context the prompt may use (estimated for servers).
+    fn window(&self) -> usize {
+        match self {
+            Backend::Local(llm) => llm.info.context as usize,
+            Backend::Remote { .. } => 8192,
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Backend::Local(llm) => llm.info.name.clone(),
+            Backend::Remote { server, .. } => format!("{} ({})", server.model, server.url),
+        }
+    }
+
+    fn generate(
+        &self,
+        turns: &[Turn],
+        options: &GenerateOptions,
+        cancel: &AtomicBool,
+        on_token: &mut dyn FnMut(&str),
+    ) -> Result<Finish> {
+        match self {
+            Backend::Local(llm) => llm.generate(turns, options, cancel, on_token),
+            Backend::Remote { server, key, policy } => remote::stream_chat(
+                server,
+                key.as_deref(),
+                turns,
+                options,
+                policy,
+                cancel,
+                on_token,
+            ),
+        }
+    }
+}
+
+/// The answer without a language model: the verified answer if one matches, else the passages.
+fn extractive(
+    persona: &Persona,
+    primary: Option<&VerifiedAnswer>,
+    passages: &[Quoted],
+    citation: impl Fn(usize) -> Citation,
+    on_token: &mut dyn FnMut(&str),
+    base: FinishedAnswer,
+) -> FinishedAnswer {
+    if let Some(verified) = primary {
+        on_token(&verified.answer);
+        return FinishedAnswer {
+            content: verified.answer.clone(),
+            grounding: Grounding::Verified,
+            verified: true,
+            ..base
+        };
+    }
+    let shown: Vec<&Quoted> = passages.iter().take(3).collect();
+    if shown.is_empty() {
+        on_token(&persona.not_covered);
+        return FinishedAnswer { grounding: Grounding::NotCovered, ..base };
+    }
+    let mut text =
+        String::from("No language model is available; these passages are the closest:\n");
+    for p in &shown {
+        let excerpt: String = p.text.chars().take(400).collect();
+        let more = if excerpt.len() < p.text.len() { "…" } else { "" };
+        text.push_str(&format!("\n[{}] {}{more}\n", p.number, excerpt.trim()));
+    }
+    on_token(&text);
+    FinishedAnswer {
+        content: text,
+        grounding: Grounding::Extractive,
+        citations: shown.iter().map(|p| citation(p.number)).collect(),
+        ..base
+    }
+}
+
+/// The share of the words of the shorter text that the other one has too.
+fn word_overlap(a: &str, b: &str) -> f32 {
+    let words = |t: &str| -> std::collections::HashSet<String> {
+        t.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let (a, b) = (words(a), words(b));
+    let shorter = a.len().min(b.len());
+    if shorter == 0 {
+        return 0.0;
+    }
+    a.intersection(&b).count() as f32 / a.len().max(b.len()) as f32
+}

@@ -1,0 +1,233 @@
+//! Asking the twin with the real local model (SmolLM2-135M-Instruct from the model cache) and
+//! without one: streaming, stopping, citations, cancel, abandoned streams, idempotent
+//! conversations, verified answers, and forgetting a cited source. The wording of answers is
+//! never asserted, only what a person would notice: text arrives, it stops, it cites.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use doppel_core::chat::{AskRequest, ChatModel, Grounding, MessageState, Role};
+use doppel_core::*;
+
+fn model_cache() -> PathBuf {
+    std::env::var_os(MODEL_CACHE_ENV)
+        .map(PathBuf::from)
+        .expect("DOPPEL_MODEL_CACHE is set by scripts/test")
+}
+
+fn open(data: &Path) -> Doppel {
+    Doppel::open(Config { models: Some(model_cache()), ..Config::new(data) }).unwrap()
+}
+
+/// A data directory without any model: keyword search, extractive answers.
+fn open_without_models(data: &Path) -> Doppel {
+    let doppel =
+        Doppel::open(Config { models: Some(data.join("no-models")), ..Config::new(data) }).unwrap();
+    doppel.set_chat_model(&ChatModel::Off).unwrap();
+    doppel
+}
+
+fn ingest_text(doppel: &Doppel, title: &str, text: &str) -> SourceId {
+    let queued = doppel
+        .add_text(TextRequest { twin: DEFAULT_TWIN, title: title.into(), text: text.into() })
+        .unwrap();
+    doppel.wait_for(&[queued.job_id], |_| {}).unwrap();
+    queued.source_id
+}
+
+const GARDEN: &str = "# Garden\nI planted the tomatoes in May, after the last frost. The \
+    basil went in beside them in June, and the peppers in a pot by the south wall.";
+
+fn ask(doppel: &Doppel, question: &str, max_tokens: u32) -> (chat::Answer, Vec<String>) {
+    let mut pieces = Vec::new();
+    let mut request = AskRequest::new(question);
+    request.options.max_tokens = max_tokens;
+    let answer = doppel
+        .ask(&request, &AtomicBool::new(false), &mut |piece| pieces.push(piece.to_string()))
+        .unwrap();
+    (answer, pieces)
+}
+
+#[test]
+fn a_real_model_streams_an_answer_that_cites_its_passages() {
+    let data = tempfile::tempdir().unwrap();
+    let doppel = open(data.path());
+    let garden = ingest_text(&doppel, "Garden notes", GARDEN);
+    let (answer, pieces) = ask(&doppel, "When did I plant the tomatoes?", 48);
+    let message = &answer.message;
+    assert!(pieces.len() > 1, "streamed in pieces: {pieces:?}");
+    assert_eq!(message.content, pieces.concat());
+    assert!(!message.content.trim().is_empty());
+    assert!(matches!(message.state, MessageState::Complete), "{message:?}");
+    assert_eq!(message.grounding, Some(Grounding::Passages));
+    assert!(message.model.as_deref().is_some_and(|m| m.ends_with(".gguf")), "{message:?}");
+    assert!(!message.citations.is_empty());
+    assert!(message.citations.iter().all(|c| c.source_id == Some(garden)));
+    assert!(message.citations[0].quote.as_deref().is_some_and(|q| q.contains("tomatoes")));
+    // Stored as streamed, after the question, in the conversation.
+    let stored = doppel.messages(&answer.conversation).unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(
+        (stored[0].role, stored[0].content.as_str()),
+        (Role::User, "When did I plant the tomatoes?")
+    );
+    assert_eq!(&stored[1], message);
+    // A follow-up continues the same conversation.
+    let mut follow = AskRequest::new("And the basil?");
+    follow.conversation = Some(answer.conversation.clone());
+    follow.options.max_tokens = 16;
+    let next = doppel.ask(&follow, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(next.conversation, answer.conversation);
+    assert_eq!(doppel.messages(&answer.conversation).unwrap().len(), 4);
+    assert_eq!(doppel.conversations(DEFAULT_TWIN).unwrap().len(), 1);
+}
+
+#[test]
+fn cancel_stops_the_answer_and_keeps_what_arrived() {
+    let data = tempfile::tempdir().unwrap();
+    let doppel = open(data.path());
+    ingest_text(&doppel, "Garden notes", GARDEN);
+    let cancel = AtomicBool::new(false);
+    let mut pieces = Vec::new();
+    let mut request = AskRequest::new("Tell me everything about my garden, in detail.");
+    request.options.max_tokens = 400;
+    let answer = doppel
+        .ask(&request, &cancel, &mut |piece| {
+            pieces.push(piece.to_string());
+            if pieces.len() == 3 {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+    assert_eq!(answer.message.state, MessageState::Cancelled);
+    assert_eq!(pieces.len(), 3, "no piece after the cancel: {pieces:?}");
+    assert_eq!(answer.message.content, pieces.concat());
+    // The model is free at once for the next question.
+    let (next, _) = ask(&doppel, "When did I plant the tomatoes?", 8);
+    assert_ne!(next.message.state, MessageState::Failed, "{:?}", next.message);
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[test]
+fn h4_abandoned_and_cancelled_streams_leak_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let doppel = open(data.path());
+    ingest_text(&doppel, "Garden notes", GARDEN);
+    // The model loads with the first answer; its thread stays for the next ones.
+    ask(&doppel, "When did I plant the tomatoes?", 4);
+    let before = threads();
+    for round in 0..30 {
+        let cancel = AtomicBool::new(round % 2 == 0);
+        let mut request = AskRequest::new("Describe my garden.");
+        request.options.max_tokens = 200;
+        let answer =
+            doppel.ask(&request, &cancel, &mut |_| cancel.store(true, Ordering::Relaxed)).unwrap();
+        assert_eq!(answer.message.state, MessageState::Cancelled, "round {round}");
+    }
+    assert_eq!(threads(), before, "no thread left behind");
+    let (last, pieces) = ask(&doppel, "When did I plant the tomatoes?", 8);
+    assert_eq!(last.message.state, MessageState::Complete);
+    assert!(!pieces.is_empty());
+}
+
+#[test]
+fn h5_concurrent_first_messages_create_one_conversation() {
+    let data = tempfile::tempdir().unwrap();
+    let doppel = open_without_models(data.path());
+    ingest_text(&doppel, "Garden notes", GARDEN);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let request = AskRequest {
+                    conversation: Some("kitchen-window-42".into()),
+                    ..AskRequest::new("tomatoes")
+                };
+                doppel.ask(&request, &AtomicBool::new(false), &mut |_| {}).unwrap();
+            });
+        }
+    });
+    let conversations = doppel.conversations(DEFAULT_TWIN).unwrap();
+    assert_eq!(conversations.len(), 1);
+    assert_eq!(conversations[0].id, "kitchen-window-42");
+    assert_eq!(doppel.messages("kitchen-window-42").unwrap().len(), 8);
+    let bad = AskRequest { conversation: Some("../etc".into()), ..AskRequest::new("tomatoes") };
+    let error = doppel.ask(&bad, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
+    assert_eq!(error.code(), "invalid_input");
+}
+
+#[test]
+fn without_a_model_the_answer_shows_the_passages_and_says_why() {
+    let data = tempfile::tempdir().unwrap();
+    let doppel = open_without_models(data.path());
+    let garden = ingest_text(&doppel, "Garden notes", GARDEN);
+    let (answer, pieces) = ask(&doppel, "tomatoes frost", 64);
+    assert_eq!(answer.message.grounding, Some(Grounding::Extractive));
+    assert_eq!(answer.message.state, MessageState::Complete);
+    assert!(answer.message.content.contains("last frost"));
+    assert_eq!(pieces.concat(), answer.message.content);
+    assert!(answer.notes.iter().any(|n| n.contains("no language model")), "{:?}", answer.notes);
+    assert_eq!(answer.message.citations[0].source_id, Some(garden));
+    // Nothing matches: the persona's own words, without a model.
+    let (none, _) = ask(&doppel, "zeppelin", 64);
+    assert_eq!(none.message.grounding, Some(Grounding::NotCovered));
+    assert_eq!(none.message.content, doppel.persona(DEFAULT_TWIN).unwrap().not_covered);
+}
+
+#[test]
+fn a_verified_answer_is_the_primary_context_for_its_question() {
+    let data = tempfile::tempdir().unwrap();
+    let doppel = open_without_models(data.path());
+    ingest_text(&doppel, "Garden notes", GARDEN);
+    let (first, _) = ask(&doppel, "When were the tomatoes planted?", 64);
+    let id = doppel
+        .verify_message(&first.conversation, first.message.id, Some("In May, after the frost."))
+        .unwrap();
+    assert!(doppel.messages(&first.conversation).unwrap()[1].verified);
+    assert_eq!(doppel.verified_answers(DEFAULT_TWIN).unwrap()[0].id, id);
+    let (again, _) = ask(&doppel, "when were the tomatoes planted", 64);
+    assert_eq!(again.message.grounding, Some(Grounding::Verified));
+    assert!(again.message.verified);
+    assert_eq!(again.message.content, "In May, after the frost.");
+    doppel.delete_verified(id).unwrap();
+    assert!(doppel.verified_answers(DEFAULT_TWIN).unwrap().is_empty());
+}
+
+#[test]
+fn forgetting_a_cited_source_leaves_its_citation_as_source_deleted() {
+    let data = tempfile::tempdir().unwrap();
+    let doppel = open_without_models(data.path());
+    let secret = ingest_text(&doppel, "Secret", "The quokkamarker recipe must be forgotten.");
+    ingest_text(&doppel, "Garden notes", GARDEN);
+    let (answer, _) = ask(&doppel, "quokkamarker recipe", 64);
+    assert_eq!(answer.message.citations[0].source_id, Some(secret));
+    doppel.delete_source(secret).unwrap();
+    let stored = doppel.messages(&answer.conversation).unwrap();
+    let citation = &stored[1].citations[0];
+    assert_eq!((citation.quote.as_deref(), citation.chunk_id), (None, None));
+    assert_eq!(citation.source_title, "Secret");
+    let markdown = doppel.export_conversation(&answer.conversation).unwrap();
+    assert!(markdown.contains("1. Secret, line 1: source deleted"), "{markdown}");
+    drop(doppel);
+    // Only the question keeps the word; the passage's own words are gone from every file.
+    for file in walk(data.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        let needle = b"must be forgotten";
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "passage text found in {}",
+            file.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
+}
