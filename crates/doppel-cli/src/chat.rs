@@ -305,6 +305,49 @@ pub(crate) enum ChatModelAction {
     },
     /// No language model: answers show the most relevant passages.
     Off,
+    /// Download a GGUF model from a URL (resumes if interrupted) and use it.
+    Download {
+        /// The file's URL, ending in `.gguf`.
+        url: String,
+        /// Its SHA-256, checked when the download ends.
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+    /// Copy a GGUF file into the model cache and use it.
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+    /// List the chat models at hand.
+    List,
+    /// Store the model server's API key (read from standard input) in the OS keychain.
+    Key {
+        /// Remove it instead.
+        #[arg(long)]
+        delete: bool,
+    },
+}
+
+/// A progress bar on stderr for a download or a copy.
+fn transfer_progress(out: &Printer) -> impl FnMut(&doppel_core::download::DownloadProgress) {
+    let bar = out.interactive().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    move |p| {
+        if let Some(bar) = &bar {
+            if let Some(total) = p.total {
+                bar.set_length(total);
+            }
+            bar.set_position(p.done);
+        }
+    }
 }
 
 pub(crate) fn chat_model(
@@ -322,6 +365,50 @@ pub(crate) fn chat_model(
             Some(ChatModel::Remote(ChatServer::new(RemoteKind::OpenAi, &url, &model)?))
         }
         Some(ChatModelAction::Off) => Some(ChatModel::Off),
+        Some(ChatModelAction::Download { url, sha256 }) => {
+            catch_interrupts();
+            let path = doppel.download_chat_model(
+                &url,
+                sha256.as_deref(),
+                &INTERRUPTED,
+                &mut transfer_progress(out),
+            )?;
+            Some(ChatModel::Local(Some(path)))
+        }
+        Some(ChatModelAction::Import { file }) => {
+            catch_interrupts();
+            let path =
+                doppel.import_chat_model(&file, &INTERRUPTED, &mut transfer_progress(out))?;
+            Some(ChatModel::Local(Some(path)))
+        }
+        Some(ChatModelAction::List) => {
+            let models = doppel.chat_models()?;
+            let names: Vec<String> = models.iter().map(|p| p.display().to_string()).collect();
+            out.value(json!(names), || {
+                if names.is_empty() {
+                    return "no chat model yet: `doppel chat-model download URL` fetches one"
+                        .into();
+                }
+                names.join("\n")
+            });
+            return Ok(());
+        }
+        Some(ChatModelAction::Key { delete }) => {
+            if delete {
+                let removed = doppel.delete_chat_api_key()?;
+                out.value(json!({ "deleted": removed }), || {
+                    if removed { "API key removed".into() } else { "no API key was stored".into() }
+                });
+            } else {
+                let mut key = String::new();
+                std::io::stdin()
+                    .read_line(&mut key)
+                    .map_err(|e| Error::InvalidInput(format!("could not read the key: {e}")))?;
+                doppel.set_chat_api_key(&key)?;
+                out.value(json!({ "stored": true }), || "API key stored in the OS keychain".into());
+            }
+            return Ok(());
+        }
     };
     if let Some(choice) = &choice {
         doppel.set_chat_model(choice)?;

@@ -231,3 +231,32 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn an_imported_gguf_becomes_the_chat_model_and_other_files_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let doppel = Doppel::open(Config {
+        models: Some(cache.path().to_path_buf()),
+        ..Config::new(data.path())
+    })
+    .unwrap();
+    assert!(doppel.chat_models().unwrap().is_empty());
+    let mut seen = 0;
+    let source = model_cache().join(doppel_core::bench::DEFAULT_CHAT_MODEL);
+    let imported =
+        doppel.import_chat_model(&source, &AtomicBool::new(false), &mut |p| seen = p.done).unwrap();
+    assert_eq!(seen, std::fs::metadata(&source).unwrap().len());
+    assert_eq!(doppel.chat_models().unwrap(), std::slice::from_ref(&imported));
+    doppel.set_chat_model(&ChatModel::Local(Some(imported.clone()))).unwrap();
+    assert_eq!(doppel.chat_model().unwrap(), ChatModel::Local(Some(imported)));
+    let text = data.path().join("notes.gguf");
+    std::fs::write(&text, "not a model").unwrap();
+    let refused =
+        doppel.import_chat_model(&text, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
+    assert_eq!(refused.code(), "unsupported_format");
+    let missing = doppel.set_chat_model(&ChatModel::Local(Some(data.path().join("none.gguf"))));
+    assert_eq!(missing.unwrap_err().code(), "invalid_input");
+    let remote_key = doppel.set_chat_api_key("sk-1234");
+    assert_eq!(remote_key.unwrap_err().code(), "invalid_input", "a local model needs no key");
+}

@@ -459,6 +459,95 @@ impl Doppel {
         }
     }
 
+    /// Stores the chat model server's API key in the OS keychain (never on disk), bound to its
+    /// URL.
+    pub fn set_chat_api_key(&self, key: &str) -> Result<()> {
+        let ChatModel::Remote(server) = self.chat_model()? else {
+            return Err(Error::InvalidInput(
+                "a local model needs no API key; choose a model server first".into(),
+            ));
+        };
+        if key.trim().is_empty() {
+            return Err(Error::InvalidInput("the API key is empty".into()));
+        }
+        crate::secrets::set_api_key(&server.url, key.trim())
+    }
+
+    /// Removes the chat model server's API key; returns whether there was one.
+    pub fn delete_chat_api_key(&self) -> Result<bool> {
+        match self.chat_model()? {
+            ChatModel::Remote(server) => crate::secrets::delete_api_key(&server.url),
+            _ => Ok(false),
+        }
+    }
+
+    /// Where downloaded and imported chat models are kept: `chat/` in the model cache.
+    pub fn chat_models_dir(&self) -> PathBuf {
+        self.models_dir.join("chat")
+    }
+
+    /// The chat models at hand: the default one (if the cache has it) and every GGUF file
+    /// downloaded or imported, by name.
+    pub fn chat_models(&self) -> Result<Vec<PathBuf>> {
+        let mut found: Vec<PathBuf> = Vec::new();
+        if self.default_chat_model_path().is_file() {
+            found.push(self.default_chat_model_path());
+        }
+        let dir = self.chat_models_dir();
+        if dir.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|e| Error::io(&dir, e))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "gguf") && p.is_file())
+                .collect();
+            files.sort();
+            found.extend(files);
+        }
+        Ok(found)
+    }
+
+    /// Downloads a GGUF chat model into [`Doppel::chat_models_dir`] with progress; an
+    /// interrupted download resumes, and `sha256`, when given, is checked. Returns its path.
+    pub fn download_chat_model(
+        &self,
+        url: &str,
+        sha256: Option<&str>,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(&crate::download::DownloadProgress),
+    ) -> Result<PathBuf> {
+        let checked = crate::fetch::check_url(url)?;
+        let name = checked
+            .split(['?', '#'])
+            .next()
+            .and_then(|u| u.rsplit('/').next())
+            .filter(|n| {
+                n.ends_with(".gguf")
+                    && n.len() <= 200
+                    && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            })
+            .ok_or_else(|| {
+                Error::InvalidInput(
+                    "the URL must end in a model file name such as model.gguf".into(),
+                )
+            })?;
+        let request = crate::download::DownloadRequest {
+            url: checked.to_string(),
+            sha256: sha256.map(str::to_string),
+            dest: self.chat_models_dir().join(name),
+        };
+        crate::download::download(&request, Default::default(), cancel, progress)
+    }
+
+    /// Copies a GGUF file into [`Doppel::chat_models_dir`]; returns its new path.
+    pub fn import_chat_model(
+        &self,
+        file: &std::path::Path,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(&crate::download::DownloadProgress),
+    ) -> Result<PathBuf> {
+        crate::download::import_gguf(file, &self.chat_models_dir(), cancel, progress)
+    }
+
     /// The conversations of a twin, most recent first.
     pub fn conversations(&self, twin: TwinId) -> Result<Vec<Conversation>> {
         self.readers.with(|c| store::chat::conversations(c, twin))
