@@ -282,24 +282,10 @@ fn answer(
             prompt.len()
         )));
     }
-    // The context's own batch size (llama.cpp lowers it to the window): a larger batch would
-    // abort the process.
-    let step = (context.n_batch() as usize).clamp(1, BATCH as usize);
-    let mut batch = LlamaBatch::new(step, 1);
-    let mut position = 0i32;
-    let last_chunk = prompt.len().div_ceil(step) - 1;
-    for (n, chunk) in prompt.chunks(step).enumerate() {
-        if stopped() {
-            return Ok(Finish::Cancelled);
-        }
-        batch.clear();
-        for (i, &token) in chunk.iter().enumerate() {
-            let logits = n == last_chunk && i + 1 == chunk.len();
-            batch.add(token, position, &[0], logits).map_err(failed)?;
-            position += 1;
-        }
-        context.decode(&mut batch).map_err(failed)?;
-    }
+    let Some(mut batch) = read_prompt(context, &prompt, &stopped)? else {
+        return Ok(Finish::Cancelled);
+    };
+    let mut position = prompt.len() as i32;
     let options = &request.options;
     let mut sampler = sampler(model, options);
     let vocab = model.vocab();
@@ -334,6 +320,33 @@ fn answer(
         drop(request.pieces.send(Piece::Text(tail)));
     }
     Ok(finish)
+}
+
+/// Decodes the prompt in the context's own batches (llama.cpp lowers the batch size to the
+/// window, and a larger batch would abort the process), with logits for the last token only.
+/// Returns the last batch, or `None` when `stopped` says so between batches.
+fn read_prompt(
+    context: &mut LlamaContext<'_>,
+    prompt: &[LlamaToken],
+    stopped: &dyn Fn() -> bool,
+) -> Result<Option<LlamaBatch<'static>>> {
+    let step = (context.n_batch() as usize).clamp(1, BATCH as usize);
+    let mut batch = LlamaBatch::new(step, 1);
+    let mut position = 0i32;
+    let last_chunk = prompt.len().div_ceil(step).saturating_sub(1);
+    for (n, chunk) in prompt.chunks(step).enumerate() {
+        if stopped() {
+            return Ok(None);
+        }
+        batch.clear();
+        for (i, &token) in chunk.iter().enumerate() {
+            let logits = n == last_chunk && i + 1 == chunk.len();
+            batch.add(token, position, &[0], logits).map_err(failed)?;
+            position += 1;
+        }
+        context.decode(&mut batch).map_err(failed)?;
+    }
+    Ok(Some(batch))
 }
 
 /// The sampler of every answer: greedy at temperature 0, else llama.cpp's usual chain.
@@ -391,38 +404,25 @@ pub fn bench_generation(
         .repeat(prompt_tokens / 8 + 8);
     let mut prompt = model.vocab().tokenize(text.as_bytes(), true, false);
     prompt.truncate(prompt_tokens);
-    let step = (context.n_batch() as usize).clamp(1, BATCH as usize);
     let options = GenerateOptions::default();
     let mut all = Vec::new();
     for round in 0..=rounds {
         context.clear_kv_cache();
         let started = std::time::Instant::now();
-        let mut batch = LlamaBatch::new(step, 1);
-        let mut position = 0i32;
-        let chunks = prompt.len().div_ceil(step);
-        for (n, chunk) in prompt.chunks(step).enumerate() {
-            batch.clear();
-            for (i, &token) in chunk.iter().enumerate() {
-                batch
-                    .add(token, position, &[0], n + 1 == chunks && i + 1 == chunk.len())
-                    .map_err(failed)?;
-                position += 1;
-            }
-            context.decode(&mut batch).map_err(failed)?;
-        }
+        let mut batch = read_prompt(&mut context, &prompt, &|| false)?
+            .ok_or_else(|| failed("the prompt was not read"))?;
         let prompt_done = started.elapsed();
         let mut sampler = sampler(&model, &options);
         let mut logits_at = batch.n_tokens() - 1;
         let mut first_token = Duration::ZERO;
         let generating = std::time::Instant::now();
-        for n in 0..generate {
+        for (n, position) in (prompt.len() as i32..).take(generate).enumerate() {
             let token = sampler.sample(&context, logits_at);
             if n == 0 {
                 first_token = started.elapsed();
             }
             batch.clear();
             batch.add(token, position, &[0], true).map_err(failed)?;
-            position += 1;
             context.decode(&mut batch).map_err(failed)?;
             logits_at = 0;
         }

@@ -57,14 +57,8 @@ pub struct ChatServer {
 impl ChatServer {
     /// A server after checking its URL and model name.
     pub fn new(kind: RemoteKind, url: &str, model: &str) -> Result<ChatServer> {
-        let url = crate::fetch::check_url(url)?.trim_end_matches('/').to_string();
-        let model = model.trim();
-        if model.is_empty() || model.len() > 200 || model.chars().any(char::is_control) {
-            return Err(Error::InvalidInput(
-                "a model name of 1 to 200 printable characters is needed".into(),
-            ));
-        }
-        Ok(ChatServer { kind, url, model: model.to_string() })
+        let (url, model) = crate::embed::server_and_model(url, model)?;
+        Ok(ChatServer { kind, url, model })
     }
 
     /// The URL requests go to.

@@ -59,14 +59,8 @@ const MAX_ANSWER_BYTES: u64 = 256 * 1024 * 1024;
 impl EmbedderChoice {
     /// A remote choice after checking its URL and model name.
     pub fn remote(kind: RemoteKind, url: &str, model: &str) -> Result<EmbedderChoice> {
-        let url = crate::fetch::check_url(url)?.trim_end_matches('/').to_string();
-        let model = model.trim();
-        if model.is_empty() || model.len() > 200 || model.chars().any(char::is_control) {
-            return Err(Error::InvalidInput(
-                "a model name of 1 to 200 printable characters is needed".into(),
-            ));
-        }
-        Ok(EmbedderChoice::Remote { kind, url, model: model.to_string() })
+        let (url, model) = server_and_model(url, model)?;
+        Ok(EmbedderChoice::Remote { kind, url, model })
     }
 
     /// The choice as stored: `(kind, url, model)`.
@@ -96,6 +90,19 @@ impl EmbedderChoice {
             EmbedderChoice::Remote { url, .. } => Some(url),
         }
     }
+}
+
+/// A model server's base URL (checked, without a trailing `/`) and a model name (1 to 200
+/// printable characters), as every model-server choice needs them.
+pub(crate) fn server_and_model(url: &str, model: &str) -> Result<(String, String)> {
+    let url = crate::fetch::check_url(url)?.trim_end_matches('/').to_string();
+    let model = model.trim();
+    if model.is_empty() || model.len() > 200 || model.chars().any(char::is_control) {
+        return Err(Error::InvalidInput(
+            "a model name of 1 to 200 printable characters is needed".into(),
+        ));
+    }
+    Ok((url, model.to_string()))
 }
 
 /// How patient to be with a model server, from the settings.

@@ -167,31 +167,25 @@ pub(crate) fn conversations(conn: &Connection, twin: TwinId) -> Result<Vec<Conve
         "SELECT id, twin_id, title, created_at, updated_at FROM conversations
          WHERE twin_id = ?1 ORDER BY updated_at DESC, id",
     )?;
-    let rows = stmt.query_map([twin], |r| {
-        Ok(Conversation {
-            id: r.get(0)?,
-            twin: r.get(1)?,
-            title: r.get(2)?,
-            created_at: r.get(3)?,
-            updated_at: r.get(4)?,
-        })
-    })?;
+    let rows = stmt.query_map([twin], conversation_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn conversation_from_row(r: &rusqlite::Row) -> rusqlite::Result<Conversation> {
+    Ok(Conversation {
+        id: r.get(0)?,
+        twin: r.get(1)?,
+        title: r.get(2)?,
+        created_at: r.get(3)?,
+        updated_at: r.get(4)?,
+    })
 }
 
 pub(crate) fn conversation(conn: &Connection, id: &str) -> Result<Conversation> {
     conn.query_row(
         "SELECT id, twin_id, title, created_at, updated_at FROM conversations WHERE id = ?1",
         [id],
-        |r| {
-            Ok(Conversation {
-                id: r.get(0)?,
-                twin: r.get(1)?,
-                title: r.get(2)?,
-                created_at: r.get(3)?,
-                updated_at: r.get(4)?,
-            })
-        },
+        conversation_from_row,
     )
     .optional()?
     .ok_or_else(|| Error::NotFound { what: "conversation", id: id.to_string() })
