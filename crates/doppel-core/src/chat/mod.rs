@@ -4,7 +4,8 @@
 //! - `prompt`: builds the messages from the persona, verified answers, passages and recent turns.
 //!   Passage and user text are data: quoted inside delimiters, with anything that looks like a
 //!   chat-template token or a delimiter neutralised.
-//! - `local`: llama.cpp (llama-cpp-2) on its own thread, the model loaded once and kept.
+//! - `answer`: `Doppel::ask` and the conversation API: retrieve, prompt, generate (the local
+//!   model in `crate::llm`, a model server, or none: an extractive answer), store.
 //! - `remote`: model servers, Ollama (`/api/chat`, NDJSON) and OpenAI-compatible
 //!   (`/v1/chat/completions`, SSE), with connect, first-token, idle and total timeouts, and
 //!   retries only before the first token.
