@@ -13,12 +13,13 @@
 //!
 //! Needs `$DOPPEL_MODEL_CACHE` filled by `scripts/models`.
 
+mod common;
+
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use doppel_core::bench::{LocalEmbedder, ModelFiles};
-use doppel_core::{Config, Doppel, IngestRequest};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -59,28 +60,7 @@ fn write_texts(file: &Path) -> Result<()> {
         .collect::<std::io::Result<_>>()?;
     pages.retain(|p| p.extension().is_some_and(|x| x == "html"));
     pages.sort();
-    let work = tempfile::tempdir()?;
-    let no_models = work.path().join("no-models");
-    std::fs::create_dir_all(&no_models)?;
-    let mut config = Config::new(work.path().join("data"));
-    config.models = Some(no_models);
-    let doppel = Doppel::open(config)?;
-    let report = doppel.ingest(IngestRequest::paths(pages))?;
-    let jobs: Vec<_> = report.queued.iter().map(|q| q.job_id).collect();
-    doppel.wait_for(&jobs, |_| {})?;
-    let mut sources = doppel.sources(doppel_core::DEFAULT_TWIN)?;
-    sources.sort_by(|a, b| a.origin.cmp(&b.origin));
-    let mut passages = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for source in &sources {
-        let mut chunks = doppel.chunks(source.id)?;
-        chunks.sort_by_key(|c| c.ordinal);
-        for chunk in chunks {
-            if seen.insert(chunk.text_hash.clone()) {
-                passages.push(chunk.text);
-            }
-        }
-    }
+    let (passages, sources) = common::distinct_passages(pages)?;
     if passages.len() < TEXTS {
         return Err(format!("only {} passages in {HANDBOOK}", passages.len()).into());
     }
@@ -95,7 +75,7 @@ fn write_texts(file: &Path) -> Result<()> {
     eprintln!(
         "wrote {TEXTS} of {} distinct passages from {} pages to {}",
         passages.len(),
-        sources.len(),
+        sources,
         file.display()
     );
     Ok(())

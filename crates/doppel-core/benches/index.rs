@@ -26,6 +26,8 @@
 //! with hnswlib and numpy (default `/var/tmp/doppel-bench-venv/bin/python`); the `real` set
 //! needs `$DOPPEL_MODEL_CACHE`.
 
+mod common;
+
 use std::error::Error;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -33,8 +35,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
+use doppel_core::Settings;
 use doppel_core::bench::{HnswParams, LocalEmbedder, ModelFiles, VectorIndex};
-use doppel_core::{Config, Doppel, IngestRequest, Settings};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -258,28 +260,7 @@ fn passages() -> Result<Vec<String>> {
         html_files(Path::new(root), &mut pages)?;
     }
     pages.sort();
-    let work = tempfile::tempdir()?;
-    let no_models = work.path().join("no-models");
-    std::fs::create_dir_all(&no_models)?;
-    let mut config = Config::new(work.path().join("data"));
-    config.models = Some(no_models);
-    let doppel = Doppel::open(config)?;
-    let report = doppel.ingest(IngestRequest::paths(pages))?;
-    let jobs: Vec<_> = report.queued.iter().map(|q| q.job_id).collect();
-    doppel.wait_for(&jobs, |_| {})?;
-    let mut sources = doppel.sources(doppel_core::DEFAULT_TWIN)?;
-    sources.sort_by(|a, b| a.origin.cmp(&b.origin));
-    let mut texts = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for source in &sources {
-        let mut chunks = doppel.chunks(source.id)?;
-        chunks.sort_by_key(|c| c.ordinal);
-        for chunk in chunks {
-            if seen.insert(chunk.text_hash.clone()) {
-                texts.push(chunk.text);
-            }
-        }
-    }
+    let (texts, _) = common::distinct_passages(pages)?;
     Ok(texts)
 }
 

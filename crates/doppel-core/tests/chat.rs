@@ -3,6 +3,8 @@
 //! conversations, verified answers, and forgetting a cited source. The wording of answers is
 //! never asserted, only what a person would notice: text arrives, it stops, it cites.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -212,7 +214,7 @@ fn forgetting_a_cited_source_leaves_its_citation_as_source_deleted() {
     assert!(markdown.contains("1. Secret, line 1: source deleted"), "{markdown}");
     drop(doppel);
     // Only the question keeps the word; the passage's own words are gone from every file.
-    for file in walk(data.path()) {
+    for file in common::walk(data.path()) {
         let bytes = std::fs::read(&file).unwrap();
         let needle = b"must be forgotten";
         assert!(
@@ -221,15 +223,6 @@ fn forgetting_a_cited_source_leaves_its_citation_as_source_deleted() {
             file.display()
         );
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! behind, re-embedding only what changed, rebuilding a stale index, and falling back to
 //! keywords without a model.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use doppel_core::*;
@@ -157,7 +159,7 @@ fn cr4_forget_leaves_no_bytes_of_text_or_vectors() {
         ("vector head", &vector[..32]),
         ("vector tail", &vector[vector.len() - 32..]),
     ];
-    for file in walk(data.path()) {
+    for file in common::walk(data.path()) {
         let bytes = std::fs::read(&file).unwrap();
         for (what, needle) in needles {
             assert!(
@@ -167,15 +169,6 @@ fn cr4_forget_leaves_no_bytes_of_text_or_vectors() {
             );
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out
 }
 
 #[test]
@@ -222,7 +215,7 @@ fn m6_a_stale_or_corrupt_index_is_rebuilt_from_the_stored_vectors() {
     ];
     ingest(&open(data.path()), &paths);
     let index_dir = data.path().join(INDEX_DIR);
-    for file in walk(&index_dir) {
+    for file in common::walk(&index_dir) {
         if file.extension().is_some_and(|e| e == "usearch") {
             std::fs::write(&file, b"garbage").unwrap();
         }

@@ -289,7 +289,7 @@ impl Call<'_> {
                 _ => break,
             }
         }
-        let detail = error_detail(&String::from_utf8_lossy(&body));
+        let detail = crate::embed::error_detail(&String::from_utf8_lossy(&body));
         let reason = match status.as_u16() {
             401 | 403 => {
                 format!("the server refused the request ({status}){detail}; check the API key")
@@ -596,20 +596,6 @@ fn reported(error: &Value) -> String {
         .map(str::to_string)
         .unwrap_or_else(|| error.to_string());
     format!("the server reported an error: {}", shortened(&message))
-}
-
-/// The server's own words on an error status, shortened: `error.message`, `error` or the start
-/// of the body.
-fn error_detail(body: &str) -> String {
-    let parsed: Option<Value> = serde_json::from_str(body).ok();
-    let message = parsed
-        .as_ref()
-        .and_then(|v| {
-            v.pointer("/error/message").or_else(|| v.get("error")).and_then(Value::as_str)
-        })
-        .unwrap_or(body);
-    let message = shortened(message);
-    if message.is_empty() { String::new() } else { format!(": {message}") }
 }
 
 /// At most 200 characters of `text`, without control characters.
@@ -1377,8 +1363,6 @@ mod tests {
     fn messages_read_well() {
         assert_eq!(seconds(Duration::from_secs(120)), "120");
         assert_eq!(seconds(Duration::from_millis(300)), "0.3");
-        assert_eq!(error_detail(r#"{"error":{"message":"bad key"}}"#), ": bad key");
-        assert_eq!(error_detail("  "), "");
         assert_eq!(
             reported(&json!({"message": "boom", "type": "x"})),
             "the server reported an error: boom"

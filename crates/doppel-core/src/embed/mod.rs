@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub use local::LocalEmbedder;
 pub use remote::{EmbedderChoice, RemoteKind};
-pub(crate) use remote::{RemoteEmbedder, RemotePolicy, server_and_model};
+pub(crate) use remote::{RemoteEmbedder, RemotePolicy, error_detail, server_and_model};
 
 use crate::error::Result;
 

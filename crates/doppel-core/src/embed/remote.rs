@@ -371,18 +371,18 @@ fn info(kind: RemoteKind, url: &str, model: &str, dimension: usize) -> ModelInfo
     }
 }
 
-/// The server's own words on an error, shortened: `error.message`, `error` or the start of the
-/// body.
-fn error_detail(body: &str) -> String {
+/// The server's own words on an error, shortened to 200 characters without control characters:
+/// `error.message`, `error` or the start of the body (`": words"`, or nothing). Shared by every
+/// model-server client.
+pub(crate) fn error_detail(body: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let message = parsed
         .as_ref()
         .and_then(|v| {
             v.pointer("/error/message").or_else(|| v.get("error")).and_then(Value::as_str)
         })
-        .map(str::to_string)
-        .unwrap_or_else(|| body.trim().to_string());
-    let message: String = message.chars().filter(|c| !c.is_control()).take(200).collect::<String>();
+        .unwrap_or(body);
+    let message: String = message.trim().chars().filter(|c| !c.is_control()).take(200).collect();
     if message.is_empty() { String::new() } else { format!(": {message}") }
 }
 
@@ -417,5 +417,6 @@ mod tests {
         assert_eq!(EmbedderChoice::from_stored("bogus", "", ""), EmbedderChoice::Local);
         assert_eq!(error_detail(r#"{"error":{"message":"bad key"}}"#), ": bad key");
         assert_eq!(error_detail(""), "");
+        assert_eq!(error_detail("  "), "");
     }
 }
