@@ -144,7 +144,8 @@ enum Command {
     },
     /// Show or change who the twin is: name, description, voice, "not covered" message.
     Persona(chat::PersonaArgs),
-    /// Show or choose the language model that answers.
+    /// Show or choose the language model that answers (also `doppel models`).
+    #[command(alias = "models")]
     ChatModel {
         #[command(subcommand)]
         action: Option<chat::ChatModelAction>,

@@ -635,3 +635,69 @@ fn asking_without_a_model_cites_passages_and_the_conversation_is_kept() {
     let model = cli.json(&["chat-model", "off"]);
     assert_eq!(model["kind"], "off");
 }
+
+/// Ctrl-C while an answer streams: the answer stops, the connection to the model server is
+/// closed, the partial answer is stored as cancelled, and the exit status says so.
+#[test]
+fn ctrl_c_stops_an_answer_and_keeps_what_was_said() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::TcpListener;
+
+    let cli = Cli::new();
+    let note = cli.write("garden.md", "# Garden\nI planted the tomatoes in May.\n");
+    cli.json(&["ingest", note.to_str().unwrap()]);
+
+    // An Ollama server that says two words, then stays silent until the client hangs up.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (closed_tx, closed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+            if line.trim_end().is_empty() {
+                break;
+            }
+        }
+        reader.read_exact(&mut vec![0; length]).unwrap();
+        let piece = r#"{"message":{"role":"assistant","content":"In May"},"done":false}"#;
+        let mut stream = stream;
+        write!(stream, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{piece}\n").unwrap();
+        // Reads until the client closes the connection (0 bytes) or resets it.
+        let _ = reader.read(&mut [0; 64]);
+        closed_tx.send(()).unwrap();
+    });
+    cli.json(&["chat-model", "ollama", "--model", "tiny", "--url", &url]);
+
+    let mut child = cli
+        .command()
+        .args(["ask", "When did I plant the tomatoes?"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("In May") {
+        let mut buf = [0; 256];
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "the answer started: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // SAFETY: signalling a child process this test started and has not yet waited for.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2), "a cancelled answer exits with 2");
+    closed.recv_timeout(std::time::Duration::from_secs(20)).expect("the connection was closed");
+
+    let conversations = cli.json(&["conversations"]);
+    let id = conversations[0]["id"].as_str().unwrap();
+    let messages = cli.json(&["export-conversation", id]);
+    assert_eq!(messages[1]["state"], "cancelled", "{messages}");
+    assert_eq!(messages[1]["content"], "In May");
+}

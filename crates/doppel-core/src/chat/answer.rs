@@ -445,7 +445,12 @@ impl Doppel {
             }
             ChatModel::Remote(server) => {
                 let settings = self.settings()?;
-                let key = crate::secrets::api_key(&server.url)?;
+                // A server without a key (Ollama on this machine, say) must still answer when
+                // no keychain runs; one that needs a key then says so with a 401.
+                let key = crate::secrets::api_key(&server.url).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "no API key for the chat server");
+                    None
+                });
                 let policy = StreamPolicy {
                     first_token_timeout: std::time::Duration::from_secs(u64::from(
                         settings.chat_timeout_s,

@@ -213,7 +213,8 @@ impl Call<'_> {
                 let idle = after(last_heard, self.policy.idle_timeout);
                 if idle < end { (idle, Silence::Stalled) } else { (end, Silence::TooLong) }
             };
-            match wait(response.chunk(), deadline, self.cancel).await {
+            // Pieces decoded before a malformed line still reach the caller; the error follows.
+            let decoded = match wait(response.chunk(), deadline, self.cancel).await {
                 Waited::Ready(Ok(Some(chunk))) => {
                     received += chunk.len();
                     if received > MAX_STREAM_BYTES {
@@ -223,9 +224,9 @@ impl Call<'_> {
                         )));
                     }
                     last_heard = Instant::now();
-                    decoder.push(&chunk, &mut events).map_err(Failure::new)?;
+                    decoder.push(&chunk, &mut events)
                 }
-                Waited::Ready(Ok(None)) => decoder.end(&mut events).map_err(Failure::new)?,
+                Waited::Ready(Ok(None)) => decoder.end(&mut events),
                 Waited::Ready(Err(e)) => {
                     return Err(Failure::new(format!(
                         "the answer broke off: {}",
@@ -246,7 +247,7 @@ impl Call<'_> {
                         )),
                     });
                 }
-            }
+            };
             for event in events.drain(..) {
                 match event {
                     Event::Piece(text) if text.is_empty() => {}
@@ -261,6 +262,7 @@ impl Call<'_> {
                     Event::End(finish) => return Ok(finish),
                 }
             }
+            decoded.map_err(Failure::new)?;
         }
     }
 

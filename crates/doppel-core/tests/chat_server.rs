@@ -1,0 +1,326 @@
+//! Asking the twin through chat model servers: real HTTP servers on loopback that speak the
+//! Ollama (`/api/chat`, NDJSON) and OpenAI (`/v1/chat/completions`, SSE) protocols. One streams,
+//! one hangs before its first byte, one stalls in the middle of its answer, one answers 500, one
+//! sends malformed chunks. Every ask ends in bounded time with a clear reason, and the stored
+//! message says how it ended, with the pieces that did arrive.
+//!
+//! No local model is used here: the data directory has no model files, so search is by keywords.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use doppel_core::chat::remote::ChatServer;
+use doppel_core::chat::{AskRequest, ChatModel, MessageState};
+use doppel_core::*;
+use serde_json::{Value, json};
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+struct Request {
+    path: String,
+    authorization: Option<String>,
+    body: Value,
+}
+
+/// What the server does with a request.
+#[derive(Clone)]
+enum Reply {
+    /// A 200 whose body is these pieces, written one at a time, then the connection closes.
+    Stream(Vec<String>),
+    /// These pieces, then silence with the connection held open.
+    Stall(Vec<String>),
+    /// Nothing at all, with the connection held open.
+    Hang,
+    /// A status and a JSON body.
+    Status(u16, Value),
+}
+
+/// Serves `reply` to every request on a loopback port; returns the base URL and the requests.
+fn serve(reply: Reply) -> (String, Arc<Mutex<Vec<Request>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (reply, log) = (reply.clone(), Arc::clone(&log));
+            std::thread::spawn(move || {
+                let Some(request) = read_request(&stream) else { return };
+                log.lock().unwrap().push(request);
+                answer(stream, reply);
+            });
+        }
+    });
+    (base, seen)
+}
+
+fn read_request(stream: &TcpStream) -> Option<Request> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let (mut length, mut authorization) = (0, None);
+    loop {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().ok()?,
+            "authorization" => authorization = Some(value.trim().to_string()),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request { path, authorization, body: serde_json::from_slice(&body).ok()? })
+}
+
+fn answer(mut stream: TcpStream, reply: Reply) {
+    // Holds a connection open and silent well past any timeout under test; the client closes it.
+    let hold = || std::thread::sleep(Duration::from_secs(30));
+    match reply {
+        Reply::Status(status, body) => {
+            let body = body.to_string();
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+        }
+        Reply::Hang => hold(),
+        Reply::Stream(ref pieces) | Reply::Stall(ref pieces) => {
+            let head =
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+            let _ = stream.write_all(head.as_bytes());
+            for piece in pieces {
+                let _ = stream.write_all(piece.as_bytes());
+                let _ = stream.flush();
+            }
+            if matches!(reply, Reply::Stall(_)) {
+                hold();
+            }
+        }
+    }
+}
+
+/// Ollama's NDJSON lines for `words`, ending with `done`.
+fn ollama_lines(words: &[&str], done: bool) -> Vec<String> {
+    let mut lines: Vec<String> = words
+        .iter()
+        .map(|w| {
+            let line = json!({"model": "tiny", "message": {"role": "assistant", "content": w}, "done": false});
+            format!("{line}\n")
+        })
+        .collect();
+    if done {
+        lines.push(format!("{}\n", json!({"model": "tiny", "done": true, "done_reason": "stop"})));
+    }
+    lines
+}
+
+/// OpenAI's SSE events for `words`, ending with `[DONE]`.
+fn openai_events(words: &[&str], done: bool) -> Vec<String> {
+    let mut events: Vec<String> = words
+        .iter()
+        .map(|w| {
+            format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"content": w}}]}))
+        })
+        .collect();
+    if done {
+        events.push(format!(
+            "data: {}\n\ndata: [DONE]\n\n",
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        ));
+    }
+    events
+}
+
+/// A data directory without local models, whose twin knows one note, answering through `url`.
+fn open(data: &Path, kind: RemoteKind, url: &str) -> Doppel {
+    let config = Config { models: Some(data.join("no-models")), ..Config::new(data) };
+    let doppel = Doppel::open(config).unwrap();
+    for (key, value) in [("chat_timeout_s", "1"), ("chat_idle_s", "1"), ("embed_retries", "1")] {
+        doppel.set_setting(key, value).unwrap();
+    }
+    let queued = doppel
+        .add_text(TextRequest {
+            twin: DEFAULT_TWIN,
+            title: "Garden notes".into(),
+            text: "The tomatoes went in during May, after the last frost.".into(),
+        })
+        .unwrap();
+    doppel.wait_for(&[queued.job_id], |_| {}).unwrap();
+    let server = ChatServer::new(kind, url, "tiny").unwrap();
+    doppel.set_chat_model(&ChatModel::Remote(server)).unwrap();
+    doppel
+}
+
+fn ask(doppel: &Doppel) -> (chat::Answer, String) {
+    let mut streamed = String::new();
+    let answer = doppel
+        .ask(
+            &AskRequest::new("When did the tomatoes go in?"),
+            &AtomicBool::new(false),
+            &mut |piece| streamed.push_str(piece),
+        )
+        .unwrap();
+    (answer, streamed)
+}
+
+/// The answer as stored, read back from the conversation.
+fn stored(doppel: &Doppel, answer: &chat::Answer) -> chat::Message {
+    let messages = doppel.messages(&answer.conversation).unwrap();
+    assert_eq!(messages.len(), 2, "the question and the answer are stored");
+    messages.into_iter().find(|m| m.id == answer.message.id).unwrap()
+}
+
+#[test]
+fn both_protocols_stream_an_answer_that_cites_the_passage_it_was_given() {
+    for (kind, path, pieces) in [
+        (
+            RemoteKind::Ollama,
+            "/api/chat",
+            ollama_lines(&["In May", ", after", " the frost [1]."], true),
+        ),
+        (
+            RemoteKind::OpenAi,
+            "/v1/chat/completions",
+            openai_events(&["In May", ", after", " the frost [1]."], true),
+        ),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let (url, seen) = serve(Reply::Stream(pieces));
+        let doppel = open(data.path(), kind, &url);
+        let (answer, streamed) = ask(&doppel);
+
+        assert_eq!(streamed, "In May, after the frost [1].");
+        let message = stored(&doppel, &answer);
+        assert_eq!(message.state, MessageState::Complete, "{kind:?}: {:?}", message.error);
+        assert_eq!(message.content, streamed);
+        assert_eq!(message.model, Some(format!("tiny ({url})")));
+        assert_eq!(message.citations.len(), 1);
+        assert_eq!(message.citations[0].source_title, "Garden notes");
+
+        let requests = seen.lock().unwrap();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].path, path);
+        assert_eq!(requests[0].authorization, None, "no key is stored, so none is sent");
+        assert_eq!(requests[0].body["stream"], json!(true));
+        let prompt = requests[0].body["messages"].to_string();
+        assert!(prompt.contains("<passage n=\\\"1\\\""), "the passage is quoted: {prompt}");
+        assert!(prompt.contains("When did the tomatoes go in?"));
+    }
+}
+
+#[test]
+fn a_server_that_never_answers_fails_the_answer_after_the_first_token_timeout() {
+    for kind in [RemoteKind::Ollama, RemoteKind::OpenAi] {
+        let data = tempfile::tempdir().unwrap();
+        let (url, seen) = serve(Reply::Hang);
+        let doppel = open(data.path(), kind, &url);
+        let (answer, streamed) = ask(&doppel);
+
+        assert_eq!(streamed, "");
+        let message = stored(&doppel, &answer);
+        assert_eq!(message.state, MessageState::Failed);
+        let error = message.error.unwrap();
+        assert!(error.contains("no answer within 1 s"), "{kind:?}: {error}");
+        assert_eq!(seen.lock().unwrap().len(), 1, "a timeout is not retried");
+    }
+}
+
+#[test]
+fn a_server_that_stalls_mid_answer_keeps_the_pieces_that_arrived() {
+    for (kind, pieces) in [
+        (RemoteKind::Ollama, ollama_lines(&["In May", ", after"], false)),
+        (RemoteKind::OpenAi, openai_events(&["In May", ", after"], false)),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let (url, _) = serve(Reply::Stall(pieces));
+        let doppel = open(data.path(), kind, &url);
+        let (answer, streamed) = ask(&doppel);
+
+        assert_eq!(streamed, "In May, after");
+        let message = stored(&doppel, &answer);
+        assert_eq!(message.state, MessageState::Failed);
+        assert_eq!(message.content, "In May, after", "the partial answer is kept");
+        let error = message.error.unwrap();
+        assert!(error.contains("stalled"), "{kind:?}: {error}");
+    }
+}
+
+#[test]
+fn server_errors_are_retried_before_the_first_token_then_fail_with_the_servers_words() {
+    for kind in [RemoteKind::Ollama, RemoteKind::OpenAi] {
+        let data = tempfile::tempdir().unwrap();
+        let (url, seen) = serve(Reply::Status(500, json!({"error": "model crashed"})));
+        let doppel = open(data.path(), kind, &url);
+        let (answer, _) = ask(&doppel);
+
+        let message = stored(&doppel, &answer);
+        assert_eq!(message.state, MessageState::Failed);
+        let error = message.error.unwrap();
+        assert!(error.contains("500") && error.contains("model crashed"), "{kind:?}: {error}");
+        assert_eq!(seen.lock().unwrap().len(), 2, "one try and embed_retries (1) more");
+    }
+}
+
+#[test]
+fn malformed_chunks_end_the_answer_with_a_clear_error() {
+    for (kind, pieces) in [
+        (
+            RemoteKind::Ollama,
+            vec![ollama_lines(&["In May"], false).remove(0), "{not json\n".into()],
+        ),
+        (
+            RemoteKind::OpenAi,
+            vec![openai_events(&["In May"], false).remove(0), "data: {not json\n\n".into()],
+        ),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let (url, _) = serve(Reply::Stream(pieces));
+        let doppel = open(data.path(), kind, &url);
+        let (answer, _) = ask(&doppel);
+
+        let message = stored(&doppel, &answer);
+        assert_eq!(message.state, MessageState::Failed);
+        assert_eq!(message.content, "In May");
+        let error = message.error.unwrap();
+        assert!(error.contains("malformed"), "{kind:?}: {error}");
+
+        // The next question goes on, without the server.
+        doppel.set_chat_model(&ChatModel::Off).unwrap();
+        let (next, streamed) = ask(&doppel);
+        assert_eq!(next.message.state, MessageState::Complete);
+        assert!(streamed.contains("tomatoes"), "an extractive answer: {streamed}");
+    }
+}
+
+#[test]
+fn the_api_key_comes_from_the_keychain_and_goes_only_to_its_server() {
+    let data = tempfile::tempdir().unwrap();
+    let (url, seen) = serve(Reply::Stream(openai_events(&["In May [1]."], true)));
+    let doppel = open(data.path(), RemoteKind::OpenAi, &url);
+    let key = "sk-chat-test-3f9a1c";
+    doppel.set_chat_api_key(key).unwrap();
+    let (answer, _) = ask(&doppel);
+
+    assert_eq!(answer.message.state, MessageState::Complete);
+    assert_eq!(seen.lock().unwrap()[0].authorization.as_deref(), Some(&*format!("Bearer {key}")));
+    drop(doppel);
+    for file in common::walk(data.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "key in {file:?}");
+    }
+}
