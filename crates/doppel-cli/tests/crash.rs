@@ -1,5 +1,5 @@
 //! Exactly once: ingestion killed with SIGKILL at random moments, then restarted, never loses or
-//! duplicates a source, a chunk or a job.
+//! duplicates a source, a chunk or a job. An answer killed mid-stream keeps what it had said.
 
 mod util;
 
@@ -164,4 +164,65 @@ fn cr4_database_and_vector_index_agree_after_sigkill() {
     assert_eq!(orphans, 0);
     let hits = cli.json(&["search", "v7w3", "--mode", "hybrid", "-k", "3"]);
     assert!(hits["hits"][0]["origin"].as_str().unwrap().ends_with("n07.txt"), "{hits}");
+}
+
+/// A process killed while an answer streams: the next start finds the answer as far as it got,
+/// marked cancelled, never left "streaming".
+#[test]
+fn an_answer_cut_off_by_sigkill_keeps_what_it_had_said() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    let cli = Cli::new();
+    let note = cli.write("garden.md", "# Garden\nI planted the tomatoes in May.\n");
+    cli.json(&["ingest", note.to_str().unwrap()]);
+    // An Ollama server that says two words, then holds the connection open and silent.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+            if line.trim_end().is_empty() {
+                break;
+            }
+        }
+        reader.read_exact(&mut vec![0; length]).unwrap();
+        let piece = r#"{"message":{"role":"assistant","content":"In May"},"done":false}"#;
+        write!(stream, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{piece}\n").unwrap();
+        let _ = reader.read(&mut [0; 64]);
+    });
+    cli.json(&["chat-model", "ollama", "--model", "tiny", "--url", &url]);
+
+    let mut child = cli.command().args(["ask", "tomatoes"]).stdout(Stdio::null()).spawn().unwrap();
+    // No event crosses processes, so the test reads the database (read-only, beside the
+    // writer, as WAL allows) until the first piece is stored, within a bound.
+    let db = Connection::open_with_flags(
+        cli.data_dir().join(doppel_core::DATABASE_FILE),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let stored = || -> Option<String> {
+        db.query_row("SELECT content FROM messages WHERE role = 'assistant'", [], |r| r.get(0)).ok()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while stored().as_deref() != Some("In May") {
+        assert!(std::time::Instant::now() < deadline, "the first piece was stored");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(db);
+
+    let conversations = cli.json(&["conversations"]);
+    let id = conversations[0]["id"].as_str().unwrap();
+    let messages = cli.json(&["export-conversation", id]);
+    assert_eq!(messages[1]["state"], "cancelled", "{messages}");
+    assert_eq!(messages[1]["content"], "In May");
 }

@@ -87,6 +87,11 @@ pub(crate) enum ChatWrite {
         question: String,
         reply: Sender<Result<store::chat::AnswerRows>>,
     },
+    /// What a streaming answer has said so far; nobody waits for it.
+    SaveProgress {
+        message: i64,
+        content: String,
+    },
     FinishAnswer {
         answer: Box<store::chat::FinishedAnswer>,
         reply: Sender<Result<()>>,
@@ -369,6 +374,12 @@ impl Worker {
                 drop(reply.send(in_tx(conn, |tx| {
                     store::chat::begin_answer(tx, &conversation, twin, &question)
                 })))
+            }
+            ChatWrite::SaveProgress { message, content } => {
+                if let Err(e) = in_tx(conn, |tx| store::chat::save_progress(tx, message, &content))
+                {
+                    tracing::warn!(message, error = %e, "could not save an answer's progress");
+                }
             }
             ChatWrite::FinishAnswer { answer, reply } => {
                 drop(reply.send(in_tx(conn, |tx| store::chat::finish_answer(tx, &answer))))

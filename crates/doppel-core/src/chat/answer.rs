@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::prompt::{self, Persona, PromptParts, Quoted, VerifiedContext};
 use super::remote::{self, ChatServer};
@@ -113,6 +114,8 @@ pub struct Answer {
     pub notes: Vec<String>,
 }
 
+/// How often a streaming answer's text so far is stored, so that a crash keeps most of it.
+const SAVE_EVERY: Duration = Duration::from_secs(2);
 /// Longest question, in characters.
 const MAX_QUESTION_CHARS: usize = 4000;
 /// How many earlier messages of the conversation the prompt may use.
@@ -201,8 +204,14 @@ impl Doppel {
         })?;
         let mut notes = Vec::new();
         let mut text = String::new();
+        // Saved at the first piece, then every SAVE_EVERY.
+        let mut saved: Option<Instant> = None;
         let result = self.answer(request, question, &history, &mut notes, cancel, &mut |piece| {
             text.push_str(piece);
+            if saved.is_none_or(|at| at.elapsed() >= SAVE_EVERY) {
+                saved = Some(Instant::now());
+                self.save_progress(rows.answer, &text);
+            }
             on_token(piece);
         });
         let finished = match result {
@@ -225,6 +234,16 @@ impl Doppel {
         };
         let finished = FinishedAnswer { message: rows.answer, ..finished };
         self.finish(rows, finished, conversation, notes)
+    }
+
+    /// Sends what an answer has said so far to the worker, without waiting for it.
+    fn save_progress(&self, message: i64, text: &str) {
+        if let Some(commands) = self.commands.as_ref() {
+            let content = text.to_string();
+            let save = ChatWrite::SaveProgress { message, content };
+            // A worker that is gone stores nothing more; the answer's end reports that.
+            drop(commands.send(Command::Chat(save)));
+        }
     }
 
     fn finish(

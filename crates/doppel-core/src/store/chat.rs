@@ -70,6 +70,16 @@ pub(crate) struct FinishedAnswer {
     pub citations: Vec<Citation>,
 }
 
+/// Keeps what an answer has said so far, so that a crash loses at most the last moments of it.
+/// Only a streaming answer is touched: a late save never overwrites a finished one.
+pub(crate) fn save_progress(tx: &Transaction, message: i64, content: &str) -> Result<()> {
+    tx.execute(
+        "UPDATE messages SET content = ?2 WHERE id = ?1 AND state = 'streaming'",
+        params![message, content],
+    )?;
+    Ok(())
+}
+
 pub(crate) fn finish_answer(tx: &Transaction, answer: &FinishedAnswer) -> Result<()> {
     tx.execute(
         "UPDATE messages SET content = ?2, state = ?3, error = ?4, model = ?5, grounding = ?6,
