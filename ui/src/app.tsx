@@ -301,7 +301,7 @@ export function App(props: { initialView?: View }) {
                 onChange={(e) => selectTwin(Number((e.target as HTMLSelectElement).value))}
               >
                 {twins.map((t) => (
-                  <option value={t.id} key={t.id}>
+                  <option value={t.id} key={t.id} selected={t.id === twin?.id}>
                     {t.name}
                   </option>
                 ))}

@@ -500,7 +500,9 @@ export function installMock() {
     async (cmd, args) => {
       // Round trips take a moment, as they do through the real shell.
       await new Promise((r) => setTimeout(r, 8));
-      return handle(cmd, (args ?? {}) as Args);
+      // Copies, as the real shell sends JSON: the views must never share the mock's objects.
+      const result = await handle(cmd, (args ?? {}) as Args);
+      return result === undefined ? null : JSON.parse(JSON.stringify(result));
     },
     { shouldMockEvents: true },
   );

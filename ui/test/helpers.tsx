@@ -30,7 +30,11 @@ export function fakeShell(handlers: Record<string, Handler>) {
   };
 }
 
+const mounted: HTMLElement[] = [];
+
+/** Unmounts every app (their window listeners go with them) and removes the fake shell. */
 export function resetShell() {
+  for (const root of mounted.splice(0)) render(null, root);
   clearMocks();
   document.body.innerHTML = "";
   localStorage.clear();
@@ -63,6 +67,7 @@ export async function until(check: () => unknown, rounds = 50): Promise<void> {
 export async function mount(node: ComponentChild): Promise<HTMLElement> {
   const root = document.createElement("div");
   document.body.appendChild(root);
+  mounted.push(root);
   await act(() => {
     render(node, root);
   });

@@ -578,21 +578,33 @@ function PassagePanel(props: { open: OpenCitation; onClose: () => void }) {
                 ` · lines ${chunk.location.lineStart}–${chunk.location.lineEnd ?? chunk.location.lineStart}`}
             </p>
           )}
-          {c.quote && (
-            <blockquote class="quote" data-testid="passage-quote">
-              {c.quote}
+          {chunk ? (
+            <blockquote class="quote" data-testid="passage-quote" data-whole="true">
+              <Highlighted text={chunk.text} part={c.quote} />
             </blockquote>
-          )}
-          {chunk && chunk.text !== c.quote && (
-            <>
-              <h3 class="section-title">Whole passage</h3>
-              <p class="passage-text" data-testid="passage-text">
-                {chunk.text}
-              </p>
-            </>
+          ) : (
+            c.quote && (
+              <blockquote class="quote" data-testid="passage-quote" data-whole="false">
+                {c.quote}
+              </blockquote>
+            )
           )}
         </>
       )}
     </aside>
+  );
+}
+
+/** The whole passage with the quoted part marked, when the quote is found in it. */
+function Highlighted(props: { text: string; part: string | null }) {
+  const { text, part } = props;
+  const at = part ? text.indexOf(part) : -1;
+  if (!part || at < 0 || part.length === text.length) return <>{text}</>;
+  return (
+    <>
+      {text.slice(0, at)}
+      <mark>{part}</mark>
+      {text.slice(at + part.length)}
+    </>
   );
 }

@@ -95,8 +95,6 @@ export function SourcesView() {
     }
   };
 
-  const busy = counts.queued + counts.processing;
-
   return (
     <div class="sources-layout">
       <div class="pane sources-pane">
@@ -104,11 +102,7 @@ export function SourcesView() {
           <div>
             <h1>Sources</h1>
             <p class="muted small" data-testid="sources-summary">
-              {rows.length === 0
-                ? "Nothing learnt yet"
-                : `${plural(counts.ready, "source")} ready` +
-                  (busy ? ` · ${busy} in progress` : "") +
-                  (counts.failed ? ` · ${counts.failed} failed` : "")}
+              {summary(counts)}
             </p>
           </div>
           <div class="actions">
@@ -179,6 +173,16 @@ export function SourcesView() {
       {dialog === "url" && <AddUrlDialog onClose={() => setDialog(null)} />}
     </div>
   );
+}
+
+function summary(c: Record<Source["state"], number>): string {
+  const busy = c.queued + c.processing;
+  const parts = [
+    c.ready ? `${plural(c.ready, "source")} ready` : "",
+    busy ? `${busy} in progress` : "",
+    c.failed ? `${c.failed} failed` : "",
+  ].filter(Boolean);
+  return parts.length ? parts.join(" · ") : "Nothing learnt yet";
 }
 
 function EmptySources() {

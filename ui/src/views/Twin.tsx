@@ -90,7 +90,7 @@ export function TwinView() {
                 onChange={(e) => app.selectTwin(Number((e.target as HTMLSelectElement).value))}
               >
                 {app.twins.map((t) => (
-                  <option key={t.id} value={t.id}>
+                  <option key={t.id} value={t.id} selected={t.id === twin.id}>
                     {t.name}
                   </option>
                 ))}
