@@ -112,6 +112,20 @@ describe("sources", () => {
   });
 });
 
+describe("drag and drop", () => {
+  it("shows the overlay while files are dragged over the window and queues them on drop", async () => {
+    const shell = fakeShell({ ...baseHandlers(), ingest_paths: () => ({ queued: [], skipped: [] }) });
+    await mount(<App />);
+    const { emit } = await import("@tauri-apps/api/event");
+    await emit("tauri://drag-enter", { paths: ["/x/a.md"], position: { x: 1, y: 1 } });
+    await until(() => $(tid("drop-overlay")));
+    await emit("tauri://drag-drop", { paths: ["/x/a.md"], position: { x: 1, y: 1 } });
+    await until(() => $$(tid("drop-overlay")).length === 0);
+    await until(() => shell.called("ingest_paths").length === 1);
+    expect(shell.called("ingest_paths")[0]!.args).toEqual({ twin: 1, paths: ["/x/a.md"] });
+  });
+});
+
 describe("keyboard", () => {
   it("Ctrl+O opens the file picker and queues what was picked", async () => {
     const list: Source[] = [];

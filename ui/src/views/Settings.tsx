@@ -623,7 +623,32 @@ function WatchedFoldersCard() {
 
 // ---- Tunables ----
 
+const LABELS: Record<string, string> = {
+  chunk_tokens: "Passage length (tokens)",
+  chunk_overlap: "Passage overlap (tokens)",
+  top_k: "Passages per answer",
+  max_file_mb: "Largest file (MB)",
+  max_attempts: "Attempts per file",
+  retry_backoff_ms: "First retry delay (ms)",
+  parse_timeout_s: "Parser time limit (s)",
+  parse_memory_mb: "Parser memory limit (MB)",
+  archive_max_mb: "Largest unpacked document (MB)",
+  archive_max_entries: "Most entries in a document",
+  archive_max_ratio: "Highest compression ratio",
+  fetch_timeout_s: "Web page time limit (s)",
+  fetch_max_redirects: "Most redirects",
+  hnsw_m: "HNSW m",
+  hnsw_ef_construction: "HNSW ef_construction",
+  hnsw_ef_search: "HNSW ef_search",
+  min_similarity_pct: "Minimum similarity (%)",
+  embed_timeout_s: "Embedding server time limit (s)",
+  embed_retries: "Embedding server retries",
+  chat_timeout_s: "Chat server start limit (s)",
+  chat_idle_s: "Chat server silence limit (s)",
+};
+
 function label(key: string): string {
+  if (LABELS[key]) return LABELS[key]!;
   const s = key.replace(/_/g, " ");
   return s.charAt(0).toUpperCase() + s.slice(1);
 }
@@ -677,7 +702,9 @@ export function SettingRow(props: { setting: Setting; onSaved: (all: Setting[]) 
   return (
     <div class={`setting ${error ? "invalid" : ""}`} data-testid="setting-row" data-key={s.key}>
       <label for={id} class="setting-label">
-        <span class="setting-name">{label(s.key)}</span>
+        <span class="setting-name">
+          {label(s.key)} <code class="muted small">{s.key}</code>
+        </span>
         <span class="muted small">{s.help}</span>
       </label>
       <div class="setting-control">
