@@ -308,14 +308,13 @@ export function App(props: { initialView?: View }) {
               </select>
             </label>
           )}
-          <ul class="nav" role="tablist" aria-orientation="vertical">
+          <ul class="nav">
             {NAV.map((n) => (
               <li key={n.view}>
                 <button
                   type="button"
-                  role="tab"
                   class={`nav-item ${view === n.view ? "active" : ""}`}
-                  aria-selected={view === n.view}
+                  aria-current={view === n.view ? "page" : undefined}
                   aria-controls={`view-${n.view}`}
                   data-testid={`nav-${n.view}`}
                   onClick={() => setView(n.view)}
@@ -404,7 +403,7 @@ function Panel(props: { id: View; view: View; children: ComponentChildren }) {
     <section
       id={`view-${props.id}`}
       class="view"
-      role="tabpanel"
+      aria-label={NAV.find((n) => n.view === props.id)?.label}
       hidden={props.view !== props.id}
       data-testid={`view-${props.id}`}
     >

@@ -152,7 +152,7 @@ describe("keyboard", () => {
     expect($(tid("view-chat")).hidden).toBe(true);
     await key(window, "n", { metaKey: true });
     expect($(tid("view-chat")).hidden).toBe(false);
-    expect($(tid("nav-chat")).getAttribute("aria-selected")).toBe("true");
+    expect($(tid("nav-chat")).getAttribute("aria-current")).toBe("page");
     await until(() => document.activeElement === $(tid("composer")));
   });
 
