@@ -1,0 +1,275 @@
+// The one place that talks to the desktop shell: typed wrappers for every command and event of
+// docs/ipc.md. Every rejection becomes an `AppError` with the shell's stable `code`.
+
+import { Channel, invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+
+// ---- Types (the same shapes as docs/ipc.md) ----
+
+export type Twin = { id: number; name: string; createdAt: number };
+export type SourceState = "queued" | "processing" | "ready" | "failed";
+export type Source = {
+  id: number;
+  twinId: number;
+  kind: string;
+  origin: string | null;
+  title: string;
+  mediaType: string | null;
+  byteSize: number | null;
+  state: SourceState;
+  error: string | null;
+  chunkCount: number;
+  createdAt: number;
+  updatedAt: number;
+};
+export type Location = {
+  label: string;
+  lineStart: number | null;
+  lineEnd: number | null;
+  page: number | null;
+};
+export type Chunk = { id: number; ordinal: number; text: string; location: Location; tokenCount: number };
+export type SourceDetail = { source: Source; chunks: Chunk[] };
+export type JobState = "queued" | "running" | "done" | "failed" | "cancelled";
+export type Job = {
+  id: number;
+  kind: string;
+  twinId: number;
+  sourceId: number | null;
+  origin: string;
+  state: JobState;
+  attempts: number;
+  lastError: string | null;
+  lastErrorCode: string | null;
+  outcome: string | null;
+  createdAt: number;
+  updatedAt: number;
+};
+export type Enqueued = {
+  origin: string;
+  sourceId: number;
+  jobId: number;
+  status: "queued" | "already_queued" | (string & {});
+};
+export type Skipped = { code: string; message: string };
+export type IngestReport = { queued: Enqueued[]; skipped: Skipped[] };
+export type Hit = {
+  chunkId: number;
+  sourceId: number;
+  sourceTitle: string;
+  origin: string | null;
+  location: Location;
+  snippet: string;
+  text: string;
+  score: number;
+  retriever: string;
+};
+export type SearchResults = { hits: Hit[]; notes: string[] };
+export type Setting = { key: string; value: string; default: string; help: string };
+export type EmbedderKind = "local" | "ollama" | "openai";
+export type Embedder = {
+  kind: EmbedderKind;
+  url: string | null;
+  model: string | null;
+  keyHint: string | null;
+  pending: number;
+};
+export type ChatModelKind = "local" | "ollama" | "openai" | "off";
+export type ChatModel = {
+  kind: ChatModelKind;
+  path: string | null;
+  url: string | null;
+  model: string | null;
+  keyHint: string | null;
+};
+export type Conversation = {
+  id: string;
+  twinId: number;
+  title: string;
+  createdAt: number;
+  updatedAt: number;
+};
+export type Citation = {
+  number: number;
+  chunkId: number | null;
+  sourceId: number | null;
+  sourceTitle: string;
+  location: string;
+  quote: string | null;
+  deleted: boolean;
+};
+export type MessageState = "streaming" | "complete" | "cancelled" | "failed";
+export type Message = {
+  id: number;
+  role: "user" | "assistant";
+  content: string;
+  state: MessageState;
+  error: string | null;
+  model: string | null;
+  grounding: string | null;
+  verified: boolean;
+  citations: Citation[];
+  createdAt: number;
+};
+export type Answer = { conversation: string; message: Message; notes: string[] };
+export type VerifiedAnswer = { id: number; question: string; answer: string; createdAt: number };
+export type Persona = { name: string; description: string; voice: string; notCovered: string };
+export type WatchedFolder = { id: number; twinId: number; path: string; createdAt: number };
+export type AppInfo = { version: string; dataDir: string; schemaVersion: number };
+export type AskRequest = { requestId: string; twin: number; conversation?: string; question: string };
+export type AskEvent = { type: "token"; text: string };
+
+/** One background event of the core, as the payload of `doppel://event`. */
+export type DoppelEvent =
+  | { type: "jobQueued"; job: number; source: number }
+  | { type: "jobStarted"; job: number; source: number | null; attempt: number }
+  | { type: "jobProgress"; job: number; done: number; total: number }
+  | { type: "jobEmbedding"; job: number; done: number; total: number }
+  | { type: "indexRebuild"; done: number; total: number }
+  | { type: "backfill"; embedded: number; remaining: number }
+  | { type: "backfillStalled"; reason: string }
+  | { type: "jobDone"; job: number; source: number | null; outcome: string; chunks: number }
+  | {
+      type: "jobFailed";
+      job: number;
+      source: number | null;
+      code: string;
+      message: string;
+      retryAt: number | null;
+    }
+  | { type: "jobCancelled"; job: number }
+  | { type: "sourceChanged"; source: number; state: SourceState }
+  | { type: "sourceDeleted"; source: number }
+  | { type: "watchChanged"; folder: number; queued: number; forgotten: number };
+
+export type DownloadProgress = { done: number; total: number | null };
+
+export const EVENT = "doppel://event";
+export const DOWNLOAD_EVENT = "doppel://download";
+
+// ---- Errors ----
+
+/** A failed command: the shell's stable code and a message for the person. */
+export class AppError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "AppError";
+    this.code = code;
+  }
+}
+
+/** Turns whatever a command rejected with into an `AppError`. */
+export function toAppError(raw: unknown): AppError {
+  if (raw instanceof AppError) return raw;
+  if (raw && typeof raw === "object") {
+    const r = raw as { code?: unknown; message?: unknown };
+    if (typeof r.code === "string" && typeof r.message === "string") {
+      return new AppError(r.code, r.message);
+    }
+    if (raw instanceof Error) return new AppError("unknown", raw.message);
+  }
+  if (typeof raw === "string" && raw.length > 0) return new AppError("unknown", raw);
+  return new AppError("unknown", "Something went wrong.");
+}
+
+async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(cmd, args);
+  } catch (e) {
+    throw toAppError(e);
+  }
+}
+
+// ---- Ids ----
+
+const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** A fresh id for a conversation or an ask request (32 hex characters). */
+export function newId(): string {
+  return crypto.randomUUID().replace(/-/g, "");
+}
+
+export function isValidId(id: string): boolean {
+  return ID_RE.test(id);
+}
+
+// ---- Commands ----
+
+export const api = {
+  appInfo: () => call<AppInfo>("app_info"),
+  twins: () => call<Twin[]>("twins"),
+  createTwin: (name: string) => call<Twin>("create_twin", { name }),
+  renameTwin: (twin: number, name: string) => call<Twin>("rename_twin", { twin, name }),
+
+  sources: (twin: number) => call<Source[]>("sources", { twin }),
+  sourceDetail: (source: number) => call<SourceDetail>("source_detail", { source }),
+  ingestPaths: (twin: number, paths: string[]) => call<IngestReport>("ingest_paths", { twin, paths }),
+  addText: (twin: number, title: string, text: string) => call<Enqueued>("add_text", { twin, title, text }),
+  addUrl: (twin: number, url: string) => call<IngestReport>("add_url", { twin, url }),
+  deleteSource: (source: number) => call<null>("delete_source", { source }),
+  reingestSource: (source: number) => call<Enqueued>("reingest_source", { source }),
+  jobs: (activeOnly: boolean) => call<Job[]>("jobs", { activeOnly }),
+  cancelJob: (job: number) => call<Job>("cancel_job", { job }),
+  search: (twin: number, query: string, topK?: number) =>
+    call<SearchResults>("search", topK === undefined ? { twin, query } : { twin, query, topK }),
+
+  settings: () => call<Setting[]>("settings"),
+  setSetting: (key: string, value: string) => call<Setting[]>("set_setting", { key, value }),
+
+  embedder: () => call<Embedder>("embedder"),
+  setEmbedder: (kind: EmbedderKind, url?: string, model?: string) =>
+    call<Embedder>("set_embedder", { kind, url, model }),
+  setEmbedderKey: (key: string) => call<Embedder>("set_embedder_key", { key }),
+  deleteEmbedderKey: () => call<Embedder>("delete_embedder_key"),
+
+  chatModel: () => call<ChatModel>("chat_model"),
+  setChatModel: (kind: ChatModelKind, opts: { path?: string; url?: string; model?: string } = {}) =>
+    call<ChatModel>("set_chat_model", { kind, path: opts.path, url: opts.url, model: opts.model }),
+  setChatKey: (key: string) => call<ChatModel>("set_chat_key", { key }),
+  deleteChatKey: () => call<ChatModel>("delete_chat_key"),
+  chatModels: () => call<string[]>("chat_models"),
+  downloadChatModel: (url: string, sha256?: string) =>
+    call<string>("download_chat_model", sha256 ? { url, sha256 } : { url }),
+  cancelDownload: () => call<null>("cancel_download"),
+  importChatModel: (path: string) => call<string>("import_chat_model", { path }),
+
+  conversations: (twin: number) => call<Conversation[]>("conversations", { twin }),
+  messages: (conversation: string) => call<Message[]>("messages", { conversation }),
+  /** Asks the twin; `onToken` receives each piece of the answer as it is generated. */
+  ask: (request: AskRequest, onToken: (text: string) => void) => {
+    const onEvent = new Channel<AskEvent>();
+    onEvent.onmessage = (ev) => {
+      if (ev && ev.type === "token") onToken(ev.text);
+    };
+    return call<Answer>("ask", { request, onEvent });
+  },
+  cancelAsk: (requestId: string) => call<null>("cancel_ask", { requestId }),
+  exportConversation: (conversation: string, path: string) =>
+    call<null>("export_conversation", { conversation, path }),
+  conversationMarkdown: (conversation: string) => call<string>("conversation_markdown", { conversation }),
+  verifyMessage: (conversation: string, message: number, revised?: string) =>
+    call<VerifiedAnswer>(
+      "verify_message",
+      revised === undefined ? { conversation, message } : { conversation, message, revised },
+    ),
+  verifiedAnswers: (twin: number) => call<VerifiedAnswer[]>("verified_answers", { twin }),
+  deleteVerified: (verified: number) => call<null>("delete_verified", { verified }),
+  persona: (twin: number) => call<Persona>("persona", { twin }),
+  setPersona: (twin: number, persona: Persona) => call<Persona>("set_persona", { twin, persona }),
+
+  watchedFolders: () => call<WatchedFolder[]>("watched_folders"),
+  watchFolder: (twin: number, path: string) => call<WatchedFolder>("watch_folder", { twin, path }),
+  unwatchFolder: (folder: number) => call<null>("unwatch_folder", { folder }),
+  ping: () => call<null>("ping"),
+};
+
+// ---- Events ----
+
+export function onDoppelEvent(handler: (ev: DoppelEvent) => void): Promise<UnlistenFn> {
+  return listen<DoppelEvent>(EVENT, (e) => handler(e.payload));
+}
+
+export function onDownloadProgress(handler: (p: DownloadProgress) => void): Promise<UnlistenFn> {
+  return listen<DownloadProgress>(DOWNLOAD_EVENT, (e) => handler(e.payload));
+}

@@ -1,0 +1,517 @@
+// A canned backend for development and screenshots outside the desktop shell. It answers the
+// commands of docs/ipc.md from memory and plays the worker's events with timers. Never part of a
+// production build (main.tsx imports it only in dev or a VITE_MOCK build).
+//
+// `?empty` starts with nothing learnt; `?slow` slows the simulated worker down.
+
+import type { Channel } from "@tauri-apps/api/core";
+import { emit } from "@tauri-apps/api/event";
+import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
+import type {
+  AskEvent,
+  ChatModel,
+  Chunk,
+  Conversation,
+  DoppelEvent,
+  Embedder,
+  Job,
+  Message,
+  Persona,
+  Setting,
+  Source,
+  Twin,
+  VerifiedAnswer,
+  WatchedFolder,
+} from "./api";
+
+type Args = Record<string, unknown>;
+
+const now = Date.now();
+const min = 60_000;
+const params = new URLSearchParams(location.search);
+const slow = params.has("slow") ? 4 : 1;
+
+function err(code: string, message: string) {
+  return { code, message };
+}
+
+const twins: Twin[] = [
+  { id: 1, name: "Ada", createdAt: now - 40 * 24 * 60 * min },
+  { id: 2, name: "Work notes", createdAt: now - 3 * 24 * 60 * min },
+];
+const personas: Record<number, Persona> = {
+  1: {
+    name: "Ada",
+    description: "A product engineer who wrote most of the team handbook.",
+    voice: "Warm, direct, short sentences.",
+    notCovered: "I haven't written about that yet.",
+  },
+  2: { name: "", description: "", voice: "", notCovered: "" },
+};
+
+let nextId = 100;
+const sources: Source[] = [];
+const chunks: Record<number, Chunk[]> = {};
+const jobs: Job[] = [];
+
+function addSource(partial: Partial<Source> & { title: string }): Source {
+  const s: Source = {
+    id: nextId++,
+    twinId: 1,
+    kind: "file",
+    origin: `/home/ada/Documents/${partial.title}`,
+    mediaType: "text/markdown",
+    byteSize: 12_345,
+    state: "ready",
+    error: null,
+    chunkCount: 0,
+    createdAt: now - 2 * 24 * 60 * min,
+    updatedAt: now - 90 * min,
+    ...partial,
+  };
+  sources.unshift(s);
+  return s;
+}
+
+function makeChunks(s: Source, n: number) {
+  chunks[s.id] = Array.from({ length: n }, (_, i) => ({
+    id: s.id * 1000 + i,
+    ordinal: i,
+    text:
+      i === 0
+        ? "Handbook updates are proposed as pull requests. Anyone may propose a change; two reviewers from different teams approve it, and the change is announced in the Monday note."
+        : `Passage ${i + 1} of ${s.title}. Teams keep decisions close to the work and write them down where others can find them, with the reasons that led to them.`,
+    location: { label: i === 0 ? "Handbook › Changing the handbook" : `Section ${i + 1}`, lineStart: 10 + i * 12, lineEnd: 21 + i * 12, page: null },
+    tokenCount: 120,
+  }));
+  s.chunkCount = n;
+}
+
+if (!params.has("empty")) {
+  makeChunks(addSource({ title: "team-handbook.md", byteSize: 48_213 }), 24);
+  makeChunks(addSource({ title: "Onboarding checklist.pdf", mediaType: "application/pdf", byteSize: 1_204_551 }), 31);
+  addSource({
+    title: "old-export.mbox",
+    mediaType: "application/mbox",
+    state: "failed",
+    error: "file is too large: 212 MB is over the 50 MB limit (max_file_mb)",
+    byteSize: 222_298_112,
+  });
+  makeChunks(addSource({ title: "Design review — search.docx", mediaType: "application/vnd.openxmlformats-officedocument.wordprocessingml.document", byteSize: 88_031 }), 12);
+  makeChunks(addSource({ title: "Pasted: interview notes", kind: "text", origin: null, mediaType: "text/plain", byteSize: 2_048 }), 3);
+}
+
+const conversations: Conversation[] = [];
+const messages: Record<string, Message[]> = {};
+const verified: VerifiedAnswer[] = [
+  { id: 1, question: "Who approves handbook changes?", answer: "Two reviewers from different teams.", createdAt: now - 5 * 60 * min },
+];
+let msgId = 1;
+
+function cite(n: number, s: Source | undefined, deleted = false) {
+  const c = s && chunks[s.id]?.[0];
+  return {
+    number: n,
+    chunkId: deleted ? null : c?.id ?? null,
+    sourceId: deleted ? null : s?.id ?? null,
+    sourceTitle: deleted ? "Source deleted" : s?.title ?? "",
+    location: deleted ? "" : c?.location.label ?? "",
+    quote: deleted ? null : c?.text.slice(0, 120) ?? null,
+    deleted,
+  };
+}
+
+if (!params.has("empty")) {
+  const id = "c0ffee";
+  conversations.push({ id, twinId: 1, title: "How do handbook changes work?", createdAt: now - 30 * min, updatedAt: now - 28 * min });
+  const hb = sources.find((s) => s.title === "team-handbook.md");
+  messages[id] = [
+    { id: msgId++, role: "user", content: "How do handbook changes work?", state: "complete", error: null, model: null, grounding: null, verified: false, citations: [], createdAt: now - 30 * min },
+    {
+      id: msgId++,
+      role: "assistant",
+      content:
+        "Anyone can propose a change as a pull request [1]. Two reviewers from different teams approve it, and it is announced in the Monday note [1]. Older drafts of the process lived in a document I have since removed [2].",
+      state: "complete",
+      error: null,
+      model: "SmolLM2-1.7B-Instruct",
+      grounding: "documents",
+      verified: true,
+      citations: [cite(1, hb), cite(2, undefined, true)],
+      createdAt: now - 29 * min,
+    },
+    { id: msgId++, role: "user", content: "And who runs the Monday note?", state: "complete", error: null, model: null, grounding: null, verified: false, citations: [], createdAt: now - 28 * min },
+    {
+      id: msgId++,
+      role: "assistant",
+      content: "The person on rotation that week writes the Monday",
+      state: "cancelled",
+      error: null,
+      model: "SmolLM2-1.7B-Instruct",
+      grounding: "documents",
+      verified: false,
+      citations: [],
+      createdAt: now - 28 * min,
+    },
+  ];
+}
+
+const settings: Setting[] = [
+  { key: "chunk_tokens", value: "256", default: "256", help: "target chunk length in tokens (suits a 384-dimension sentence embedder)" },
+  { key: "chunk_overlap", value: "32", default: "32", help: "tokens repeated from the end of one chunk at the start of the next" },
+  { key: "top_k", value: "8", default: "8", help: "number of search results returned by default" },
+  { key: "max_file_mb", value: "50", default: "50", help: "largest file accepted, in MB" },
+  { key: "max_attempts", value: "3", default: "3", help: "times a job is tried before it is marked failed" },
+  { key: "min_similarity_pct", value: "20", default: "20", help: "passages found by meaning below this similarity (percent) are not returned" },
+  { key: "chat_timeout_s", value: "120", default: "120", help: "seconds a chat model server may take to start its answer (it may load the model)" },
+];
+const ranges: Record<string, [number, number]> = {
+  chunk_tokens: [32, 2048],
+  chunk_overlap: [0, 512],
+  top_k: [1, 200],
+  max_file_mb: [1, 4096],
+  max_attempts: [1, 100],
+  min_similarity_pct: [0, 100],
+  chat_timeout_s: [1, 3600],
+};
+
+let embedder: Embedder = { kind: "local", url: null, model: null, keyHint: null, pending: 0 };
+let chatModel: ChatModel = { kind: "local", path: "/home/ada/.local/share/doppel/models/SmolLM2-1.7B-Instruct-Q4_K_M.gguf", url: null, model: null, keyHint: null };
+const modelFiles = ["/home/ada/.local/share/doppel/models/SmolLM2-1.7B-Instruct-Q4_K_M.gguf"];
+const watched: WatchedFolder[] = [{ id: 1, twinId: 1, path: "/home/ada/Documents/Notes", createdAt: now - 10 * 24 * 60 * min }];
+const askCancels = new Map<string, () => void>();
+let downloadCancel: (() => void) | null = null;
+
+function event(e: DoppelEvent) {
+  void emit("doppel://event", e);
+}
+
+function hint(key: string) {
+  return `${key.slice(0, 3)}…${key.slice(-4)}`;
+}
+
+let jobSeq = 500;
+let worker: Promise<void> = Promise.resolve();
+const wait = (ms: number) => new Promise((r) => setTimeout(r, ms * slow));
+
+function enqueue(twin: number, origin: string, title: string, kind = "file") {
+  let s = sources.find((x) => x.origin === origin && x.twinId === twin);
+  if (!s) s = addSource({ title, origin, kind, twinId: twin, state: "queued", byteSize: 4_096 + title.length * 977, createdAt: Date.now(), updatedAt: Date.now() });
+  else s.state = "queued";
+  const job: Job = {
+    id: jobSeq++, kind: "ingest", twinId: twin, sourceId: s.id, origin, state: "queued", attempts: 0, lastError: null, lastErrorCode: null, outcome: null, createdAt: Date.now(), updatedAt: Date.now(),
+  };
+  jobs.unshift(job);
+  const src = s;
+  setTimeout(() => event({ type: "jobQueued", job: job.id, source: src.id }), 0);
+  worker = worker.then(() => run(job, src));
+  return { origin, sourceId: s.id, jobId: job.id, status: "queued" };
+}
+
+const isCancelled = (job: Job) => job.state === "cancelled";
+
+async function run(job: Job, s: Source) {
+  if (isCancelled(job)) return;
+  job.state = "running";
+  s.state = "processing";
+  event({ type: "jobStarted", job: job.id, source: s.id, attempt: 1 });
+  event({ type: "sourceChanged", source: s.id, state: "processing" });
+  await wait(400);
+  if (/\.(exe|bin|iso)$/i.test(s.title)) {
+    job.state = "failed";
+    s.state = "failed";
+    s.error = "unsupported format: binary files are not read";
+    event({ type: "jobFailed", job: job.id, source: s.id, code: "unsupported_format", message: s.error, retryAt: null });
+    event({ type: "sourceChanged", source: s.id, state: "failed" });
+    return;
+  }
+  const total = 6 + (s.title.length % 9);
+  for (let i = 1; i <= total; i++) {
+    if (isCancelled(job)) return;
+    await wait(120);
+    event({ type: "jobProgress", job: job.id, done: i, total });
+  }
+  for (let i = 2; i <= total; i += 2) {
+    if (isCancelled(job)) return;
+    await wait(150);
+    event({ type: "jobEmbedding", job: job.id, done: Math.min(i, total), total });
+  }
+  makeChunks(s, total);
+  s.state = "ready";
+  s.updatedAt = Date.now();
+  job.state = "done";
+  event({ type: "sourceChanged", source: s.id, state: "ready" });
+  event({ type: "jobDone", job: job.id, source: s.id, outcome: "ingested", chunks: total });
+}
+
+const ANSWER =
+  "Changes to the handbook start as a pull request that anyone may open [1]. Two reviewers from different teams approve it, and the change is announced in the Monday note [1]. Decisions are written down close to the work, with their reasons [2].";
+
+function ask(args: Args): Promise<unknown> {
+  const req = args.request as { requestId: string; twin: number; conversation?: string; question: string };
+  const channel = args.onEvent as Channel<AskEvent>;
+  const convId = req.conversation ?? `c${Date.now()}`;
+  let conv = conversations.find((c) => c.id === convId);
+  if (!conv) {
+    conv = { id: convId, twinId: req.twin, title: req.question.slice(0, 60), createdAt: Date.now(), updatedAt: Date.now() };
+    conversations.unshift(conv);
+    messages[convId] = [];
+  }
+  const list = messages[convId]!;
+  list.push({ id: msgId++, role: "user", content: req.question, state: "complete", error: null, model: null, grounding: null, verified: false, citations: [], createdAt: Date.now() });
+  const ready = sources.filter((s) => s.state === "ready" && s.twinId === req.twin);
+  const tokens = ANSWER.match(/\S+\s*/g) ?? [];
+  return new Promise((resolve) => {
+    let i = 0;
+    let text = "";
+    const finish = (state: Message["state"]) => {
+      clearInterval(timer);
+      askCancels.delete(req.requestId);
+      const message: Message = {
+        id: msgId++, role: "assistant", content: text, state, error: null, model: chatModel.kind === "off" ? null : "SmolLM2-1.7B-Instruct", grounding: "documents", verified: false,
+        citations: [cite(1, ready[0]), cite(2, ready[1] ?? ready[0])], createdAt: Date.now(),
+      };
+      list.push(message);
+      conv!.updatedAt = Date.now();
+      resolve({ conversation: convId, message, notes: embedder.pending > 0 ? ["keyword search only"] : [] });
+    };
+    const timer = setInterval(() => {
+      if (i >= tokens.length) return finish("complete");
+      text += tokens[i++];
+      channel.onmessage({ type: "token", text: tokens[i - 1]! });
+    }, 45 * slow);
+    askCancels.set(req.requestId, () => finish("cancelled"));
+  });
+}
+
+function download(args: Args): Promise<unknown> {
+  const url = String(args.url);
+  const total = 1_100_000_000;
+  return new Promise((resolve, reject) => {
+    let done = 0;
+    const timer = setInterval(() => {
+      done = Math.min(total, done + 37_000_000);
+      void emit("doppel://download", { done, total });
+      if (done >= total) {
+        clearInterval(timer);
+        downloadCancel = null;
+        const path = `/home/ada/.local/share/doppel/models/${url.split("/").pop() || "model.gguf"}`;
+        modelFiles.push(path);
+        resolve(path);
+      }
+    }, 100 * slow);
+    downloadCancel = () => {
+      clearInterval(timer);
+      reject(err("cancelled", "the download was cancelled"));
+    };
+  });
+}
+
+function handle(cmd: string, a: Args): unknown {
+  switch (cmd) {
+    case "app_info":
+      return { version: "0.1.0", dataDir: "/home/ada/.local/share/doppel", schemaVersion: 4 };
+    case "ping":
+      return null;
+    case "twins":
+      return twins;
+    case "create_twin": {
+      const name = String(a.name ?? "").trim();
+      if (!name) throw err("invalid_input", "a twin needs a name");
+      const t = { id: twins.length + 1, name, createdAt: Date.now() };
+      twins.push(t);
+      personas[t.id] = { name: "", description: "", voice: "", notCovered: "" };
+      return t;
+    }
+    case "rename_twin": {
+      const t = twins.find((x) => x.id === a.twin);
+      if (!t) throw err("not_found", "no such twin");
+      t.name = String(a.name);
+      return t;
+    }
+    case "sources":
+      return sources.filter((s) => s.twinId === a.twin).map((s) => ({ ...s }));
+    case "source_detail": {
+      const s = sources.find((x) => x.id === a.source);
+      if (!s) throw err("not_found", `source ${String(a.source)} not found`);
+      return { source: { ...s }, chunks: chunks[s.id] ?? [] };
+    }
+    case "ingest_paths": {
+      const paths = a.paths as string[];
+      const queued = [];
+      const skipped = [];
+      for (const p of paths) {
+        if (!/\.[a-z0-9]{1,5}$/i.test(p)) {
+          // A folder: expand to a few files.
+          for (const f of ["intro.md", "faq.txt", "talk.vtt"]) queued.push(enqueue(a.twin as number, `${p}/${f}`, f));
+        } else if (p.endsWith(".lock")) {
+          skipped.push({ code: "skipped", message: `${p}: not a regular file` });
+        } else queued.push(enqueue(a.twin as number, p, p.split(/[\\/]/).pop()!));
+      }
+      return { queued, skipped };
+    }
+    case "add_text":
+      return enqueue(a.twin as number, String(a.title), String(a.title), "text");
+    case "add_url": {
+      const url = String(a.url);
+      return { queued: [enqueue(a.twin as number, url, url.replace(/^https?:\/\//, ""), "url")], skipped: [] };
+    }
+    case "delete_source": {
+      const i = sources.findIndex((x) => x.id === a.source);
+      if (i < 0) throw err("not_found", "no such source");
+      sources.splice(i, 1);
+      setTimeout(() => event({ type: "sourceDeleted", source: a.source as number }), 0);
+      return null;
+    }
+    case "reingest_source": {
+      const s = sources.find((x) => x.id === a.source);
+      if (!s) throw err("not_found", "no such source");
+      s.error = null;
+      return enqueue(s.twinId, s.origin ?? s.title, s.title, s.kind);
+    }
+    case "jobs":
+      return a.activeOnly ? jobs.filter((j) => j.state === "queued" || j.state === "running") : jobs;
+    case "cancel_job": {
+      const j = jobs.find((x) => x.id === a.job);
+      if (!j) throw err("not_found", "no such job");
+      j.state = "cancelled";
+      const s = sources.find((x) => x.id === j.sourceId);
+      if (s && s.chunkCount === 0) sources.splice(sources.indexOf(s), 1);
+      setTimeout(() => {
+        event({ type: "jobCancelled", job: j.id });
+        if (s) event({ type: "sourceDeleted", source: s.id });
+      }, 0);
+      return j;
+    }
+    case "search":
+      return { hits: [], notes: [] };
+    case "settings":
+      return settings;
+    case "set_setting": {
+      const s = settings.find((x) => x.key === a.key);
+      if (!s) throw err("not_found", `no setting ${String(a.key)}`);
+      const v = String(a.value);
+      const [lo, hi] = ranges[s.key] ?? [0, 1e9];
+      if (!/^\d+$/.test(v)) throw err("invalid_setting", `invalid value for ${s.key}: expected a whole number, got "${v}"`);
+      if (Number(v) < lo || Number(v) > hi) throw err("invalid_setting", `invalid value for ${s.key}: must be between ${lo} and ${hi}`);
+      s.value = String(Number(v));
+      return settings;
+    }
+    case "embedder":
+      return embedder;
+    case "set_embedder": {
+      const kind = a.kind as Embedder["kind"];
+      if (kind !== "local" && (!a.url || !a.model)) throw err("invalid_input", "a model server needs a URL and a model name");
+      embedder = { kind, url: (a.url as string) ?? null, model: (a.model as string) ?? null, keyHint: null, pending: kind === "local" ? 0 : 1234 };
+      return embedder;
+    }
+    case "set_embedder_key":
+      embedder = { ...embedder, keyHint: hint(String(a.key)) };
+      return embedder;
+    case "delete_embedder_key":
+      embedder = { ...embedder, keyHint: null };
+      return embedder;
+    case "chat_model":
+      return chatModel;
+    case "set_chat_model": {
+      const kind = a.kind as ChatModel["kind"];
+      if ((kind === "ollama" || kind === "openai") && (!a.url || !a.model)) throw err("invalid_input", "a model server needs a URL and a model name");
+      chatModel = { kind, path: (a.path as string) ?? null, url: (a.url as string) ?? null, model: (a.model as string) ?? null, keyHint: null };
+      return chatModel;
+    }
+    case "set_chat_key":
+      chatModel = { ...chatModel, keyHint: hint(String(a.key)) };
+      return chatModel;
+    case "delete_chat_key":
+      chatModel = { ...chatModel, keyHint: null };
+      return chatModel;
+    case "chat_models":
+      return modelFiles;
+    case "download_chat_model":
+      return download(a);
+    case "cancel_download":
+      downloadCancel?.();
+      downloadCancel = null;
+      return null;
+    case "import_chat_model":
+      modelFiles.push(String(a.path));
+      return a.path;
+    case "conversations":
+      return conversations.filter((c) => c.twinId === a.twin);
+    case "messages":
+      return messages[String(a.conversation)] ?? [];
+    case "ask":
+      return ask(a);
+    case "cancel_ask":
+      askCancels.get(String(a.requestId))?.();
+      return null;
+    case "export_conversation":
+    case "conversation_markdown":
+      return cmd === "export_conversation" ? null : "# Conversation\n";
+    case "verify_message": {
+      const list = messages[String(a.conversation)] ?? [];
+      const m = list.find((x) => x.id === a.message);
+      if (!m) throw err("not_found", "no such message");
+      m.verified = true;
+      const q = list[list.indexOf(m) - 1]?.content ?? "";
+      const v = { id: verified.length + 1, question: q, answer: (a.revised as string) ?? m.content, createdAt: Date.now() };
+      verified.unshift(v);
+      return v;
+    }
+    case "verified_answers":
+      return a.twin === 1 ? verified : [];
+    case "delete_verified": {
+      const i = verified.findIndex((v) => v.id === a.verified);
+      if (i >= 0) verified.splice(i, 1);
+      return null;
+    }
+    case "persona":
+      return personas[a.twin as number];
+    case "set_persona":
+      personas[a.twin as number] = a.persona as Persona;
+      return a.persona;
+    case "watched_folders":
+      return watched;
+    case "watch_folder": {
+      const f = { id: watched.length + 1, twinId: a.twin as number, path: String(a.path), createdAt: Date.now() };
+      watched.push(f);
+      return f;
+    }
+    case "unwatch_folder": {
+      const i = watched.findIndex((f) => f.id === a.folder);
+      if (i >= 0) watched.splice(i, 1);
+      return null;
+    }
+    case "plugin:dialog|open":
+      return (a.options as { directory?: boolean; multiple?: boolean })?.directory
+        ? "/home/ada/Documents/Research"
+        : (a.options as { multiple?: boolean })?.multiple
+          ? ["/home/ada/Documents/quarterly-plan.md", "/home/ada/Documents/retro-notes.txt"]
+          : "/home/ada/Downloads/Qwen2.5-3B-Instruct-Q4_K_M.gguf";
+    case "plugin:dialog|save":
+      return "/home/ada/Documents/conversation.md";
+  }
+  throw err("not_found", `the mock has no command ${cmd}`);
+}
+
+export function installMock() {
+  mockWindows("main");
+  mockIPC(
+    async (cmd, args) => {
+      // Round trips take a moment, as they do through the real shell.
+      await new Promise((r) => setTimeout(r, 8));
+      // Copies, as the real shell sends JSON: the views must never share the mock's objects.
+      const result = await handle(cmd, (args ?? {}) as Args);
+      return result === undefined ? null : JSON.parse(JSON.stringify(result));
+    },
+    { shouldMockEvents: true },
+  );
+  // The running job of the initial data keeps the sources list lively in screenshots.
+  if (!params.has("empty") && !params.has("still")) {
+    setTimeout(() => {
+      enqueue(1, "/home/ada/Documents/meeting-2024-03.vtt", "meeting-2024-03.vtt");
+      enqueue(1, "/home/ada/Documents/reading-list.csv", "reading-list.csv");
+    }, 300);
+  }
+  (window as unknown as { doppelMock: object }).doppelMock = { sources, jobs, event };
+}

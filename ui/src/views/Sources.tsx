@@ -1,0 +1,502 @@
+// Sources: what the twin has learnt, each with its live state, and the ways to add more.
+
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { api, type Chunk, type Source, type SourceDetail } from "../api";
+import { useApp } from "../app";
+import { Icon } from "../components/Icon";
+import { Modal } from "../components/Modal";
+import { ProgressBar } from "../components/Progress";
+import { formatBytes, formatDate, formatRelative, plural } from "../format";
+import { percent, type Progress } from "../state/sources";
+
+const STATE_LABEL: Record<Source["state"], string> = {
+  queued: "Queued",
+  processing: "Learning",
+  ready: "Ready",
+  failed: "Failed",
+};
+
+export function SourcesView() {
+  const app = useApp();
+  const { rows, progress, activeJob, retryAt } = app.sources;
+  const [filter, setFilter] = useState("");
+  const [selected, setSelected] = useState<number | null>(null);
+  const [dialog, setDialog] = useState<"text" | "url" | null>(null);
+
+  const shown = useMemo(() => {
+    const f = filter.trim().toLowerCase();
+    if (!f) return rows;
+    return rows.filter(
+      (r) =>
+        r.title.toLowerCase().includes(f) ||
+        (r.origin ?? "").toLowerCase().includes(f) ||
+        STATE_LABEL[r.state].toLowerCase() === f,
+    );
+  }, [rows, filter]);
+
+  const counts = useMemo(() => {
+    const c = { queued: 0, processing: 0, ready: 0, failed: 0 };
+    for (const r of rows) c[r.state]++;
+    return c;
+  }, [rows]);
+
+  const current = rows.find((r) => r.id === selected) ?? null;
+
+  const forget = async (s: Source) => {
+    const ok = await app.confirm({
+      title: `Forget “${s.title}”?`,
+      body: (
+        <>
+          <p>
+            Your twin will forget everything it learnt from this source: its passages, their vectors and keyword
+            entries are removed for good.
+          </p>
+          <p class="muted">
+            Answers that cited it will show “source deleted”. The original file on your disk is not touched.
+          </p>
+        </>
+      ),
+      confirm: "Forget",
+      danger: true,
+    });
+    if (!ok) return;
+    try {
+      await api.deleteSource(s.id);
+      app.dispatchSources({ type: "removed", source: s.id });
+      if (selected === s.id) setSelected(null);
+      app.toast(`Forgot “${s.title}”`, "success");
+    } catch (e) {
+      app.fail(e);
+    }
+  };
+
+  const reingest = async (s: Source) => {
+    try {
+      const enq = await api.reingestSource(s.id);
+      app.dispatchSources({
+        type: "ingested",
+        report: { queued: [enq], skipped: [] },
+        twin: s.twinId,
+        now: Date.now(),
+      });
+    } catch (e) {
+      app.fail(e);
+    }
+  };
+
+  const cancel = async (s: Source) => {
+    const job = activeJob[s.id];
+    if (job === undefined) return;
+    try {
+      await api.cancelJob(job);
+      app.reloadSources();
+    } catch (e) {
+      app.fail(e);
+    }
+  };
+
+  return (
+    <div class="sources-layout">
+      <div class="pane sources-pane">
+        <header class="view-head">
+          <div>
+            <h1>Sources</h1>
+            <p class="muted small" data-testid="sources-summary">
+              {summary(counts)}
+            </p>
+          </div>
+          <div class="actions">
+            <button type="button" class="btn primary" data-testid="add-files" onClick={() => void app.addFiles()}>
+              <Icon name="file" />
+              Add files
+            </button>
+            <button type="button" class="btn" data-testid="add-folder" onClick={() => void app.addFolder()}>
+              <Icon name="folder" />
+              Add folder
+            </button>
+            <button type="button" class="btn" data-testid="paste-text" onClick={() => setDialog("text")}>
+              <Icon name="text" />
+              Paste text
+            </button>
+            <button type="button" class="btn" data-testid="add-url" onClick={() => setDialog("url")}>
+              <Icon name="link" />
+              Add URL
+            </button>
+          </div>
+        </header>
+
+        {rows.length === 0 ? (
+          <EmptySources />
+        ) : (
+          <>
+            <div class="filter">
+              <Icon name="search" />
+              <input
+                type="search"
+                placeholder="Filter by name, path or state"
+                aria-label="Filter sources"
+                data-testid="source-filter"
+                value={filter}
+                onInput={(e) => setFilter((e.target as HTMLInputElement).value)}
+              />
+            </div>
+            <ul class="source-list" aria-label="Sources" data-testid="source-list">
+              {shown.map((s) => (
+                <SourceRow
+                  key={s.id}
+                  source={s}
+                  progress={progress[s.id]}
+                  retryAt={retryAt[s.id]}
+                  selected={s.id === selected}
+                  onSelect={() => setSelected(s.id === selected ? null : s.id)}
+                />
+              ))}
+              {shown.length === 0 && <li class="muted pad">No source matches “{filter}”.</li>}
+            </ul>
+          </>
+        )}
+      </div>
+
+      {current && (
+        <SourceDetails
+          source={current}
+          progress={progress[current.id]}
+          canCancel={activeJob[current.id] !== undefined}
+          onClose={() => setSelected(null)}
+          onForget={() => void forget(current)}
+          onReingest={() => void reingest(current)}
+          onCancel={() => void cancel(current)}
+        />
+      )}
+
+      {dialog === "text" && <PasteTextDialog onClose={() => setDialog(null)} />}
+      {dialog === "url" && <AddUrlDialog onClose={() => setDialog(null)} />}
+    </div>
+  );
+}
+
+function summary(c: Record<Source["state"], number>): string {
+  const busy = c.queued + c.processing;
+  const parts = [
+    c.ready ? `${plural(c.ready, "source")} ready` : "",
+    busy ? `${busy} in progress` : "",
+    c.failed ? `${c.failed} failed` : "",
+  ].filter(Boolean);
+  return parts.length ? parts.join(" · ") : "Nothing learnt yet";
+}
+
+function EmptySources() {
+  const app = useApp();
+  return (
+    <div class="empty" data-testid="empty-sources">
+      <div class="empty-art" aria-hidden="true">
+        <Icon name="download" size={36} />
+      </div>
+      <h2>Teach {app.twin?.name ?? "your twin"} what you know</h2>
+      <p>
+        Drag files or whole folders anywhere onto this window, or choose <strong>Add files</strong>. Notes, PDFs,
+        Word and e-book files, web pages, e-mail, subtitles, spreadsheets and code all work.
+      </p>
+      <p class="muted small">Everything is read and kept on this computer. Nothing is uploaded.</p>
+      <div class="actions center">
+        <button type="button" class="btn primary" onClick={() => void app.addFiles()}>
+          <Icon name="file" />
+          Add files
+        </button>
+        <button type="button" class="btn" onClick={() => void app.addFolder()}>
+          <Icon name="folder" />
+          Add folder
+        </button>
+      </div>
+    </div>
+  );
+}
+
+function stateLine(s: Source, p: Progress | undefined, retryAt: number | undefined): string {
+  if (s.state === "processing") {
+    if (!p || p.total === 0) return "Reading…";
+    return p.phase === "embedding"
+      ? `Learning meanings: ${p.done} of ${p.total} passages`
+      : `Reading: ${p.done} of ${p.total} passages`;
+  }
+  if (s.state === "queued") {
+    if (retryAt) return `Will try again ${new Date(retryAt).toLocaleTimeString()}`;
+    return "Waiting in the queue";
+  }
+  if (s.state === "ready") return `${plural(s.chunkCount, "passage")} · ${formatBytes(s.byteSize)}`;
+  return "Could not be learnt";
+}
+
+function SourceRow(props: {
+  source: Source;
+  progress: Progress | undefined;
+  retryAt: number | undefined;
+  selected: boolean;
+  onSelect: () => void;
+}) {
+  const { source: s, progress: p } = props;
+  return (
+    <li
+      class={`source-row ${props.selected ? "selected" : ""}`}
+      data-testid="source-row"
+      data-state={s.state}
+      data-source-id={s.id}
+    >
+      <button type="button" class="source-main" aria-expanded={props.selected} onClick={props.onSelect}>
+        <span class={`kind-icon ${s.state}`} aria-hidden="true">
+          <Icon name={s.kind === "url" ? "link" : s.kind === "text" ? "text" : "file"} />
+        </span>
+        <span class="source-text">
+          <span class="source-title" data-testid="source-title">
+            {s.title}
+          </span>
+          <span class="source-sub muted small">{stateLine(s, p, props.retryAt)}</span>
+          {s.state === "processing" && (
+            <ProgressBar value={percent(p)} label={`Progress of ${s.title}`} testid="source-progress" />
+          )}
+          {s.error && (
+            <span class="source-error small" data-testid="source-error">
+              {s.error}
+            </span>
+          )}
+        </span>
+        <span class={`badge ${s.state}`} data-testid="source-state">
+          {STATE_LABEL[s.state]}
+        </span>
+      </button>
+    </li>
+  );
+}
+
+function SourceDetails(props: {
+  source: Source;
+  progress: Progress | undefined;
+  canCancel: boolean;
+  onClose: () => void;
+  onForget: () => void;
+  onReingest: () => void;
+  onCancel: () => void;
+}) {
+  const s = props.source;
+  const [detail, setDetail] = useState<SourceDetail | null>(null);
+  const [loadError, setLoadError] = useState<string | null>(null);
+
+  useEffect(() => {
+    let live = true;
+    setLoadError(null);
+    api
+      .sourceDetail(s.id)
+      .then((d) => live && setDetail(d))
+      .catch((e) => live && setLoadError(String((e as Error).message)));
+    return () => {
+      live = false;
+    };
+  }, [s.id, s.state, s.updatedAt]);
+
+  const chunks: Chunk[] = detail && detail.source.id === s.id ? detail.chunks : [];
+  const active = s.state === "queued" || s.state === "processing";
+
+  return (
+    <aside class="pane detail-pane" aria-label={`Details of ${s.title}`} data-testid="source-detail">
+      <header class="detail-head">
+        <div class="detail-title">
+          <span class={`badge ${s.state}`}>{STATE_LABEL[s.state]}</span>
+          <h2>{s.title}</h2>
+        </div>
+        <button type="button" class="btn icon-only ghost" aria-label="Close details" onClick={props.onClose}>
+          <Icon name="x" />
+        </button>
+      </header>
+      {s.state === "processing" && (
+        <ProgressBar value={percent(props.progress)} label={`Progress of ${s.title}`} testid="detail-progress" />
+      )}
+      {s.error && (
+        <p class="callout error" data-testid="detail-error">
+          <Icon name="alert" />
+          <span>{s.error}</span>
+        </p>
+      )}
+      <dl class="meta">
+        <dt>Passages</dt>
+        <dd data-testid="detail-chunks">{s.chunkCount.toLocaleString()}</dd>
+        <dt>Size</dt>
+        <dd>{formatBytes(s.byteSize)}</dd>
+        <dt>Type</dt>
+        <dd>{s.mediaType ?? s.kind}</dd>
+        <dt>Added</dt>
+        <dd title={formatDate(s.createdAt)}>{formatRelative(s.createdAt)}</dd>
+        <dt>Updated</dt>
+        <dd title={formatDate(s.updatedAt)}>{formatRelative(s.updatedAt)}</dd>
+        {s.origin && (
+          <>
+            <dt>Origin</dt>
+            <dd class="origin" title={s.origin}>
+              {s.origin}
+            </dd>
+          </>
+        )}
+      </dl>
+      <div class="actions">
+        {active && props.canCancel && (
+          <button type="button" class="btn" data-testid="cancel-job" onClick={props.onCancel}>
+            <Icon name="stop" />
+            Cancel
+          </button>
+        )}
+        {!active && (
+          <button type="button" class="btn" data-testid="reingest-source" onClick={props.onReingest}>
+            <Icon name="refresh" />
+            Read again
+          </button>
+        )}
+        <button type="button" class="btn danger-ghost" data-testid="delete-source" onClick={props.onForget}>
+          <Icon name="trash" />
+          Forget
+        </button>
+      </div>
+      <h3 class="section-title">Passages</h3>
+      {loadError && <p class="muted small">{loadError}</p>}
+      {chunks.length === 0 && !loadError && (
+        <p class="muted small">{active ? "Passages appear when it is ready." : "No passages."}</p>
+      )}
+      <ol class="passages" data-testid="passage-list">
+        {chunks.map((c) => (
+          <li key={c.id} class="passage" data-testid="passage-item" data-chunk-id={c.id}>
+            <div class="passage-loc small">
+              <span class="loc">{c.location.label || `Passage ${c.ordinal + 1}`}</span>
+              {c.location.page != null && <span class="muted"> · page {c.location.page}</span>}
+              {c.location.lineStart != null && (
+                <span class="muted">
+                  {" "}
+                  · lines {c.location.lineStart}–{c.location.lineEnd ?? c.location.lineStart}
+                </span>
+              )}
+            </div>
+            <p class="passage-text">{c.text}</p>
+          </li>
+        ))}
+      </ol>
+    </aside>
+  );
+}
+
+function PasteTextDialog(props: { onClose: () => void }) {
+  const app = useApp();
+  const [title, setTitle] = useState("");
+  const [text, setText] = useState("");
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (!app.twin || !text.trim()) return;
+    setBusy(true);
+    try {
+      const t = title.trim() || text.trim().split("\n")[0]!.slice(0, 60);
+      const enq = await api.addText(app.twin.id, t, text);
+      app.dispatchSources({
+        type: "ingested",
+        report: { queued: [enq], skipped: [] },
+        twin: app.twin.id,
+        now: Date.now(),
+      });
+      props.onClose();
+    } catch (err) {
+      app.fail(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Modal title="Paste text" onClose={props.onClose} testid="paste-dialog" wide>
+      <form onSubmit={submit} class="form">
+        <label class="field">
+          <span>Title</span>
+          <input
+            data-testid="paste-title"
+            value={title}
+            placeholder="e.g. Notes from the offsite"
+            onInput={(e) => setTitle((e.target as HTMLInputElement).value)}
+          />
+        </label>
+        <label class="field">
+          <span>Text</span>
+          <textarea
+            data-testid="paste-body"
+            rows={10}
+            value={text}
+            onInput={(e) => setText((e.target as HTMLTextAreaElement).value)}
+          />
+        </label>
+        <div class="modal-actions">
+          <button type="button" class="btn" onClick={props.onClose}>
+            Cancel
+          </button>
+          <button type="submit" class="btn primary" data-testid="paste-submit" disabled={busy || !text.trim()}>
+            Add text
+          </button>
+        </div>
+      </form>
+    </Modal>
+  );
+}
+
+function AddUrlDialog(props: { onClose: () => void }) {
+  const app = useApp();
+  const [url, setUrl] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (!app.twin) return;
+    const u = url.trim();
+    if (!/^https?:\/\/\S+$/i.test(u)) {
+      setError("Enter a web address that starts with http:// or https://");
+      return;
+    }
+    setBusy(true);
+    try {
+      const report = await api.addUrl(app.twin.id, u);
+      app.dispatchSources({ type: "ingested", report, twin: app.twin.id, now: Date.now() });
+      app.showReport(report);
+      props.onClose();
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Modal title="Add a web page" onClose={props.onClose} testid="url-dialog">
+      <form onSubmit={submit} class="form">
+        <label class="field">
+          <span>Address</span>
+          <input
+            type="url"
+            data-testid="url-input"
+            placeholder="https://example.org/article"
+            value={url}
+            aria-invalid={error ? true : undefined}
+            aria-describedby={error ? "url-error" : undefined}
+            onInput={(e) => {
+              setUrl((e.target as HTMLInputElement).value);
+              setError(null);
+            }}
+          />
+          {error && (
+            <span id="url-error" class="field-error" data-testid="url-error">
+              {error}
+            </span>
+          )}
+        </label>
+        <p class="muted small">The page is fetched once, with a time limit and a size cap, and read like a file.</p>
+        <div class="modal-actions">
+          <button type="button" class="btn" onClick={props.onClose}>
+            Cancel
+          </button>
+          <button type="submit" class="btn primary" data-testid="url-submit" disabled={busy || !url.trim()}>
+            Add page
+          </button>
+        </div>
+      </form>
+    </Modal>
+  );
+}

@@ -1,0 +1,166 @@
+import { afterEach, describe, expect, it } from "vitest";
+import type { Source } from "../src/api";
+import { App } from "../src/app";
+import { $, $$, baseHandlers, click, fakeShell, key, mount, resetShell, shellEvent, tid, until } from "./helpers";
+
+afterEach(resetShell);
+
+function row(id: number) {
+  return $(`${tid("source-row")}[data-source-id="${id}"]`);
+}
+
+const ready: Source = {
+  id: 3, twinId: 1, kind: "file", origin: "/docs/handbook.md", title: "handbook.md", mediaType: "text/markdown",
+  byteSize: 2048, state: "ready", error: null, chunkCount: 4, createdAt: 0, updatedAt: 0,
+};
+
+describe("sources", () => {
+  it("tells a new user what to do when nothing is learnt", async () => {
+    fakeShell(baseHandlers());
+    await mount(<App />);
+    expect($(tid("empty-sources")).textContent).toMatch(/Drag files or whole folders/);
+  });
+
+  it("a drop queues the paths for the current twin and shows each file at once", async () => {
+    const list: Source[] = [];
+    const shell = fakeShell({
+      ...baseHandlers(),
+      sources: () => list,
+      ingest_paths: (a) => {
+        const queued = (a.paths as string[]).map((p, i) => ({ origin: p, sourceId: 10 + i, jobId: 20 + i, status: "queued" }));
+        for (const q of queued) list.push({ ...ready, id: q.sourceId, origin: q.origin, title: q.origin.split("/").pop()!, state: "queued" });
+        return { queued, skipped: [] };
+      },
+    });
+    await mount(<App />);
+    await window.doppelDrop!(["/home/a/plan.md", "/home/a/talk.vtt"]);
+    await until(() => $$(tid("source-row")).length === 2);
+    expect(shell.called("ingest_paths")[0]!.args).toEqual({ twin: 1, paths: ["/home/a/plan.md", "/home/a/talk.vtt"] });
+    expect(row(10).dataset.state).toBe("queued");
+    expect(row(10).textContent).toContain("plan.md");
+    expect(row(11).textContent).toContain("talk.vtt");
+  });
+
+  it("follows events: progress bar, failure with its reason, deletion", async () => {
+    let list: Source[] = [
+      { ...ready, id: 7, title: "notes.pdf", state: "queued", chunkCount: 0 },
+      { ...ready, id: 8, title: "mail.mbox", state: "queued", chunkCount: 0 },
+    ];
+    const shell = fakeShell({ ...baseHandlers(), sources: () => list });
+    await mount(<App />);
+    await until(() => $$(tid("source-row")).length === 2);
+
+    await shellEvent({ type: "jobStarted", job: 12, source: 7, attempt: 1 });
+    await shellEvent({ type: "jobProgress", job: 12, done: 40, total: 96 });
+    expect(row(7).dataset.state).toBe("processing");
+    const bar = $(tid("source-progress"), row(7));
+    expect(bar.getAttribute("aria-valuenow")).toBe("42");
+    expect(row(7).textContent).toContain("40 of 96");
+
+    await shellEvent({ type: "jobStarted", job: 13, source: 8, attempt: 3 });
+    await shellEvent({ type: "jobFailed", job: 13, source: 8, code: "file_too_large", message: "file is too large: 212 MB", retryAt: null });
+    expect(row(8).dataset.state).toBe("failed");
+    expect($(tid("source-error"), row(8)).textContent).toBe("file is too large: 212 MB");
+
+    list = list.filter((s) => s.id !== 7);
+    await shellEvent({ type: "sourceDeleted", source: 7 });
+    expect($$(`${tid("source-row")}[data-source-id="7"]`)).toHaveLength(0);
+    // Progress events never cause reloads; a burst of state changes causes few.
+    const before = shell.called("sources").length;
+    for (let i = 1; i <= 30; i++) await shellEvent({ type: "jobProgress", job: 13, done: i, total: 30 });
+    expect(shell.called("sources").length).toBe(before);
+  });
+
+  it("forgets a source only after the confirmation, which explains what is removed", async () => {
+    let list = [ready];
+    const shell = fakeShell({
+      ...baseHandlers(),
+      sources: () => list,
+      source_detail: () => ({ source: ready, chunks: [] }),
+      delete_source: () => {
+        list = [];
+        return null;
+      },
+    });
+    await mount(<App />);
+    await until(() => row(3));
+    await click($("button", row(3)));
+    await click($(tid("delete-source")));
+    expect($(tid("confirm-dialog")).textContent).toMatch(/forget everything it learnt/);
+    await click($(tid("confirm-cancel")));
+    expect(shell.called("delete_source")).toHaveLength(0);
+
+    await click($(tid("delete-source")));
+    await click($(tid("confirm-ok")));
+    expect(shell.called("delete_source")[0]!.args).toEqual({ source: 3 });
+    expect($$(tid("source-row"))).toHaveLength(0);
+  });
+
+  it("cancels the running job of a source", async () => {
+    const shell = fakeShell({
+      ...baseHandlers(),
+      sources: () => [{ ...ready, state: "processing", chunkCount: 0 }],
+      jobs: () => [{ id: 44, sourceId: 3, state: "running" }],
+      source_detail: () => ({ source: ready, chunks: [] }),
+      cancel_job: () => ({ id: 44, state: "cancelled" }),
+    });
+    await mount(<App />);
+    await until(() => row(3));
+    await click($("button", row(3)));
+    await click($(tid("cancel-job")));
+    expect(shell.called("cancel_job")[0]!.args).toEqual({ job: 44 });
+  });
+});
+
+describe("drag and drop", () => {
+  it("shows the overlay while files are dragged over the window and queues them on drop", async () => {
+    const shell = fakeShell({ ...baseHandlers(), ingest_paths: () => ({ queued: [], skipped: [] }) });
+    await mount(<App />);
+    const { emit } = await import("@tauri-apps/api/event");
+    await emit("tauri://drag-enter", { paths: ["/x/a.md"], position: { x: 1, y: 1 } });
+    await until(() => $(tid("drop-overlay")));
+    await emit("tauri://drag-drop", { paths: ["/x/a.md"], position: { x: 1, y: 1 } });
+    await until(() => $$(tid("drop-overlay")).length === 0);
+    await until(() => shell.called("ingest_paths").length === 1);
+    expect(shell.called("ingest_paths")[0]!.args).toEqual({ twin: 1, paths: ["/x/a.md"] });
+  });
+});
+
+describe("keyboard", () => {
+  it("Ctrl+O opens the file picker and queues what was picked", async () => {
+    const list: Source[] = [];
+    const shell = fakeShell({
+      ...baseHandlers(),
+      sources: () => list,
+      "plugin:dialog|open": () => ["/picked/a.md"],
+      ingest_paths: () => {
+        list.push({ ...ready, id: 1, title: "a.md", state: "queued" });
+        return { queued: [{ origin: "/picked/a.md", sourceId: 1, jobId: 1, status: "queued" }], skipped: [] };
+      },
+    });
+    await mount(<App />);
+    await key(window, "o", { ctrlKey: true });
+    await until(() => shell.called("ingest_paths").length === 1);
+    expect(shell.called("plugin:dialog|open")[0]!.args.options).toMatchObject({ multiple: true });
+    expect(shell.called("ingest_paths")[0]!.args.paths).toEqual(["/picked/a.md"]);
+    await until(() => $(tid("source-row")).dataset.state === "queued");
+  });
+
+  it("Cmd/Ctrl+N opens a new chat with the composer focused", async () => {
+    fakeShell(baseHandlers());
+    await mount(<App />);
+    expect($(tid("view-chat")).hidden).toBe(true);
+    await key(window, "n", { metaKey: true });
+    expect($(tid("view-chat")).hidden).toBe(false);
+    expect($(tid("nav-chat")).getAttribute("aria-current")).toBe("page");
+    await until(() => document.activeElement === $(tid("composer")));
+  });
+
+  it("navigation tabs switch views", async () => {
+    fakeShell(baseHandlers());
+    await mount(<App />);
+    await click($(tid("nav-settings")));
+    expect($(tid("view-settings")).hidden).toBe(false);
+    expect($(tid("view-sources")).hidden).toBe(true);
+  });
+});
