@@ -324,3 +324,25 @@ fn the_api_key_comes_from_the_keychain_and_goes_only_to_its_server() {
         assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "key in {file:?}");
     }
 }
+
+#[test]
+fn forgetting_a_source_takes_its_words_out_of_a_model_answer_that_repeated_them() {
+    let data = tempfile::tempdir().unwrap();
+    let words = ["You wrote: the tomatoes went in ", "during May, after the last frost [1]."];
+    let (url, _) = serve(Reply::Stream(ollama_lines(&words, true)));
+    let doppel = open(data.path(), RemoteKind::Ollama, &url);
+    let (answer, _) = ask(&doppel);
+    assert_eq!(answer.message.content, words.concat());
+
+    let source = doppel.sources(DEFAULT_TWIN).unwrap()[0].id;
+    doppel.delete_source(source).unwrap();
+    let message = stored(&doppel, &answer);
+    assert_eq!(message.content, "You wrote: […] [1].");
+    assert_eq!(message.citations[0].quote, None);
+    drop(doppel);
+    for file in common::walk(data.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        let needle = b"during May, after the last frost";
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "found in {file:?}");
+    }
+}

@@ -256,3 +256,165 @@ pub(crate) fn verified_answers(conn: &Connection, twin: TwinId) -> Result<Vec<Ve
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// Answers repeat what they were given, so forgetting a source also takes its words out of
+/// every answer that cited it: any run of [`ECHO_WORDS`] or more words that the answer shares
+/// with one of the source's passages becomes `[…]`. Runs in the deleting transaction, before
+/// the passages are gone. An extractive answer, made of whole passages, keeps only the other
+/// sources' passages.
+pub(crate) fn forget_echoes(tx: &Transaction, source: crate::model::SourceId) -> Result<()> {
+    let answers: Vec<(i64, String)> = tx
+        .prepare_cached(
+            "SELECT id, content FROM messages WHERE role = 'assistant'
+               AND id IN (SELECT message_id FROM citations WHERE source_id = ?1)",
+        )?
+        .query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if answers.is_empty() {
+        return Ok(());
+    }
+    let mut echoes: Vec<Echoes> = answers.iter().map(|(_, content)| Echoes::new(content)).collect();
+    let mut passages = tx.prepare_cached("SELECT text FROM chunks WHERE source_id = ?1")?;
+    let mut rows = passages.query([source])?;
+    while let Some(row) = rows.next()? {
+        let passage: String = row.get(0)?;
+        let words = words(&passage);
+        for echo in &mut echoes {
+            echo.mark(&words);
+        }
+    }
+    let mut update = tx.prepare_cached("UPDATE messages SET content = ?2 WHERE id = ?1")?;
+    for ((id, content), echo) in answers.iter().zip(echoes) {
+        if let Some(scrubbed) = echo.scrubbed(content) {
+            update.execute(params![id, scrubbed])?;
+        }
+    }
+    Ok(())
+}
+
+/// Shared runs shorter than this are common phrasing, not an echo of the passage.
+const ECHO_WORDS: usize = 6;
+
+/// The words of a text, lowercased, with their byte ranges.
+fn words(text: &str) -> Vec<(String, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+        match (c.is_alphanumeric(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.push((text[s..i].to_lowercase(), s..i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// One answer's words, and which of them echo a passage.
+struct Echoes {
+    words: Vec<(String, std::ops::Range<usize>)>,
+    /// Where each run of `ECHO_WORDS` words starts, by its words.
+    runs: std::collections::HashMap<Vec<String>, Vec<usize>>,
+    echoed: Vec<bool>,
+}
+
+impl Echoes {
+    fn new(content: &str) -> Echoes {
+        let words = words(content);
+        let mut runs: std::collections::HashMap<Vec<String>, Vec<usize>> = Default::default();
+        for (start, window) in words.windows(ECHO_WORDS).enumerate() {
+            let key = window.iter().map(|(w, _)| w.clone()).collect();
+            runs.entry(key).or_default().push(start);
+        }
+        let echoed = vec![false; words.len()];
+        Echoes { words, runs, echoed }
+    }
+
+    /// Marks the words of every run this answer shares with `passage`. A passage shorter than
+    /// a run is an echo wherever it appears whole.
+    fn mark(&mut self, passage: &[(String, std::ops::Range<usize>)]) {
+        let n = ECHO_WORDS.min(passage.len());
+        if n == 0 {
+            return;
+        }
+        for window in passage.windows(n) {
+            let key: Vec<String> = window.iter().map(|(w, _)| w.clone()).collect();
+            let starts: Vec<usize> = if n == ECHO_WORDS {
+                self.runs.get(&key).cloned().unwrap_or_default()
+            } else {
+                (0..self.words.len().saturating_sub(n - 1))
+                    .filter(|&s| self.words[s..s + n].iter().zip(&key).all(|((a, _), b)| a == b))
+                    .collect()
+            };
+            for start in starts {
+                self.echoed[start..start + n].iter_mut().for_each(|e| *e = true);
+            }
+        }
+    }
+
+    /// The content with each echoed run replaced by `[…]`, if there was any.
+    fn scrubbed(&self, content: &str) -> Option<String> {
+        if !self.echoed.contains(&true) {
+            return None;
+        }
+        let mut out = String::with_capacity(content.len());
+        let mut at = 0;
+        let mut i = 0;
+        while i < self.words.len() {
+            if !self.echoed[i] {
+                i += 1;
+                continue;
+            }
+            let start = self.words[i].1.start;
+            while i < self.words.len() && self.echoed[i] {
+                i += 1;
+            }
+            let end = self.words[i - 1].1.end;
+            out.push_str(&content[at..start]);
+            out.push_str("[…]");
+            at = end;
+        }
+        out.push_str(&content[at..]);
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrub(answer: &str, passages: &[&str]) -> String {
+        let mut echoes = Echoes::new(answer);
+        for passage in passages {
+            echoes.mark(&words(passage));
+        }
+        echoes.scrubbed(answer).unwrap_or_else(|| answer.to_string())
+    }
+
+    #[test]
+    fn runs_copied_from_a_passage_are_taken_out_and_the_rest_stays() {
+        let passage = "The quokka recipe needs three cups of flour and a pinch of salt.";
+        let answer = "You wrote that it needs three cups of flour and a pinch, as I recall [1].";
+        assert_eq!(scrub(answer, &[passage]), "You wrote that it […], as I recall [1].");
+        // Case and punctuation do not hide an echo.
+        let shouted = "NEEDS THREE CUPS -- OF FLOUR, AND a pinch!";
+        assert_eq!(scrub(shouted, &[passage]), "[…]!");
+        // Five shared words in a row are common phrasing, not an echo.
+        assert_eq!(
+            scrub("It needs three cups of sugar.", &[passage]),
+            "It needs three cups of sugar."
+        );
+    }
+
+    #[test]
+    fn a_short_passage_is_an_echo_wherever_it_appears_whole() {
+        let answer = "First: Quokka marker forgotten. Then the rest.";
+        assert_eq!(scrub(answer, &["quokka marker forgotten"]), "First: […]. Then the rest.");
+        assert_eq!(
+            scrub("A quokka, then marker.", &["quokka marker forgotten"]),
+            "A quokka, then marker."
+        );
+    }
+}

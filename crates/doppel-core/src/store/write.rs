@@ -368,14 +368,8 @@ pub(crate) fn requeue_interrupted(conn: &Connection, job: &Job) -> Result<()> {
 /// chunk shares, and its jobs. Returns the ids of the chunks removed.
 pub(crate) fn delete_source(tx: &Transaction, source: SourceId) -> Result<Vec<ChunkId>> {
     let removed = chunk_ids(tx, source)?;
-    // Answers that cited it keep their numbers, but not its words; an extractive answer is
-    // made of its words.
-    tx.execute(
-        "UPDATE messages SET content = '(These passages came from a source that was deleted.)'
-         WHERE grounding = 'extractive'
-           AND id IN (SELECT message_id FROM citations WHERE source_id = ?1)",
-        [source],
-    )?;
+    // Answers that cited it keep their numbers, but not its words.
+    super::chat::forget_echoes(tx, source)?;
     tx.execute(
         "UPDATE citations SET quote = NULL, chunk_id = NULL WHERE source_id = ?1",
         [source],
