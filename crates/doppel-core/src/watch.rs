@@ -220,7 +220,7 @@ impl WatchThread {
     }
 
     fn read_debounce(&mut self) {
-        let settings = self.context.readers.with(|c| store::stored_settings(c));
+        let settings = self.context.readers.with(store::stored_settings);
         if let Ok(stored) = settings {
             let ms = Settings::from_stored(&stored).watch_debounce_ms;
             self.debounce = Duration::from_millis(u64::from(ms));

@@ -242,7 +242,7 @@ fn an_unwatched_folder_is_no_longer_followed_and_keeps_its_sources() {
     settle(&doppel);
 
     doppel.unwatch_folder(folder_a.id).unwrap();
-    assert_eq!(doppel.watched_folders().unwrap(), [folder_b.clone()]);
+    assert_eq!(doppel.watched_folders().unwrap(), std::slice::from_ref(&folder_b));
     assert_eq!(doppel.unwatch_folder(folder_a.id).unwrap_err().code(), "not_found");
     // Written in order: had the first been noticed, it would be in this change or before it.
     write(&a.path().join("ignored.md"), "# Ignored\nNobody watches this folder now.");
