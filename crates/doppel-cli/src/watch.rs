@@ -9,8 +9,8 @@ use clap::Subcommand;
 use doppel_core::{DEFAULT_TWIN, Doppel, Error, Event, JobOutcome};
 use serde_json::{Value, json};
 
+use crate::Printer;
 use crate::chat::{INTERRUPTED, catch_interrupts};
-use crate::{Printer, json};
 
 #[derive(Subcommand)]
 pub(crate) enum WatchAction {
@@ -50,7 +50,7 @@ pub(crate) fn watch(
     match action {
         WatchAction::Add { path, twin } => {
             let folder = doppel.watch_folder(twin, &path)?;
-            out.value(json::watched_folder(&folder), || {
+            out.value(crate::json::watched_folder(&folder), || {
                 format!(
                     "watching {} (folder {}); `doppel watch run` or the app keeps it in sync",
                     folder.path, folder.id
@@ -59,12 +59,19 @@ pub(crate) fn watch(
         }
         WatchAction::List => {
             let folders = doppel.watched_folders()?;
-            out.value(Value::Array(folders.iter().map(json::watched_folder).collect()), || {
-                if folders.is_empty() {
-                    return "no watched folders: add one with `doppel watch add PATH`".into();
-                }
-                folders.iter().map(json::watched_folder_line).collect::<Vec<_>>().join("\n")
-            });
+            out.value(
+                Value::Array(folders.iter().map(crate::json::watched_folder).collect()),
+                || {
+                    if folders.is_empty() {
+                        return "no watched folders: add one with `doppel watch add PATH`".into();
+                    }
+                    folders
+                        .iter()
+                        .map(crate::json::watched_folder_line)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
         }
         WatchAction::Remove { id } => {
             doppel.unwatch_folder(id)?;
