@@ -703,32 +703,42 @@ fn watch_run_catches_up_follows_changes_and_stops_on_ctrl_c() {
     let first = cli.write("w/first.md", "# First\nHerons by the river.");
     let folder = first.parent().unwrap().to_path_buf();
     cli.json(&["watch", "add", folder.to_str().unwrap()]);
-    let mut child = cli
-        .command()
-        .args(["--json", "watch", "run"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_event = |name: &str| -> Value {
-        loop {
+    /// Kills the child if the test fails before it ends.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            drop(self.0.kill());
+            drop(self.0.wait());
+        }
+    }
+    let mut child = Running(
+        cli.command().args(["--json", "watch", "run"]).stdout(Stdio::piped()).spawn().unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    // Reads lines until the folder's change and the file's indexing were both told: the worker
+    // may finish the job before the watcher tells what it queued.
+    let mut change_and_job = |path: &std::path::Path| -> (Value, Value) {
+        let (mut change, mut done) = (None, None);
+        while change.is_none() || done.is_none() {
             let line = lines.next().expect("watch run ended early").unwrap();
             let value: Value = serde_json::from_str(&line).unwrap();
-            if value["event"] == name {
-                return value;
+            match value["event"].as_str() {
+                Some("watch_changed") => change = Some(value),
+                Some("job_done") if value["origin"] == path.to_str().unwrap() => done = Some(value),
+                _ => {}
             }
         }
+        (change.unwrap(), done.unwrap())
     };
-    let caught_up = next_event("watch_changed");
+    let (caught_up, done) = change_and_job(&first);
     assert_eq!((caught_up["queued"].clone(), caught_up["forgotten"].clone()), (1.into(), 0.into()));
-    let done = next_event("job_done");
-    assert_eq!(done["origin"], first.to_str().unwrap());
+    assert_eq!(done["outcome"], "ingested");
     let second = cli.write("w/second.md", "# Second\nKingfishers in June.");
-    assert_eq!(next_event("watch_changed")["queued"], 1);
-    assert_eq!(next_event("job_done")["origin"], second.to_str().unwrap());
+    let (change, done) = change_and_job(&second);
+    assert_eq!((change["queued"].clone(), done["chunks"].clone()), (1.into(), 1.into()));
     // SAFETY: signals our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    assert!(child.wait().unwrap().success());
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+    assert!(child.0.wait().unwrap().success());
     let titles: Vec<Value> = cli.sources().iter().map(|s| s["title"].clone()).collect();
     assert_eq!(titles, ["First", "Second"]);
 }
