@@ -14,15 +14,16 @@ use serde_json::{Value, json};
 
 use crate::Printer;
 
-/// Set by SIGINT while an answer streams: Ctrl-C stops the answer, not the program.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set by SIGINT while an answer streams (Ctrl-C stops the answer, not the program) or while
+/// `doppel watch run` follows folders (Ctrl-C ends it cleanly).
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::Relaxed);
 }
 
 /// Routes Ctrl-C to [`INTERRUPTED`] for the rest of the process.
-fn catch_interrupts() {
+pub(crate) fn catch_interrupts() {
     let handler: extern "C" fn(libc::c_int) = on_interrupt;
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {

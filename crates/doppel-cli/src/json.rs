@@ -3,7 +3,8 @@
 //! JSON field names here are the CLI's public contract; the text forms are for people.
 
 use doppel_core::{
-    Chunk, DoctorReport, Enqueued, Error, Hit, Job, Location, ModelInfo, Source, VectorStatus,
+    Chunk, DoctorReport, Enqueued, Error, Hit, Job, Location, ModelInfo, Source, Twin,
+    VectorStatus, WatchedFolder,
 };
 use serde_json::{Value, json};
 
@@ -25,6 +26,22 @@ fn location(loc: &Location) -> Value {
         "line_end": loc.line_end,
         "text": loc.to_string(),
     })
+}
+
+pub(crate) fn twin(t: &Twin) -> Value {
+    json!({ "id": t.id, "name": t.name, "created_at": t.created_at })
+}
+
+pub(crate) fn twin_line(t: &Twin) -> String {
+    format!("{:>5}  {}", t.id, t.name)
+}
+
+pub(crate) fn watched_folder(f: &WatchedFolder) -> Value {
+    json!({ "id": f.id, "twin_id": f.twin_id, "path": f.path, "created_at": f.created_at })
+}
+
+pub(crate) fn watched_folder_line(f: &WatchedFolder) -> String {
+    format!("{:>5}  twin {:<4} {}", f.id, f.twin_id, f.path)
 }
 
 pub(crate) fn source(s: &Source) -> Value {

@@ -9,6 +9,7 @@ mod chat;
 mod json;
 mod logging;
 mod wait;
+mod watch;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -66,6 +67,25 @@ enum Command {
     Show {
         /// Source id or path.
         source: String,
+    },
+    /// Read a source's file (or web page) again; only passages whose text changed are embedded
+    /// again.
+    Reingest {
+        /// Source id or path.
+        source: String,
+        /// Queue it and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// List, create or rename twins.
+    Twins {
+        #[command(subcommand)]
+        action: Option<TwinsAction>,
+    },
+    /// Keep folders in sync: what appears or changes is ingested, what disappears is forgotten.
+    Watch {
+        #[command(subcommand)]
+        action: watch::WatchAction,
     },
     /// Forget a source: its passages, index entries and jobs.
     Delete {
@@ -184,6 +204,24 @@ enum EmbedderAction {
 }
 
 #[derive(Subcommand)]
+enum TwinsAction {
+    /// List the twins (the default).
+    List,
+    /// Create a twin.
+    Create {
+        /// Its name (1 to 100 characters, unique).
+        name: String,
+    },
+    /// Rename a twin.
+    Rename {
+        /// The twin's id.
+        id: i64,
+        /// Its new name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum SettingsAction {
     /// Print one setting.
     Get {
@@ -231,14 +269,26 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
     let data_dir = Config::resolve_data_dir(cli.data_dir.as_deref())?;
     logging::init(&data_dir);
     let process_queue = match &cli.command {
-        Command::Ingest { no_wait, .. } | Command::AddText { no_wait, .. } => !no_wait,
+        Command::Ingest { no_wait, .. }
+        | Command::AddText { no_wait, .. }
+        | Command::Reingest { no_wait, .. } => !no_wait,
         Command::Wait => true,
+        Command::Watch { action } => action.runs(),
         Command::Embedder { action: Some(action), no_wait } => {
             !no_wait && !matches!(action, EmbedderAction::Key { .. })
         }
         _ => false,
     };
-    let doppel = Doppel::open(Config { process_queue, ..Config::new(data_dir) })?;
+    // Only `watch run` follows the watched folders; its events are taken from the start, so
+    // that the catch-up at open is shown too.
+    let watching = matches!(&cli.command, Command::Watch { action } if action.runs());
+    let (subscriber, events) = std::sync::mpsc::channel();
+    let doppel = Doppel::open(Config {
+        process_queue,
+        watch: watching,
+        subscriber: watching.then_some(subscriber),
+        ..Config::new(data_dir)
+    })?;
     let out = Printer { json: cli.json };
     match cli.command {
         Command::Ask { question, conversation } => {
@@ -311,6 +361,44 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
                 out.note(&format!("passages were not all embedded: {e}"));
             }
             out.finish_jobs(&doppel, &jobs, Vec::new())
+        }
+        Command::Reingest { source, no_wait } => {
+            let source = doppel.find_source(DEFAULT_TWIN, &source)?;
+            let queued = doppel.reingest(source.id)?;
+            if no_wait {
+                out.value(json!({ "queued": [json::enqueued(&queued)] }), || {
+                    format!("queued as job {}", queued.job_id)
+                });
+                return Ok(Outcome::Ok);
+            }
+            let jobs = wait::jobs(&doppel, &[queued.job_id], &out)?;
+            out.finish_jobs(&doppel, &jobs, Vec::new())
+        }
+        Command::Twins { action } => {
+            match action {
+                None | Some(TwinsAction::List) => {
+                    let twins = doppel.twins()?;
+                    out.value(Value::Array(twins.iter().map(json::twin).collect()), || {
+                        twins.iter().map(json::twin_line).collect::<Vec<_>>().join("\n")
+                    });
+                }
+                Some(TwinsAction::Create { name }) => {
+                    let twin = doppel.create_twin(&name)?;
+                    out.value(json::twin(&twin), || {
+                        format!("created twin {}: {}", twin.id, twin.name)
+                    });
+                }
+                Some(TwinsAction::Rename { id, name }) => {
+                    let twin = doppel.rename_twin(id, &name)?;
+                    out.value(json::twin(&twin), || {
+                        format!("twin {} is now {}", twin.id, twin.name)
+                    });
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Watch { action } => {
+            watch::watch(&doppel, &out, action, events).map(|()| Outcome::Ok)
         }
         Command::Sources => {
             let sources = doppel.sources(DEFAULT_TWIN)?;
@@ -521,7 +609,7 @@ pub(crate) struct Printer {
 }
 
 impl Printer {
-    fn value(&self, value: Value, text: impl FnOnce() -> String) {
+    pub(crate) fn value(&self, value: Value, text: impl FnOnce() -> String) {
         if self.json {
             println!("{value}");
         } else {

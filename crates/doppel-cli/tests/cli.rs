@@ -701,3 +701,110 @@ fn ctrl_c_stops_an_answer_and_keeps_what_was_said() {
     assert_eq!(messages[1]["state"], "cancelled", "{messages}");
     assert_eq!(messages[1]["content"], "In May");
 }
+
+#[test]
+fn twins_are_listed_created_and_renamed() {
+    let cli = Cli::new();
+    let twins = cli.json(&["twins"]);
+    assert_eq!(twins.as_array().unwrap().len(), 1);
+    assert_eq!(twins[0]["name"], "My twin");
+    let work = cli.json(&["twins", "create", " Work "]);
+    assert_eq!(work["name"], "Work");
+    let id = work["id"].as_i64().unwrap().to_string();
+    let renamed = cli.json(&["twins", "rename", &id, "Office"]);
+    assert_eq!(
+        (renamed["id"].clone(), renamed["name"].clone()),
+        (work["id"].clone(), "Office".into())
+    );
+    let names: Vec<Value> = cli
+        .json(&["twins", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].clone())
+        .collect();
+    assert_eq!(names, ["My twin", "Office"]);
+    let (code, message) = error_of(&cli.json_status(&["twins", "create", "office"], 1));
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("already_exists", "twin \"office\" already exists")
+    );
+    assert_eq!(error_of(&cli.json_status(&["twins", "create", "  "], 1)).0, "invalid_input");
+    assert_eq!(error_of(&cli.json_status(&["twins", "rename", "9", "X"], 1)).0, "not_found");
+    let text = cli.run(&["twins"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("Office"));
+}
+
+#[test]
+fn watched_folders_are_added_listed_and_removed_without_watching() {
+    let cli = Cli::new();
+    let note = cli.write("notes/a.md", "# A\nA note in a watched folder.");
+    let folder_path = note.parent().unwrap();
+    let folder = cli.json(&["watch", "add", folder_path.to_str().unwrap()]);
+    assert_eq!(folder["path"], folder_path.to_str().unwrap());
+    assert_eq!(folder["twin_id"], 1);
+    // A one-shot command stores the folder but does not watch it.
+    assert!(cli.sources().is_empty());
+    let again = cli.json(&["watch", "add", &format!("{}/.", folder_path.display())]);
+    assert_eq!(again["id"], folder["id"]);
+    let list = cli.json(&["watch", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], folder["id"]);
+    assert_eq!(
+        error_of(&cli.json_status(&["watch", "add", note.to_str().unwrap()], 1)).0,
+        "invalid_input"
+    );
+    assert_eq!(error_of(&cli.json_status(&["watch", "add", "/no/such/folder"], 1)).0, "io");
+
+    let id = folder["id"].as_i64().unwrap().to_string();
+    assert_eq!(cli.json(&["watch", "remove", &id])["removed"], folder["id"]);
+    assert!(cli.json(&["watch", "list"]).as_array().unwrap().is_empty());
+    assert_eq!(error_of(&cli.json_status(&["watch", "remove", &id], 1)).0, "not_found");
+}
+
+#[test]
+fn watch_run_catches_up_follows_changes_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let cli = Cli::new();
+    let first = cli.write("w/first.md", "# First\nHerons by the river.");
+    let folder = first.parent().unwrap().to_path_buf();
+    cli.json(&["watch", "add", folder.to_str().unwrap()]);
+    /// Kills the child if the test fails before it ends.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            drop(self.0.kill());
+            drop(self.0.wait());
+        }
+    }
+    let mut child = Running(
+        cli.command().args(["--json", "watch", "run"]).stdout(Stdio::piped()).spawn().unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    // Reads lines until the folder's change and the file's indexing were both told: the worker
+    // may finish the job before the watcher tells what it queued.
+    let mut change_and_job = |path: &std::path::Path| -> (Value, Value) {
+        let (mut change, mut done) = (None, None);
+        while change.is_none() || done.is_none() {
+            let line = lines.next().expect("watch run ended early").unwrap();
+            let value: Value = serde_json::from_str(&line).unwrap();
+            match value["event"].as_str() {
+                Some("watch_changed") => change = Some(value),
+                Some("job_done") if value["origin"] == path.to_str().unwrap() => done = Some(value),
+                _ => {}
+            }
+        }
+        (change.unwrap(), done.unwrap())
+    };
+    let (caught_up, done) = change_and_job(&first);
+    assert_eq!((caught_up["queued"].clone(), caught_up["forgotten"].clone()), (1.into(), 0.into()));
+    assert_eq!(done["outcome"], "ingested");
+    let second = cli.write("w/second.md", "# Second\nKingfishers in June.");
+    let (change, done) = change_and_job(&second);
+    assert_eq!((change["queued"].clone(), done["chunks"].clone()), (1.into(), 1.into()));
+    // SAFETY: signals our own child process.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+    assert!(child.0.wait().unwrap().success());
+    let titles: Vec<Value> = cli.sources().iter().map(|s| s["title"].clone()).collect();
+    assert_eq!(titles, ["First", "Second"]);
+}

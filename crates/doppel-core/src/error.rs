@@ -132,6 +132,15 @@ pub enum Error {
         id: String,
     },
 
+    /// Something with this name already exists where names must be unique.
+    #[error("{what} {name:?} already exists")]
+    AlreadyExists {
+        /// "twin".
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+
     /// A setting was given a value outside its range.
     #[error("invalid value for {key}: {reason}")]
     InvalidSetting {
@@ -259,6 +268,7 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Skipped { .. } => "skipped",
             Error::NotFound { .. } => "not_found",
+            Error::AlreadyExists { .. } => "already_exists",
             Error::InvalidSetting { .. } => "invalid_setting",
             Error::InvalidInput(_) => "invalid_input",
             Error::Cancelled => "cancelled",

@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-use crate::model::{JobId, JobOutcome, SourceId, SourceState};
+use crate::model::{FolderId, JobId, JobOutcome, SourceId, SourceState};
 
 /// Something that happened in the background.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +109,16 @@ pub enum Event {
         /// The source.
         source: SourceId,
     },
+    /// A watched folder was caught up with (when watching starts; sent even when nothing
+    /// changed) or noticed changes (only when something was queued or forgotten).
+    WatchChanged {
+        /// The watched folder.
+        folder: FolderId,
+        /// Files handed to the queue (new or changed since they were last read).
+        queued: u64,
+        /// Sources forgotten because their file is gone.
+        forgotten: u64,
+    },
 }
 
 /// Fans events out to subscribers.
@@ -120,8 +130,13 @@ pub(crate) struct EventBus {
 impl EventBus {
     pub(crate) fn subscribe(&self) -> Receiver<Event> {
         let (tx, rx) = channel();
-        self.lock().push(tx);
+        self.attach(tx);
         rx
+    }
+
+    /// Adds a subscriber made by the caller.
+    pub(crate) fn attach(&self, subscriber: Sender<Event>) {
+        self.lock().push(subscriber);
     }
 
     pub(crate) fn publish(&self, event: Event) {

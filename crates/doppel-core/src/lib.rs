@@ -26,6 +26,7 @@ mod sandbox;
 mod secrets;
 mod settings;
 mod store;
+mod watch;
 mod worker;
 
 use std::collections::HashSet;
@@ -82,6 +83,14 @@ pub struct Config {
     /// The model cache; `None` means the `models` folder of the data directory. `Config::new`
     /// takes `$DOPPEL_MODEL_CACHE` when it is set.
     pub models: Option<PathBuf>,
+    /// Whether to keep the watched folders in sync while the handle is open: catch up with
+    /// them at once, then follow their changes. Off by default: a short-lived command must not
+    /// start watching; the desktop app turns it on.
+    pub watch: bool,
+    /// A channel that receives every event from the moment of opening, including those sent
+    /// while the directory opens (index rebuild) and by the first catch-up of watched folders,
+    /// which [`Doppel::subscribe`] may come too late for.
+    pub subscriber: Option<Sender<Event>>,
 }
 
 impl Config {
@@ -92,6 +101,8 @@ impl Config {
             process_queue: true,
             parser: ParserCommand::current_exe(),
             models: std::env::var_os(MODEL_CACHE_ENV).filter(|p| !p.is_empty()).map(PathBuf::from),
+            watch: false,
+            subscriber: None,
         }
     }
 
@@ -211,10 +222,12 @@ pub struct VectorStatus {
 /// back to the queue) and releases the lock.
 pub struct Doppel {
     dir: DataDir,
-    readers: ReadPool,
+    readers: Arc<ReadPool>,
     shared: Arc<Shared>,
     commands: Option<Sender<Command>>,
     worker: Option<JoinHandle<()>>,
+    /// The watch thread, when the opener asked for one (`Config::watch`).
+    watcher: Option<watch::Watcher>,
     process_queue: bool,
     /// The model cache.
     models_dir: PathBuf,
@@ -241,6 +254,9 @@ impl Doppel {
         let database = dir.database();
         let conn = store::open_writer(&database)?;
         let shared = Arc::new(Shared::default());
+        if let Some(subscriber) = config.subscriber {
+            shared.events.attach(subscriber);
+        }
         let (commands, inbox) = mpsc::channel();
         let models = config.models.clone().unwrap_or_else(|| dir.path().join(MODELS_DIR));
         let worker = Worker::start(
@@ -253,12 +269,25 @@ impl Doppel {
             dir.path().join(INDEX_DIR),
         )?;
         tracing::info!(data_dir = %dir.path().display(), "data directory opened");
+        let readers = Arc::new(ReadPool::new(database));
+        let watcher = if config.watch {
+            let context = watch::Context {
+                commands: commands.clone(),
+                readers: Arc::clone(&readers),
+                shared: Arc::clone(&shared),
+                data_dir: dir.path().canonicalize().unwrap_or_else(|_| dir.path().to_path_buf()),
+            };
+            Some(watch::Watcher::start(context)?)
+        } else {
+            None
+        };
         Ok(Doppel {
             dir,
-            readers: ReadPool::new(database),
+            readers,
             shared,
             commands: Some(commands),
             worker: Some(worker),
+            watcher,
             process_queue: config.process_queue,
             models_dir: models,
             llm: Default::default(),
@@ -315,9 +344,85 @@ impl Doppel {
         self.call(|reply| Command::AddText { twin: request.twin, title, text: request.text, reply })
     }
 
+    /// Queues a source's file (or web page) to be read again. Only passages whose text changed
+    /// are embedded again; the source keeps its id. Pasted text has nothing to read again.
+    pub fn reingest(&self, source: SourceId) -> Result<Enqueued> {
+        let source = self.source(source)?;
+        let (files, urls) = match (source.kind, source.origin) {
+            (SourceKind::File, Some(origin)) => {
+                std::fs::metadata(&origin).map_err(|e| Error::io(&origin, e))?;
+                (vec![PathBuf::from(origin)], Vec::new())
+            }
+            (SourceKind::Url, Some(origin)) => (Vec::new(), vec![origin]),
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "source {} is pasted text: there is nothing to read again (add the text anew)",
+                    source.id
+                )));
+            }
+        };
+        let twin = source.twin_id;
+        let queued = self.call(|reply| Command::Ingest { twin, files, urls, reply })?;
+        queued.into_iter().next().ok_or_else(|| Error::WorkerGone("nothing was queued".into()))
+    }
+
     /// The twins.
     pub fn twins(&self) -> Result<Vec<Twin>> {
         self.readers.with(store::twins)
+    }
+
+    /// Creates a twin. Its name is trimmed, 1 to 100 characters, and unique (without regard
+    /// to case): `InvalidInput` or `AlreadyExists` say otherwise.
+    pub fn create_twin(&self, name: &str) -> Result<Twin> {
+        let name = name.to_string();
+        self.call(|reply| Command::CreateTwin { name, reply })
+    }
+
+    /// Renames a twin, with the same rules for the name as [`Doppel::create_twin`].
+    pub fn rename_twin(&self, twin: TwinId, name: &str) -> Result<Twin> {
+        let name = name.to_string();
+        self.call(|reply| Command::RenameTwin { twin, name, reply })
+    }
+
+    /// Keeps a folder in sync with a twin: files that appear or change in it are ingested,
+    /// files that disappear are forgotten. The path must be an existing folder; it is stored
+    /// canonical, and watching it again returns the folder already stored. When this handle
+    /// watches (`Config::watch`), the folder is caught up with at once; otherwise it is when a
+    /// watching handle next opens.
+    pub fn watch_folder(&self, twin: TwinId, path: &Path) -> Result<WatchedFolder> {
+        let canonical = path.canonicalize().map_err(|e| Error::io(path, e))?;
+        if !canonical.is_dir() {
+            return Err(Error::InvalidInput(format!("{} is not a folder", path.display())));
+        }
+        let data_dir = self.dir.path().canonicalize().map_err(|e| Error::io(self.dir.path(), e))?;
+        if canonical.starts_with(&data_dir) {
+            return Err(Error::InvalidInput(format!(
+                "{} is inside Doppel's data directory",
+                path.display()
+            )));
+        }
+        let path = canonical.to_str().map(str::to_string).ok_or_else(|| {
+            Error::InvalidInput(format!("{} is not a UTF-8 path", canonical.display()))
+        })?;
+        let folder = self.call(|reply| Command::WatchFolder { twin, path, reply })?;
+        if let Some(watcher) = &self.watcher {
+            watcher.watch(folder.clone());
+        }
+        Ok(folder)
+    }
+
+    /// Stops watching a folder; its sources stay.
+    pub fn unwatch_folder(&self, folder: FolderId) -> Result<()> {
+        self.call(|reply| Command::UnwatchFolder { folder, reply })?;
+        if let Some(watcher) = &self.watcher {
+            watcher.unwatch(folder);
+        }
+        Ok(())
+    }
+
+    /// The watched folders of every twin, oldest first.
+    pub fn watched_folders(&self) -> Result<Vec<WatchedFolder>> {
+        self.readers.with(store::watched_folders)
     }
 
     /// The sources of a twin, oldest first.
@@ -730,11 +835,9 @@ impl Doppel {
 
     /// Sends a command to the worker and waits for its answer.
     fn call<T>(&self, command: impl FnOnce(Sender<Result<T>>) -> Command) -> Result<T> {
-        let (reply, answer) = mpsc::channel();
         let commands =
             self.commands.as_ref().ok_or_else(|| Error::WorkerGone("shut down".into()))?;
-        commands.send(command(reply)).map_err(|_| Error::WorkerGone("it is not running".into()))?;
-        answer.recv().map_err(|_| Error::WorkerGone("it stopped before answering".into()))?
+        worker::call(commands, command)
     }
 }
 
@@ -770,8 +873,13 @@ fn event_job(event: &Event) -> Option<JobId> {
 
 impl Drop for Doppel {
     fn drop(&mut self) {
-        self.readers.close_idle();
         self.shared.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        // The watch thread ends first: it holds a sender of the worker's inbox, and may be
+        // waiting for the worker's answer (which, stopping, it gives at once).
+        if let Some(mut watcher) = self.watcher.take() {
+            watcher.stop();
+        }
+        self.readers.close_idle();
         drop(self.commands.take());
         if let Some(worker) = self.worker.take()
             && worker.join().is_err()

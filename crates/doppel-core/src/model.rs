@@ -13,6 +13,8 @@ pub type SourceId = i64;
 pub type ChunkId = i64;
 /// Identifies a job.
 pub type JobId = i64;
+/// Identifies a watched folder.
+pub type FolderId = i64;
 
 /// The twin created with every new database.
 pub const DEFAULT_TWIN: TwinId = 1;
@@ -28,6 +30,20 @@ pub struct Twin {
     /// The name shown to the owner.
     pub name: String,
     /// When it was created.
+    pub created_at: Millis,
+}
+
+/// A folder kept in sync with a twin: files that appear or change in it are ingested, files
+/// that disappear are forgotten (while a `Doppel` opened with `Config::watch` runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedFolder {
+    /// Its id.
+    pub id: FolderId,
+    /// The twin that learns its files.
+    pub twin_id: TwinId,
+    /// The folder's canonical absolute path.
+    pub path: String,
+    /// When it was first watched.
     pub created_at: Millis,
 }
 

@@ -54,6 +54,9 @@ pub struct Settings {
     pub chat_timeout_s: u32,
     /// Longest silence of a chat model server in the middle of an answer, in seconds.
     pub chat_idle_s: u32,
+    /// Quiet time after a change in a watched folder before its files are queued, in
+    /// milliseconds: a burst of writes to a file becomes one job.
+    pub watch_debounce_ms: u32,
 }
 
 impl Default for Settings {
@@ -80,6 +83,7 @@ impl Default for Settings {
             embed_retries: 0,
             chat_timeout_s: 0,
             chat_idle_s: 0,
+            watch_debounce_ms: 0,
         };
         for spec in SPECS {
             *(spec.field)(&mut settings) = spec.default;
@@ -273,6 +277,14 @@ pub static SPECS: &[SettingSpec] = &[
         min: 1,
         max: 600,
         field: |s| &mut s.chat_idle_s,
+    },
+    SettingSpec {
+        key: "watch_debounce_ms",
+        help: "quiet milliseconds after a change in a watched folder before its files are queued",
+        default: 500,
+        min: 50,
+        max: 60_000,
+        field: |s| &mut s.watch_debounce_ms,
     },
 ];
 

@@ -28,7 +28,9 @@ use crate::events::{Event, EventBus};
 use crate::fetch;
 use crate::index::VectorIndex;
 use crate::ingest::chunk::{ChunkConfig, chunk};
-use crate::ingest::{Document, Format, parse, parse_text, parse_web_page, read_file, sha256_hex};
+use crate::ingest::{
+    Document, FileStat, Format, parse, parse_text, parse_web_page, read_file, sha256_hex,
+};
 use crate::model::*;
 use crate::sandbox::{self, ParserCommand};
 use crate::settings::Settings;
@@ -73,6 +75,25 @@ pub(crate) enum Command {
     /// Loads the embedder again (after its API key changed).
     ReloadEmbedder {
         reply: Sender<Result<()>>,
+    },
+    CreateTwin {
+        name: String,
+        reply: Sender<Result<Twin>>,
+    },
+    RenameTwin {
+        twin: TwinId,
+        name: String,
+        reply: Sender<Result<Twin>>,
+    },
+    /// Records a watched folder (its path already canonical); watching itself is `watch.rs`'s.
+    WatchFolder {
+        twin: TwinId,
+        path: String,
+        reply: Sender<Result<WatchedFolder>>,
+    },
+    UnwatchFolder {
+        folder: FolderId,
+        reply: Sender<Result<WatchedFolder>>,
     },
     /// A write to conversations, verified answers or personas: small, and handled even between
     /// the embedding batches of a running job, so that chat never waits for ingestion.
@@ -357,17 +378,23 @@ impl Worker {
                 self.reload_vectors();
                 drop(reply.send(Ok(())))
             }
+            Command::CreateTwin { name, reply } => {
+                drop(reply.send(in_tx(&mut self.conn, |tx| store::create_twin(tx, &name))))
+            }
+            Command::RenameTwin { twin, name, reply } => {
+                drop(reply.send(in_tx(&mut self.conn, |tx| store::rename_twin(tx, twin, &name))))
+            }
+            Command::WatchFolder { twin, path, reply } => {
+                drop(reply.send(in_tx(&mut self.conn, |tx| store::watch_folder(tx, twin, &path))))
+            }
+            Command::UnwatchFolder { folder, reply } => {
+                drop(reply.send(store::unwatch_folder(&self.conn, folder)))
+            }
             Command::Chat(write) => self.chat_write(write),
         }
     }
 
     fn chat_write(&mut self, write: ChatWrite) {
-        fn in_tx<T>(conn: &mut Connection, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        }
         let conn = &mut self.conn;
         match write {
             ChatWrite::BeginAnswer { conversation, twin, question, reply } => {
@@ -567,6 +594,13 @@ impl Worker {
         let message = e.to_string();
         warn!(code = e.code(), error = %redact_urls(&message), will_retry = retry_at.is_some(), "job failed");
         store::store_failure(&self.conn, job, e.code(), &message, retry_at)?;
+        // A file that failed for good is not tried again by a watched folder's catch-up until
+        // it changes.
+        if let (None, JobKind::IngestFile, Some(source)) = (retry_at, job.kind, job.source_id)
+            && let Some(file) = FileStat::of(std::path::Path::new(&job.origin))
+        {
+            store::note_file(&self.conn, source, file)?;
+        }
         self.shared.events.publish(Event::JobFailed {
             job: job.id,
             source: job.source_id,
@@ -591,24 +625,27 @@ impl Worker {
         let shared = Arc::clone(&self.shared);
         let checkpoint = || shared.checkpoint(job.id);
 
-        let (byte_size, hash, doc) = match job.kind {
+        let (byte_size, hash, doc, file) = match job.kind {
             JobKind::IngestFile => {
                 let path = PathBuf::from(&job.origin);
+                // Taken before reading: a write during the read leaves a newer time behind, so
+                // a watched folder's catch-up reads the file again.
+                let file = FileStat::of(&path);
                 let format = Format::from_path(&path)?;
                 let bytes = read_file(&path, self.settings.max_file_bytes())?;
                 let hash = sha256_hex(&bytes);
-                if let Some(finished) = self.settle_known_content(job, &source, &hash)? {
+                if let Some(finished) = self.settle_known_content(job, &source, &hash, file)? {
                     return Ok(finished);
                 }
                 checkpoint()?;
                 let doc =
                     self.parse_bytes(job, &bytes, format.or_else(|| Format::sniff(&bytes)), None)?;
-                (bytes.len() as u64, hash, doc)
+                (bytes.len() as u64, hash, doc, file)
             }
             JobKind::IngestUrl => {
                 let fetched = fetch::fetch(&job.origin, self.settings.fetch_limits())?;
                 let hash = sha256_hex(&fetched.bytes);
-                if let Some(finished) = self.settle_known_content(job, &source, &hash)? {
+                if let Some(finished) = self.settle_known_content(job, &source, &hash, None)? {
                     return Ok(finished);
                 }
                 checkpoint()?;
@@ -627,16 +664,16 @@ impl Worker {
                     Some(Format::Html) => parse_web_page(&fetched.bytes, charset)?,
                     other => self.parse_bytes(job, &fetched.bytes, other, charset)?,
                 };
-                (fetched.bytes.len() as u64, hash, doc)
+                (fetched.bytes.len() as u64, hash, doc, None)
             }
             JobKind::IngestText => {
                 let text = payload
                     .ok_or_else(|| Error::InvalidInput("the pasted text is missing".into()))?;
                 let hash = sha256_hex(text.as_bytes());
-                if let Some(finished) = self.settle_known_content(job, &source, &hash)? {
+                if let Some(finished) = self.settle_known_content(job, &source, &hash, None)? {
                     return Ok(finished);
                 }
-                (text.len() as u64, hash, parse_text(&text, Format::Markdown)?)
+                (text.len() as u64, hash, parse_text(&text, Format::Markdown)?, None)
             }
         };
         let config = ChunkConfig {
@@ -653,6 +690,7 @@ impl Worker {
         let note = note_of(&doc.warnings);
         let facts = SourceFacts {
             title: &title,
+            file,
             media_type: doc.media_type,
             byte_size,
             content_hash: &hash,
@@ -721,6 +759,7 @@ impl Worker {
         job: &Job,
         source: &Source,
         hash: &str,
+        file: Option<FileStat>,
     ) -> Result<Option<Finished>> {
         let unchanged = source.content_hash.as_deref() == Some(hash) && source.chunk_count > 0;
         let existing = if unchanged {
@@ -734,7 +773,7 @@ impl Worker {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let finished = match existing {
             None => {
-                store::store_unchanged(&tx, job.id, source.id)?;
+                store::store_unchanged(&tx, job.id, source.id, file)?;
                 Finished {
                     outcome: JobOutcome::Unchanged,
                     source: Some(source.id),
@@ -1066,6 +1105,25 @@ impl Worker {
         self.shared.events.publish(Event::Backfill { embedded: rows.len() as u64, remaining });
         Ok(true)
     }
+}
+
+/// Runs `f` in one immediate transaction, committed when it succeeds.
+fn in_tx<T>(conn: &mut Connection, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let value = f(&tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+/// Sends a command to the worker and waits for its answer. Any thread may call it; the worker
+/// answers in the order commands arrive.
+pub(crate) fn call<T>(
+    commands: &Sender<Command>,
+    command: impl FnOnce(Sender<Result<T>>) -> Command,
+) -> Result<T> {
+    let (reply, answer) = std::sync::mpsc::channel();
+    commands.send(command(reply)).map_err(|_| Error::WorkerGone("it is not running".into()))?;
+    answer.recv().map_err(|_| Error::WorkerGone("it stopped before answering".into()))?
 }
 
 /// Removes and adds index entries. A failure only costs a rebuild at the next start: results

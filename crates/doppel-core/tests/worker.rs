@@ -295,6 +295,11 @@ fn a_schema_v1_database_file_is_migrated_with_its_data() {
         })
         .unwrap();
     assert_eq!(doppel.source(report.queued[0].source_id).unwrap().kind, SourceKind::Url);
+    // And what version 5 adds: watched folders and twins made later.
+    let folder = tempfile::tempdir().unwrap();
+    let watched = doppel.watch_folder(DEFAULT_TWIN, folder.path()).unwrap();
+    assert_eq!(doppel.watched_folders().unwrap(), [watched]);
+    assert_eq!(doppel.create_twin("Second").unwrap().name, "Second");
 }
 
 /// A keyword-only search of the default twin (vector search is tested on its own).

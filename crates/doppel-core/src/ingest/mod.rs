@@ -293,6 +293,26 @@ pub(crate) fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// What a file looked like at one moment: enough to tell, without reading it, that it has not
+/// changed since (as `make` and `rsync` do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStat {
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its modification time, in nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+}
+
+impl FileStat {
+    /// The size and modification time of the regular file at `path` (following links), or
+    /// `None` when it is no regular file or has no usable time.
+    pub(crate) fn of(path: &Path) -> Option<FileStat> {
+        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+        let since = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(FileStat { size: meta.len(), mtime_ns: i64::try_from(since.as_nanos()).ok()? })
+    }
+}
+
 /// SHA-256 of some bytes, as lowercase hex.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);

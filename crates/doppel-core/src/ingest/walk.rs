@@ -118,6 +118,18 @@ fn walk_dir(
     }
 }
 
+/// Whether a walk of the folder `root` would take `path` below it: no name between `root` and
+/// `path` is hidden, and a file's extension does not say it is binary. Used for single paths a
+/// watched folder reports, so that they follow the same rules as a walk of the whole folder.
+pub(crate) fn folder_takes(root: &Path, path: &Path, is_file: bool) -> bool {
+    let Ok(below) = path.strip_prefix(root) else { return false };
+    if below.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
+        return false;
+    }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    !is_file || binary_kind(&ext).is_none()
+}
+
 fn skipped(path: &Path, reason: &str) -> Error {
     Error::Skipped { path: path.to_path_buf(), reason: reason.to_string() }
 }
@@ -169,5 +181,16 @@ mod tests {
             reasons.iter().any(|r| r.starts_with(&format!("{}:", root.join("nope").display())))
         );
         assert_eq!(reasons.len(), expect.len() + 1);
+    }
+
+    #[test]
+    fn single_paths_follow_the_folder_rules() {
+        let root = Path::new("/w");
+        assert!(folder_takes(root, Path::new("/w/notes/a.md"), true));
+        assert!(folder_takes(root, Path::new("/w/notes"), false));
+        assert!(!folder_takes(root, Path::new("/w/.git/config"), true));
+        assert!(!folder_takes(root, Path::new("/w/notes/.a.md.swp"), true));
+        assert!(!folder_takes(root, Path::new("/w/photo.PNG"), true));
+        assert!(!folder_takes(root, Path::new("/elsewhere/a.md"), true));
     }
 }

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema-v2.sql"),
     include_str!("schema-v3.sql"),
     include_str!("schema-v4.sql"),
+    include_str!("schema-v5.sql"),
 ];
 
 /// The newest schema version this build understands.

@@ -13,6 +13,58 @@ pub(crate) fn twins(conn: &Connection) -> Result<Vec<Twin>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+pub(crate) fn twin(conn: &Connection, id: TwinId) -> Result<Twin> {
+    conn.query_row("SELECT id, name, created_at FROM twins WHERE id = ?1", [id], |r| {
+        Ok(Twin { id: r.get(0)?, name: r.get(1)?, created_at: r.get(2)? })
+    })
+    .optional()?
+    .ok_or_else(|| Error::NotFound { what: "twin", id: id.to_string() })
+}
+
+pub(crate) fn watched_folders(conn: &Connection) -> Result<Vec<WatchedFolder>> {
+    let mut stmt =
+        conn.prepare("SELECT id, twin_id, path, created_at FROM watched_folders ORDER BY id")?;
+    let rows = stmt.query_map([], watched_folder_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn watched_folder_from_row(r: &rusqlite::Row) -> rusqlite::Result<WatchedFolder> {
+    Ok(WatchedFolder { id: r.get(0)?, twin_id: r.get(1)?, path: r.get(2)?, created_at: r.get(3)? })
+}
+
+/// A file source as a watched folder sees it: where it is and what it looked like when it was
+/// last read.
+#[derive(Debug, Clone)]
+pub(crate) struct KnownFile {
+    pub source: SourceId,
+    pub origin: String,
+    pub stat: Option<crate::ingest::FileStat>,
+}
+
+/// The file sources of `twin` whose path is `path` or lies below it.
+pub(crate) fn files_under(conn: &Connection, twin: TwinId, path: &str) -> Result<Vec<KnownFile>> {
+    // A prefix compared with `substr`, not `LIKE`: paths may hold `%` and `_`.
+    let below = format!("{}/", path.trim_end_matches('/'));
+    let mut stmt = conn.prepare(
+        "SELECT id, origin, file_size, file_mtime_ns FROM sources
+         WHERE twin_id = ?1 AND kind = 'file'
+           AND (origin = ?2 OR substr(origin, 1, length(?3)) = ?3)
+         ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![twin, path, below], |r| {
+        let size: Option<u64> = r.get(2)?;
+        let mtime_ns: Option<i64> = r.get(3)?;
+        Ok(KnownFile {
+            source: r.get(0)?,
+            origin: r.get(1)?,
+            stat: size
+                .zip(mtime_ns)
+                .map(|(size, mtime_ns)| crate::ingest::FileStat { size, mtime_ns }),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub(crate) fn sources(conn: &Connection, twin: TwinId) -> Result<Vec<Source>> {
     let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE twin_id = ?1 ORDER BY id");
     let mut stmt = conn.prepare(&sql)?;

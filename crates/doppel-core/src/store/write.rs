@@ -6,6 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::*;
+use crate::ingest::FileStat;
 
 /// Queues a file or a URL, creating its source row unless the origin already is a source of
 /// the twin.
@@ -138,6 +139,8 @@ pub(crate) fn set_source_state(
 #[derive(Debug)]
 pub(crate) struct SourceFacts<'a> {
     pub title: &'a str,
+    /// A file's size and modification time just before it was read.
+    pub file: Option<FileStat>,
     pub media_type: &'a str,
     pub byte_size: u64,
     pub content_hash: &'a str,
@@ -209,7 +212,8 @@ pub(crate) fn store_ingested(
     let now = now_ms();
     tx.execute(
         "UPDATE sources SET title = ?2, media_type = ?3, byte_size = ?4, content_hash = ?5,
-                state = 'ready', error = ?8, chunk_count = ?6, updated_at = ?7
+                state = 'ready', error = ?8, chunk_count = ?6, updated_at = ?7,
+                file_size = ?9, file_mtime_ns = ?10
          WHERE id = ?1",
         params![
             source,
@@ -219,7 +223,9 @@ pub(crate) fn store_ingested(
             facts.content_hash,
             chunks.len() as i64,
             now,
-            facts.note
+            facts.note,
+            facts.file.map(|f| f.size),
+            facts.file.map(|f| f.mtime_ns),
         ],
     )?;
     finish_job(tx, job, JobOutcome::Ingested, Some(source), None)?;
@@ -243,13 +249,104 @@ pub(crate) fn finish_job(
     Ok(())
 }
 
-/// Records that a source's content is unchanged: it goes back to ready as it was.
-pub(crate) fn store_unchanged(tx: &Transaction, job: JobId, source: SourceId) -> Result<()> {
+/// Records that a source's content is unchanged: it goes back to ready as it was, remembering
+/// the file's size and time as they are now (a file touched but not changed).
+pub(crate) fn store_unchanged(
+    tx: &Transaction,
+    job: JobId,
+    source: SourceId,
+    file: Option<FileStat>,
+) -> Result<()> {
     tx.execute(
         "UPDATE sources SET state = 'ready', error = NULL, updated_at = ?2 WHERE id = ?1",
         params![source, now_ms()],
     )?;
+    if let Some(file) = file {
+        note_file(tx, source, file)?;
+    }
     finish_job(tx, job, JobOutcome::Unchanged, Some(source), None)
+}
+
+/// Remembers the size and modification time a source's file had when it was read.
+pub(crate) fn note_file(conn: &Connection, source: SourceId, file: FileStat) -> Result<()> {
+    conn.execute(
+        "UPDATE sources SET file_size = ?2, file_mtime_ns = ?3 WHERE id = ?1",
+        params![source, file.size, file.mtime_ns],
+    )?;
+    Ok(())
+}
+
+/// The longest name of a twin, in characters.
+pub(crate) const TWIN_NAME_MAX: usize = 100;
+
+/// A twin's name as it will be stored: trimmed, 1 to [`TWIN_NAME_MAX`] characters, no control
+/// characters, and no other twin's name (compared without case) but `except`'s own.
+fn twin_name(conn: &Connection, name: &str, except: Option<TwinId>) -> Result<String> {
+    let name = name.trim();
+    let length = name.chars().count();
+    if length == 0 {
+        return Err(Error::InvalidInput("a twin needs a name".into()));
+    }
+    if length > TWIN_NAME_MAX {
+        return Err(Error::InvalidInput(format!(
+            "a twin's name is at most {TWIN_NAME_MAX} characters (this one has {length})"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::InvalidInput("a twin's name cannot hold control characters".into()));
+    }
+    let taken = twins(conn)?
+        .into_iter()
+        .any(|t| Some(t.id) != except && t.name.to_lowercase() == name.to_lowercase());
+    if taken {
+        return Err(Error::AlreadyExists { what: "twin", name: name.to_string() });
+    }
+    Ok(name.to_string())
+}
+
+/// Creates a twin with a validated, unique name.
+pub(crate) fn create_twin(tx: &Transaction, name: &str) -> Result<Twin> {
+    let name = twin_name(tx, name, None)?;
+    let id = tx.query_row(
+        "INSERT INTO twins (name, created_at) VALUES (?1, ?2) RETURNING id",
+        params![name, now_ms()],
+        |r| r.get(0),
+    )?;
+    twin(tx, id)
+}
+
+/// Renames a twin; the new name is validated and unique.
+pub(crate) fn rename_twin(tx: &Transaction, id: TwinId, name: &str) -> Result<Twin> {
+    twin(tx, id)?;
+    let name = twin_name(tx, name, Some(id))?;
+    tx.execute("UPDATE twins SET name = ?2 WHERE id = ?1", params![id, name])?;
+    twin(tx, id)
+}
+
+/// Watches a folder for a twin; a folder it already watches is returned as it is.
+pub(crate) fn watch_folder(tx: &Transaction, twin_id: TwinId, path: &str) -> Result<WatchedFolder> {
+    twin(tx, twin_id)?;
+    tx.execute(
+        "INSERT INTO watched_folders (twin_id, path, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (twin_id, path) DO NOTHING",
+        params![twin_id, path, now_ms()],
+    )?;
+    Ok(tx.query_row(
+        "SELECT id, twin_id, path, created_at FROM watched_folders WHERE twin_id = ?1 AND path = ?2",
+        params![twin_id, path],
+        watched_folder_from_row,
+    )?)
+}
+
+/// Stops watching a folder; returns it as it was.
+pub(crate) fn unwatch_folder(conn: &Connection, id: FolderId) -> Result<WatchedFolder> {
+    conn.query_row(
+        "DELETE FROM watched_folders WHERE id = ?1 RETURNING id, twin_id, path, created_at",
+        [id],
+        watched_folder_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| Error::NotFound { what: "watched folder", id: id.to_string() })
 }
 
 /// Records that a source's content is already held by `existing`: the job points there and the
