@@ -497,6 +497,17 @@ impl Doppel {
         crate::secrets::set_api_key(&server.url, key.trim())
     }
 
+    /// The chat model server's API key, masked for display (`None` when none is stored or the
+    /// model is not a server).
+    pub fn chat_api_key_hint(&self) -> Result<Option<String>> {
+        match self.chat_model()? {
+            ChatModel::Remote(server) => {
+                Ok(crate::secrets::api_key(&server.url)?.as_deref().map(crate::secrets::masked))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Removes the chat model server's API key; returns whether there was one.
     pub fn delete_chat_api_key(&self) -> Result<bool> {
         match self.chat_model()? {

@@ -218,4 +218,6 @@ pub struct VerifiedAnswer {
     pub question: String,
     /// The approved (possibly revised) answer.
     pub answer: String,
+    /// When it was approved.
+    pub created_at: Millis,
 }

@@ -249,10 +249,16 @@ pub(crate) fn messages(conn: &Connection, conversation: &str) -> Result<Vec<Mess
 
 pub(crate) fn verified_answers(conn: &Connection, twin: TwinId) -> Result<Vec<VerifiedAnswer>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, question, answer FROM verified_answers WHERE twin_id = ?1 ORDER BY id",
+        "SELECT id, question, answer, created_at FROM verified_answers WHERE twin_id = ?1
+         ORDER BY id",
     )?;
     let rows = stmt.query_map([twin], |r| {
-        Ok(VerifiedAnswer { id: r.get(0)?, question: r.get(1)?, answer: r.get(2)? })
+        Ok(VerifiedAnswer {
+            id: r.get(0)?,
+            question: r.get(1)?,
+            answer: r.get(2)?,
+            created_at: r.get(3)?,
+        })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -1,0 +1,147 @@
+// Drives Doppel's desktop window: starts it through tauri-driver, calls its IPC commands as
+// the front end does (window.__TAURI_INTERNALS__.invoke), listens to its events, and polls
+// with a bound instead of sleeping.
+
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import { Session, WebDriverError } from "./webdriver.mjs";
+
+export const env = {
+  driver: process.env.E2E_DRIVER_URL ?? "http://127.0.0.1:4444",
+  application: process.env.E2E_APP,
+  dataDir: process.env.DOPPEL_DATA_DIR,
+  screenshots: process.env.E2E_SCREENSHOTS ?? new URL("./screenshots/", import.meta.url).pathname,
+};
+
+/** Calls `probe` until it returns something truthy, at most `timeoutMs`; returns that. */
+export async function poll(what, probe, { timeoutMs = 60_000, everyMs = 100 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`gave up waiting for ${what} after ${timeoutMs} ms${last ? `: ${last.message}` : ""}`);
+    }
+    await delay(everyMs);
+  }
+}
+
+/**
+ * Waits until no process holds the data directory's lock (Doppel takes it with flock(2), as
+ * util-linux's `flock` does): the driver ends a session before the app's process has exited.
+ */
+export async function dataDirReleased() {
+  const lock = join(env.dataDir, "doppel.lock");
+  await poll("the data directory's lock to be released", () =>
+    !existsSync(lock) || spawnSync("flock", ["--nonblock", lock, "true"]).status === 0,
+  );
+}
+
+/** An IPC rejection, with the command's `{code, message}`. */
+export class CommandError extends Error {
+  constructor(command, error) {
+    super(`${command} failed: ${JSON.stringify(error)}`);
+    this.code = error?.code;
+    this.payload = error;
+  }
+}
+
+export class App {
+  /** Starts the app and waits until its page answers (WebKitWebDriver may be slow to attach). */
+  static async start() {
+    if (!env.application) throw new Error("E2E_APP must name the doppel-desktop binary");
+    const session = await poll("a WebDriver session", () => Session.start(env.driver, env.application), {
+      timeoutMs: 60_000,
+      everyMs: 500,
+    });
+    const app = new App(session);
+    await poll("the window's document", () => session.findElement("body"), { timeoutMs: 60_000 });
+    await poll("Tauri's IPC in the page", () =>
+      session.execute("return typeof window.__TAURI_INTERNALS__?.invoke === 'function'"),
+    );
+    return app;
+  }
+
+  constructor(session) {
+    this.session = session;
+  }
+
+  /** Invokes a command as the front end does; resolves with its value or throws CommandError. */
+  async invoke(command, args = {}) {
+    const outcome = await this.session.executeAsync(
+      `const [command, args, done] = arguments;
+       window.__TAURI_INTERNALS__.invoke(command, args).then(
+         (value) => done({ ok: true, value: value ?? null }),
+         (error) => done({ ok: false, error }));`,
+      [command, args],
+    );
+    if (!outcome.ok) throw new CommandError(command, outcome.error);
+    return outcome.value;
+  }
+
+  /** Starts collecting a Tauri event's payloads in the page (see `received`). */
+  async listen(event) {
+    await this.session.executeAsync(
+      `const [event, done] = arguments;
+       const bag = (window.__e2eEvents ??= {});
+       bag[event] = [];
+       const internals = window.__TAURI_INTERNALS__;
+       const handler = internals.transformCallback((e) => bag[event].push(e.payload));
+       internals.invoke("plugin:event|listen", { event, target: { kind: "Any" }, handler })
+         .then(() => done(null), (e) => done(String(e)));`,
+      [event],
+    );
+  }
+
+  /** The payloads of `event` received since `listen`. */
+  received(event) {
+    return this.session.execute("return (window.__e2eEvents ?? {})[arguments[0]] ?? []", [event]);
+  }
+
+  /**
+   * Asks the twin through a real IPC channel (as `new Channel()` of @tauri-apps/api does) and
+   * keeps the answer's promise and streamed pieces in the page (see `askState`).
+   */
+  async startAsk(request) {
+    await this.session.execute(
+      `const [request] = arguments;
+       const internals = window.__TAURI_INTERNALS__;
+       const state = (window.__e2eAsk = { pieces: [], result: null, error: null });
+       const id = internals.transformCallback((message) => state.pieces.push(message));
+       internals.invoke("ask", { request, onEvent: "__CHANNEL__:" + id }).then(
+         (answer) => { state.result = answer; },
+         (error) => { state.error = error; });
+       return null;`,
+      [request],
+    );
+  }
+
+  askState() {
+    return this.session.execute("return window.__e2eAsk");
+  }
+
+  /** Saves a PNG of the window as `name`.png in the screenshot folder; returns its path. */
+  async screenshot(name) {
+    mkdirSync(env.screenshots, { recursive: true });
+    const path = join(env.screenshots, `${name}.png`);
+    writeFileSync(path, await this.session.screenshot());
+    return path;
+  }
+
+  /** Ends the session, and waits until the app has let go of the data directory. */
+  async quit() {
+    try {
+      await this.session.quit();
+    } catch (e) {
+      if (!(e instanceof WebDriverError)) throw e;
+    }
+    await dataDirReleased();
+  }
+}
