@@ -341,14 +341,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
                 Error::InvalidInput(format!("could not read standard input as UTF-8 text: {e}"))
             })?;
             let queued = doppel.add_text(TextRequest { twin: DEFAULT_TWIN, title, text })?;
-            if no_wait {
-                out.value(json!({ "queued": [json::enqueued(&queued)] }), || {
-                    format!("queued as job {}", queued.job_id)
-                });
-                return Ok(Outcome::Ok);
-            }
-            let jobs = wait::jobs(&doppel, &[queued.job_id], &out)?;
-            out.finish_jobs(&doppel, &jobs, Vec::new())
+            one_job(&doppel, &out, &queued, no_wait)
         }
         Command::Wait => {
             let active = doppel.jobs(JobFilter { active_only: true, limit: u32::MAX })?;
@@ -365,14 +358,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Reingest { source, no_wait } => {
             let source = doppel.find_source(DEFAULT_TWIN, &source)?;
             let queued = doppel.reingest(source.id)?;
-            if no_wait {
-                out.value(json!({ "queued": [json::enqueued(&queued)] }), || {
-                    format!("queued as job {}", queued.job_id)
-                });
-                return Ok(Outcome::Ok);
-            }
-            let jobs = wait::jobs(&doppel, &[queued.job_id], &out)?;
-            out.finish_jobs(&doppel, &jobs, Vec::new())
+            one_job(&doppel, &out, &queued, no_wait)
         }
         Command::Twins { action } => {
             match action {
@@ -654,4 +640,21 @@ impl Printer {
         });
         Ok(if failed > 0 { Outcome::Partial } else { Outcome::Ok })
     }
+}
+
+/// Reports one queued job, and waits for it unless told not to.
+fn one_job(
+    doppel: &Doppel,
+    out: &Printer,
+    queued: &doppel_core::Enqueued,
+    no_wait: bool,
+) -> doppel_core::Result<Outcome> {
+    if no_wait {
+        out.value(json!({ "queued": [json::enqueued(queued)] }), || {
+            format!("queued as job {}", queued.job_id)
+        });
+        return Ok(Outcome::Ok);
+    }
+    let jobs = wait::jobs(doppel, &[queued.job_id], out)?;
+    out.finish_jobs(doppel, &jobs, Vec::new())
 }

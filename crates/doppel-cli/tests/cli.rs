@@ -640,39 +640,13 @@ fn asking_without_a_model_cites_passages_and_the_conversation_is_kept() {
 /// closed, the partial answer is stored as cancelled, and the exit status says so.
 #[test]
 fn ctrl_c_stops_an_answer_and_keeps_what_was_said() {
-    use std::io::{BufRead, BufReader, Read};
-    use std::net::TcpListener;
+    use std::io::Read;
 
     let cli = Cli::new();
     let note = cli.write("garden.md", "# Garden\nI planted the tomatoes in May.\n");
     cli.json(&["ingest", note.to_str().unwrap()]);
 
-    // An Ollama server that says two words, then stays silent until the client hangs up.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (closed_tx, closed) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = value.trim().parse().unwrap();
-            }
-            if line.trim_end().is_empty() {
-                break;
-            }
-        }
-        reader.read_exact(&mut vec![0; length]).unwrap();
-        let piece = r#"{"message":{"role":"assistant","content":"In May"},"done":false}"#;
-        let mut stream = stream;
-        write!(stream, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{piece}\n").unwrap();
-        // Reads until the client closes the connection (0 bytes) or resets it.
-        let _ = reader.read(&mut [0; 64]);
-        closed_tx.send(()).unwrap();
-    });
+    let (url, closed) = util::ollama_that_stalls_after("In May");
     cli.json(&["chat-model", "ollama", "--model", "tiny", "--url", &url]);
 
     let mut child = cli

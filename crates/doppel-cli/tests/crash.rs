@@ -170,34 +170,10 @@ fn cr4_database_and_vector_index_agree_after_sigkill() {
 /// marked cancelled, never left "streaming".
 #[test]
 fn an_answer_cut_off_by_sigkill_keeps_what_it_had_said() {
-    use std::io::{Read, Write};
-    use std::net::TcpListener;
-
     let cli = Cli::new();
     let note = cli.write("garden.md", "# Garden\nI planted the tomatoes in May.\n");
     cli.json(&["ingest", note.to_str().unwrap()]);
-    // An Ollama server that says two words, then holds the connection open and silent.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = value.trim().parse().unwrap();
-            }
-            if line.trim_end().is_empty() {
-                break;
-            }
-        }
-        reader.read_exact(&mut vec![0; length]).unwrap();
-        let piece = r#"{"message":{"role":"assistant","content":"In May"},"done":false}"#;
-        write!(stream, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{piece}\n").unwrap();
-        let _ = reader.read(&mut [0; 64]);
-    });
+    let (url, _closed) = util::ollama_that_stalls_after("In May");
     cli.json(&["chat-model", "ollama", "--model", "tiny", "--url", &url]);
 
     let mut child = cli.command().args(["ask", "tomatoes"]).stdout(Stdio::null()).spawn().unwrap();

@@ -5,17 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use common::model_cache;
 use doppel_core::chat::{AskRequest, ChatModel, Grounding, MessageState, Role};
 use doppel_core::*;
-
-fn model_cache() -> PathBuf {
-    std::env::var_os(MODEL_CACHE_ENV)
-        .map(PathBuf::from)
-        .expect("DOPPEL_MODEL_CACHE is set by scripts/test")
-}
 
 fn open(data: &Path) -> Doppel {
     Doppel::open(Config { models: Some(model_cache()), ..Config::new(data) }).unwrap()

@@ -8,25 +8,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{Request, read_request};
 use doppel_core::chat::remote::ChatServer;
 use doppel_core::chat::{AskRequest, ChatModel, MessageState};
 use doppel_core::*;
 use serde_json::{Value, json};
-
-/// One request as the server saw it.
-#[derive(Debug, Clone)]
-struct Request {
-    path: String,
-    authorization: Option<String>,
-    body: Value,
-}
 
 /// What the server does with a request.
 #[derive(Clone)]
@@ -58,31 +51,6 @@ fn serve(reply: Reply) -> (String, Arc<Mutex<Vec<Request>>>) {
         }
     });
     (base, seen)
-}
-
-fn read_request(stream: &TcpStream) -> Option<Request> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let path = line.split_whitespace().nth(1)?.to_string();
-    let (mut length, mut authorization) = (0, None);
-    loop {
-        line.clear();
-        reader.read_line(&mut line).ok()?;
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        match name.to_ascii_lowercase().as_str() {
-            "content-length" => length = value.trim().parse().ok()?,
-            "authorization" => authorization = Some(value.trim().to_string()),
-            _ => {}
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Request { path, authorization, body: serde_json::from_slice(&body).ok()? })
 }
 
 fn answer(mut stream: TcpStream, reply: Reply) {

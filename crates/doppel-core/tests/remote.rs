@@ -6,7 +6,9 @@
 //! The servers embed by hashing words into buckets: texts that share words get close vectors,
 //! which is all that search by meaning needs to be tested end to end.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,16 +16,9 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{Request, read_request};
 use doppel_core::*;
 use serde_json::{Value, json};
-
-/// One request as the server saw it.
-#[derive(Debug, Clone)]
-struct Request {
-    path: String,
-    authorization: Option<String>,
-    body: Value,
-}
 
 impl Request {
     fn texts(&self) -> Vec<String> {
@@ -66,31 +61,6 @@ fn serve(handler: Handler) -> (String, Arc<Mutex<Vec<Request>>>) {
         }
     });
     (base, seen)
-}
-
-fn read_request(stream: &TcpStream) -> Option<Request> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let path = line.split_whitespace().nth(1)?.to_string();
-    let (mut length, mut authorization) = (0, None);
-    loop {
-        line.clear();
-        reader.read_line(&mut line).ok()?;
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        match name.to_ascii_lowercase().as_str() {
-            "content-length" => length = value.trim().parse().ok()?,
-            "authorization" => authorization = Some(value.trim().to_string()),
-            _ => {}
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Request { path, authorization, body: serde_json::from_slice(&body).ok()? })
 }
 
 fn respond(mut stream: TcpStream, status: u16, body: &Value) {

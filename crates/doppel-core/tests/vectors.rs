@@ -7,19 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::model_cache;
 use doppel_core::*;
-
-fn model_cache() -> PathBuf {
-    let dir = std::env::var_os(MODEL_CACHE_ENV)
-        .map(PathBuf::from)
-        .expect("DOPPEL_MODEL_CACHE is set by scripts/test");
-    assert!(
-        ModelFiles::in_cache(&dir).model.is_file(),
-        "run scripts/models to fill {}",
-        dir.display()
-    );
-    dir
-}
 
 fn open(data: &Path) -> Doppel {
     Doppel::open(Config { models: Some(model_cache()), ..Config::new(data) }).unwrap()

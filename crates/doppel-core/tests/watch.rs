@@ -1,10 +1,13 @@
 //! Watched folders, twins and re-ingestion, driven through the public API on real folders and
 //! real SQLite files. Waits are on events; their time-outs only bound a test that went wrong.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
+use common::model_cache;
 use doppel_core::*;
 
 /// How long any one event may take before the test gives up.
@@ -21,18 +24,6 @@ fn open_watching(data: &Path, models: Option<PathBuf>) -> (Doppel, Receiver<Even
 
 fn open_plain(data: &Path) -> Doppel {
     Doppel::open(Config { models: Some(data.join("no-models")), ..Config::new(data) }).unwrap()
-}
-
-fn model_cache() -> PathBuf {
-    let dir = std::env::var_os(MODEL_CACHE_ENV)
-        .map(PathBuf::from)
-        .expect("DOPPEL_MODEL_CACHE is set by scripts/test");
-    assert!(
-        ModelFiles::in_cache(&dir).model.is_file(),
-        "run scripts/models to fill {}",
-        dir.display()
-    );
-    dir
 }
 
 /// Events until one matches `wanted`; returns them all, that one last.

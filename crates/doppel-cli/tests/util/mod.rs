@@ -134,3 +134,35 @@ pub fn error_of(value: &Value) -> (String, String) {
     assert_eq!(error.as_object().unwrap().len(), 2, "{value}");
     (error["code"].as_str().unwrap().to_string(), error["message"].as_str().unwrap().to_string())
 }
+
+/// An Ollama chat server on loopback for one request: it says `piece`, then holds the connection
+/// open and silent until the client hangs up, which it reports on the returned channel.
+pub fn ollama_that_stalls_after(piece: &str) -> (String, std::sync::mpsc::Receiver<()>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let line =
+        serde_json::json!({"message": {"role": "assistant", "content": piece}, "done": false});
+    let (closed_tx, closed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut length = 0;
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).unwrap();
+            if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+            if header.trim_end().is_empty() {
+                break;
+            }
+        }
+        reader.read_exact(&mut vec![0; length]).unwrap();
+        write!(stream, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{line}\n").unwrap();
+        // Reads until the client closes the connection (0 bytes) or resets it.
+        let _ = reader.read(&mut [0; 64]);
+        let _ = closed_tx.send(());
+    });
+    (url, closed)
+}

@@ -1,6 +1,13 @@
 //! What several test files share.
 
+#![allow(dead_code)] // Each test file uses its own share of these.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+
+use doppel_core::{MODEL_CACHE_ENV, ModelFiles};
+use serde_json::Value;
 
 /// Every file below `dir`.
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -10,4 +17,51 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
         if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
     }
     out
+}
+
+/// The model cache that `scripts/test` fills (`DOPPEL_MODEL_CACHE`), checked to hold the model.
+pub fn model_cache() -> PathBuf {
+    let dir = std::env::var_os(MODEL_CACHE_ENV)
+        .map(PathBuf::from)
+        .expect("DOPPEL_MODEL_CACHE is set by scripts/test");
+    assert!(
+        ModelFiles::in_cache(&dir).model.is_file(),
+        "run scripts/models to fill {}",
+        dir.display()
+    );
+    dir
+}
+
+/// One HTTP request as a loopback model server saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+/// Reads one request with a JSON body from `stream`.
+pub fn read_request(stream: &TcpStream) -> Option<Request> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let (mut length, mut authorization) = (0, None);
+    loop {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().ok()?,
+            "authorization" => authorization = Some(value.trim().to_string()),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request { path, authorization, body: serde_json::from_slice(&body).ok()? })
 }
