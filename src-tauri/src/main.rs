@@ -10,7 +10,6 @@ mod commands;
 mod dto;
 mod error;
 mod events;
-mod logging;
 mod state;
 
 use std::process::ExitCode;

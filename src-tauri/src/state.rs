@@ -212,7 +212,7 @@ impl Drop for DownloadGuard {
 /// the window is open.
 fn open_core(events: std::sync::mpsc::Sender<doppel_core::Event>) -> Result<Doppel, IpcError> {
     let data_dir: PathBuf = Config::resolve_data_dir(None)?;
-    crate::logging::init(&data_dir);
+    doppel_core::init_logging(&data_dir);
     Ok(Doppel::open(Config { watch: true, subscriber: Some(events), ..Config::new(data_dir) })?)
 }
 

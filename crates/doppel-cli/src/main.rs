@@ -7,7 +7,6 @@
 
 mod chat;
 mod json;
-mod logging;
 mod wait;
 mod watch;
 
@@ -267,7 +266,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<Outcome, Error> {
     let data_dir = Config::resolve_data_dir(cli.data_dir.as_deref())?;
-    logging::init(&data_dir);
+    doppel_core::init_logging(&data_dir);
     let process_queue = match &cli.command {
         Command::Ingest { no_wait, .. }
         | Command::AddText { no_wait, .. }

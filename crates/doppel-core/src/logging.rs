@@ -1,6 +1,9 @@
-//! Logs go to `logs/doppel.log` in the data directory, as the CLI's do (level from
-//! `DOPPEL_LOG`, default `info`; a log over 10 MB is moved aside to `doppel.log.1` at start).
-//! The core logs ids, states, counts and paths; never document text or secrets.
+//! Logs go to `logs/doppel.log` in the data directory, never to the terminal; both shells (the
+//! CLI and the desktop window) start them here once they know the data directory.
+//!
+//! The level comes from `DOPPEL_LOG` (for example `debug`), default `info`. The core logs ids,
+//! states, counts and paths; never document text or secrets. A log over 10 MB is moved aside to
+//! `doppel.log.1` at start, so logs stay bounded.
 
 use std::fs::OpenOptions;
 use std::path::Path;
@@ -10,8 +13,10 @@ use tracing_subscriber::EnvFilter;
 
 const MAX_LOG_BYTES: u64 = 10 * 1024 * 1024;
 
-pub fn init(data_dir: &Path) {
-    let dir = data_dir.join(doppel_core::LOG_DIR);
+/// Starts logging to the data directory's log file; does nothing if it cannot be opened or a
+/// logger is already set.
+pub fn init_logging(data_dir: &Path) {
+    let dir = data_dir.join(crate::LOG_DIR);
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
