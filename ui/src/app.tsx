@@ -76,6 +76,8 @@ export function App(props: { initialView?: View }) {
     null,
   );
   const [sources, dispatchSources] = useReducer(sourcesReducer, initialSources);
+  const sourcesRef = useRef(sources);
+  sourcesRef.current = sources;
   const [dragging, setDragging] = useState(false);
   const [theme, setTheme] = useState<ThemePref>(loadTheme);
   const [newChatSignal, setNewChatSignal] = useState(0);
@@ -129,9 +131,11 @@ export function App(props: { initialView?: View }) {
       debounced(async () => {
         const id = twinRef.current;
         if (id === null) return;
+        // Events that arrive while the lists are read mark the state stale again (see `marks`).
+        const marks = sourcesRef.current.marks;
         try {
           const [list, jobs] = await Promise.all([api.sources(id), api.jobs(true).catch(() => undefined)]);
-          if (twinRef.current === id) dispatchSources({ type: "loaded", sources: list, jobs });
+          if (twinRef.current === id) dispatchSources({ type: "loaded", sources: list, jobs, marks });
         } catch (e) {
           fail(e);
         }

@@ -114,6 +114,32 @@ describe("sources state", () => {
   });
 });
 
+describe("reloads racing events", () => {
+  it("stays stale when an event arrives while a reload reads the lists", () => {
+    // A file added from elsewhere: the first event starts a reload, which reads the source
+    // while it is still queued; it becomes ready before that reload's answer arrives.
+    let s = run([{ type: "event", event: { type: "jobQueued", job: 3, source: 9 } }]);
+    expect(s.stale).toBe(true);
+    const marks = s.marks;
+    s = run([{ type: "event", event: { type: "sourceChanged", source: 9, state: "ready" } }], s);
+    s = run([{ type: "loaded", sources: [src(9, { state: "queued", title: "9.md", chunkCount: 0 })], marks }], s);
+    expect(s.stale).toBe(true); // so it is read again, and shows its title and passages
+    s = run([{ type: "event", event: { type: "sourceChanged", source: 9, state: "ready" } }], s);
+    s = run([{ type: "loaded", sources: [src(9, { state: "processing", chunkCount: 0 })], marks: s.marks - 1 }], s);
+    expect(s.rows[0]!.state).toBe("ready"); // an older answer does not take a ready row back
+    s = run([{ type: "loaded", sources: [src(9, { title: "Nine" })], marks: s.marks }], s);
+    expect(s.stale).toBe(false);
+    expect(s.rows.map((r) => [r.title, r.state, r.chunkCount])).toEqual([["Nine", "ready", 3]]);
+  });
+
+  it("is fresh after a reload that no event overtook", () => {
+    let s = run([dropped]);
+    s = run([{ type: "event", event: { type: "jobProgress", job: 12, done: 1, total: 4 } }], s);
+    s = run([{ type: "loaded", sources: [src(7), src(8)], marks: s.marks }], s);
+    expect(s.stale).toBe(false);
+  });
+});
+
 describe("reload coalescing", () => {
   afterEach(() => vi.useRealTimers());
 
@@ -131,5 +157,28 @@ describe("reload coalescing", () => {
     release();
     await vi.advanceTimersByTimeAsync(250);
     expect(fn).toHaveBeenCalledTimes(2);
+  });
+
+  it("reloads at once after a quiet spell, and coalesces what follows", async () => {
+    vi.useFakeTimers();
+    const fn = vi.fn(() => Promise.resolve());
+    const d = debounced(fn, 250);
+    // An event from elsewhere (a watched folder, the CLI): the list reloads without waiting.
+    d.schedule();
+    d.schedule();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(fn).toHaveBeenCalledTimes(1);
+    // The events that follow it within the wait cause one more reload, at its end.
+    d.schedule();
+    d.schedule();
+    await vi.advanceTimersByTimeAsync(100);
+    expect(fn).toHaveBeenCalledTimes(1);
+    await vi.advanceTimersByTimeAsync(150);
+    expect(fn).toHaveBeenCalledTimes(2);
+    // After a quiet spell, at once again.
+    await vi.advanceTimersByTimeAsync(1000);
+    d.schedule();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(fn).toHaveBeenCalledTimes(3);
   });
 });

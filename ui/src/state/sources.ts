@@ -20,6 +20,11 @@ export type SourcesState = {
   background: { label: string; done?: number; total?: number; error?: boolean } | null;
   /** Set when an event told of a change the state cannot apply by itself. */
   stale: boolean;
+  /**
+   * How many times the state was marked stale: a reload clears `stale` only if no event marked
+   * it again while the reload ran (its rows may predate that event's change).
+   */
+  marks: number;
 };
 
 export const initialSources: SourcesState = {
@@ -30,10 +35,12 @@ export const initialSources: SourcesState = {
   retryAt: {},
   background: null,
   stale: false,
+  marks: 0,
 };
 
 export type SourcesAction =
-  | { type: "loaded"; sources: Source[]; jobs?: Job[] }
+  /** `marks`: the state's `marks` when the reload began. */
+  | { type: "loaded"; sources: Source[]; jobs?: Job[]; marks?: number }
   | { type: "ingested"; report: IngestReport; twin: number; now: number }
   | { type: "event"; event: DoppelEvent }
   | { type: "removed"; source: number }
@@ -62,9 +69,17 @@ function setState(s: SourcesState, id: number, state: SourceState, extra: Partia
 }
 
 export function sourcesReducer(s: SourcesState, a: SourcesAction): SourcesState {
+  const next = reduce(s, a);
+  if (a.type !== "loaded" && a.type !== "reset" && next.stale && next !== s) {
+    return { ...next, marks: s.marks + 1 };
+  }
+  return next;
+}
+
+function reduce(s: SourcesState, a: SourcesAction): SourcesState {
   switch (a.type) {
     case "reset":
-      return initialSources;
+      return { ...initialSources, marks: s.marks };
     case "loaded": {
       const ids = new Set(a.sources.map((r) => r.id));
       const keep = <T>(rec: Record<number, T>) =>
@@ -87,7 +102,18 @@ export function sourcesReducer(s: SourcesState, a: SourcesAction): SourcesState 
           return row && row.state === "processing";
         }),
       );
-      return { ...s, rows: a.sources, jobSource, activeJob, progress, retryAt: keep(s.retryAt), stale: false };
+      // Overtaken by events: its rows may be older than the states those events set, which are
+      // kept (a ready row must not fall back to "processing"); the next reload settles the rest.
+      const stale = a.marks !== undefined && a.marks !== s.marks;
+      let rows = a.sources;
+      if (stale) {
+        const known = new Map(s.rows.map((r) => [r.id, r]));
+        rows = rows.map((r) => {
+          const k = known.get(r.id);
+          return k ? { ...r, state: k.state, error: k.error } : r;
+        });
+      }
+      return { ...s, rows, jobSource, activeJob, progress, retryAt: keep(s.retryAt), stale };
     }
     case "ingested": {
       // Every queued file appears at once; the reload that follows fills in the details.
@@ -234,11 +260,16 @@ export function percent(p: Progress | undefined): number | null {
   return Math.max(0, Math.min(100, Math.round((p.done / p.total) * 100)));
 }
 
-/** A coalescing reload: a burst of requests causes one call, and never two run at once. */
+/**
+ * A coalescing reload: a burst of requests causes one call, and never two run at once. The first
+ * request after a quiet spell reloads at once (a source added from elsewhere, by the CLI or a
+ * watched folder, shows without delay); later ones wait until `waitMs` after the last call began.
+ */
 export function debounced(fn: () => Promise<void>, waitMs: number) {
   let timer: ReturnType<typeof setTimeout> | null = null;
   let running = false;
   let again = false;
+  let lastRun = -Infinity;
   const run = async () => {
     timer = null;
     if (running) {
@@ -246,6 +277,7 @@ export function debounced(fn: () => Promise<void>, waitMs: number) {
       return;
     }
     running = true;
+    lastRun = Date.now();
     try {
       await fn();
     } finally {
@@ -258,9 +290,10 @@ export function debounced(fn: () => Promise<void>, waitMs: number) {
   };
   // A request while one is pending joins it (the wait is not restarted, so a steady stream of
   // events still reloads every `waitMs`); a request while one runs causes one more run after it.
+  // Requests in the same task join the same call even after a quiet spell.
   const schedule = () => {
     if (timer) return;
-    timer = setTimeout(() => void run(), waitMs);
+    timer = setTimeout(() => void run(), Math.max(0, lastRun + waitMs - Date.now()));
   };
   return {
     schedule,
