@@ -6,7 +6,9 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { Session, WebDriverError } from "./webdriver.mjs";
+import { Keys, Session, WebDriverError } from "./webdriver.mjs";
+
+export { Keys };
 
 export const env = {
   driver: process.env.E2E_DRIVER_URL ?? "http://127.0.0.1:4444",
@@ -31,6 +33,17 @@ export async function poll(what, probe, { timeoutMs = 60_000, everyMs = 100 } = 
     }
     await delay(everyMs);
   }
+}
+
+/**
+ * A CSS selector for the element with this `data-testid`, and with these attribute values:
+ * `byTestId("source-row", { "data-state": "ready" })`.
+ */
+export function byTestId(id, attributes = {}) {
+  const more = Object.entries(attributes)
+    .map(([name, value]) => `[${name}=${JSON.stringify(String(value))}]`)
+    .join("");
+  return `[data-testid=${JSON.stringify(id)}]${more}`;
 }
 
 /**
@@ -125,6 +138,64 @@ export class App {
 
   askState() {
     return this.session.execute("return window.__e2eAsk");
+  }
+
+  /**
+   * What a person sees of every element matching `selector` (in document order): its text, its
+   * attributes and whether it is shown. `within` narrows the search to the elements inside
+   * the first match of another selector.
+   */
+  elements(selector, within = null) {
+    return this.session.execute(
+      `const [selector, within] = arguments;
+       const root = within ? document.querySelector(within) : document;
+       if (!root) return [];
+       return [...root.querySelectorAll(selector)].map((e) => ({
+         text: (e.innerText ?? e.textContent ?? "").trim(),
+         value: "value" in e ? e.value : null,
+         attributes: Object.fromEntries([...e.attributes].map((a) => [a.name, a.value])),
+         shown: e.getClientRects().length > 0 && !e.closest("[hidden]"),
+       }));`,
+      [selector, within],
+    );
+  }
+
+  /**
+   * Polls the elements matching `selector` until `check(elements)` returns something truthy;
+   * returns that. By default, waits for at least one shown element.
+   */
+  waitFor(what, selector, check = (found) => found.some((e) => e.shown) && found, options = {}) {
+    return poll(what, async () => check(await this.elements(selector)), options);
+  }
+
+  /** The first shown element matching `selector`, waited for (the first query may need retries). */
+  async element(selector, options = {}) {
+    await this.waitFor(`${selector} to be shown`, selector, undefined, options);
+    return poll(`${selector} to be found`, async () => {
+      for (const element of await this.session.findElements(selector)) {
+        const shown = await this.session.execute(
+          "return arguments[0].getClientRects().length > 0 && !arguments[0].closest('[hidden]')",
+          [element],
+        );
+        if (shown) return element;
+      }
+      return null;
+    });
+  }
+
+  /** Clicks the first shown element matching `selector`, as a person would. */
+  async click(selector) {
+    await poll(`a click on ${selector}`, async () => {
+      await this.session.click(await this.element(selector));
+      return true;
+    });
+  }
+
+  /** Types `text` into the first shown element matching `selector` (after emptying it if `clear`). */
+  async type(selector, text, { clear = false } = {}) {
+    const element = await this.element(selector);
+    if (clear) await this.session.clear(element);
+    await this.session.sendKeys(element, text);
   }
 
   /** Saves a PNG of the window as `name`.png in the screenshot folder; returns its path. */

@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { App, CommandError, env, poll } from "./app.mjs";
+import { App, byTestId, CommandError, env, poll } from "./app.mjs";
 
 const TWIN = 1;
 
@@ -91,6 +91,12 @@ describe("the desktop window", () => {
     assert.equal(found.hits[0]?.sourceId, sourceId, JSON.stringify(found));
     const detail = await app.invoke("source_detail", { source: sourceId });
     assert.match(detail.chunks.map((c) => c.text).join(" "), /twelfth of May/);
+    // The window's list follows the events, although the file was not added through it.
+    await app.waitFor(
+      "the ready source in the window's list, under its title, with its passages",
+      byTestId("source-row", { "data-source-id": sourceId, "data-state": "ready" }),
+      (rows) => rows.some((r) => r.shown && /Garden/.test(r.text) && /\b[1-9]\d* passages?\b/.test(r.text)),
+    );
     await app.screenshot("02-source-ready");
   });
 

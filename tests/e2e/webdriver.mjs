@@ -29,6 +29,16 @@ async function request(url, method, body) {
   return json.value;
 }
 
+/** The W3C key for an element reference in WebDriver answers. */
+export const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
+
+/** WebDriver key codes for `sendKeys`. */
+export const Keys = { ENTER: "\uE007", ESCAPE: "\uE00C" };
+
+function elementId(element) {
+  return typeof element === "string" ? element : element[ELEMENT];
+}
+
 export class Session {
   /** Starts the app at `application` through the driver at `driverUrl`. */
   static async start(driverUrl, application) {
@@ -61,6 +71,31 @@ export class Session {
   /** The first element matching a CSS selector (throws `no such element`). */
   findElement(selector) {
     return this.command("POST", "/element", { using: "css selector", value: selector });
+  }
+
+  /** Every element matching a CSS selector, as WebDriver element references. */
+  findElements(selector) {
+    return this.command("POST", "/elements", { using: "css selector", value: selector });
+  }
+
+  /** Clicks an element as a person would (the driver scrolls it into view first). */
+  click(element) {
+    return this.command("POST", `/element/${elementId(element)}/click`, {});
+  }
+
+  /** Types `text` into an element as key presses (WebDriver key codes such as ENTER work). */
+  sendKeys(element, text) {
+    return this.command("POST", `/element/${elementId(element)}/value`, { text });
+  }
+
+  /** Empties an input or text area. */
+  clear(element) {
+    return this.command("POST", `/element/${elementId(element)}/clear`, {});
+  }
+
+  /** The element's rendered text. */
+  text(element) {
+    return this.command("GET", `/element/${elementId(element)}/text`);
   }
 
   /** The window as PNG bytes. */
