@@ -332,7 +332,11 @@ impl Doppel {
         let model = match self.chat_backend(&choice) {
             Ok(model) => model,
             Err(e) => {
-                notes.push(format!("{e}; showing the most relevant passages instead"));
+                let why = match choice {
+                    ChatModel::Off => "no language model is configured".to_string(),
+                    _ => e.to_string(),
+                };
+                notes.push(format!("{why}; showing the most relevant passages instead"));
                 return Ok(extractive(
                     &persona,
                     primary.as_ref(),
@@ -455,9 +459,7 @@ impl Doppel {
 
     fn chat_backend(&self, choice: &ChatModel) -> Result<Backend> {
         match choice {
-            ChatModel::Off => {
-                Err(Error::ModelUnavailable { reason: "no language model is configured".into() })
-            }
+            ChatModel::Off => Err(Error::Generation { reason: "none is configured".into() }),
             ChatModel::Local(path) => {
                 let path = path.clone().unwrap_or_else(|| self.default_chat_model_path());
                 Ok(Backend::Local(self.llm.get(&path)?))
