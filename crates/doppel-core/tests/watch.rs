@@ -200,7 +200,7 @@ fn a_burst_of_writes_becomes_one_job_per_file() {
     let root = files.path().canonicalize().unwrap();
     let (doppel, events) = open_watching(data.path(), None);
     // A quiet time longer than the burst lasts.
-    doppel.set_setting("watch_debounce_ms", "2000").unwrap();
+    doppel.set_setting("watch_debounce_ms", "5000").unwrap();
     let folder = doppel.watch_folder(DEFAULT_TWIN, &root).unwrap();
     assert_eq!(next_change(&events).0, (folder.id, 0, 0));
 
