@@ -3,7 +3,7 @@
 
 import { createContext, type ComponentChildren } from "preact";
 import { useCallback, useContext, useEffect, useMemo, useReducer, useRef, useState } from "preact/hooks";
-import { api, onDoppelEvent, toAppError, type IngestReport, type Twin } from "./api";
+import { api, onDoppelEvent, toAppError, type DoppelEvent, type IngestReport, type Twin } from "./api";
 import { ConfirmDialog, type ConfirmOptions } from "./components/Modal";
 import { Icon } from "./components/Icon";
 import { ProgressBar } from "./components/Progress";
@@ -13,6 +13,12 @@ import { applyTheme, loadTheme, nextTheme, systemIsDark, type ThemePref } from "
 import { plural } from "./format";
 import { SourcesView } from "./views/Sources";
 import { ChatView } from "./views/Chat";
+
+/**
+ * Events gather until the tasks already queued have run: the events of a burst (a large folder
+ * queues thousands at once) then cost one state change and one render, not one each.
+ */
+const EVENT_BATCH_MS = 0;
 import { TwinView } from "./views/Twin";
 import { SettingsView } from "./views/Settings";
 
@@ -155,12 +161,24 @@ export function App(props: { initialView?: View }) {
   useEffect(() => {
     let unlisten: (() => void) | null = null;
     let gone = false;
-    onDoppelEvent((event) => dispatchSources({ type: "event", event }))
+    // Events are applied in batches (see EVENT_BATCH_MS).
+    let batch: DoppelEvent[] = [];
+    let flush: ReturnType<typeof setTimeout> | null = null;
+    onDoppelEvent((event) => {
+      batch.push(event);
+      flush ??= setTimeout(() => {
+        const events = batch;
+        batch = [];
+        flush = null;
+        dispatchSources({ type: "events", events });
+      }, EVENT_BATCH_MS);
+    })
       .then((u) => (gone ? u() : (unlisten = u)))
       .catch(() => undefined);
     return () => {
       gone = true;
       unlisten?.();
+      if (flush) clearTimeout(flush);
       reloader.cancel();
     };
   }, []);

@@ -41,6 +41,22 @@ describe("sources", () => {
     expect(row(11).textContent).toContain("talk.vtt");
   });
 
+  it("a folder of thousands shows the first rows, says how many more, and shows more on request", async () => {
+    const list: Source[] = Array.from({ length: 700 }, (_, i) => ({ ...ready, id: 100 + i, title: `page-${i}.html` }));
+    fakeShell({ ...baseHandlers(), sources: () => list });
+    await mount(<App />);
+    await until(() => $$(tid("source-row")).length === 300);
+    expect($(tid("more-sources")).textContent).toContain("Showing 300 of 700");
+    click($("button", $(tid("more-sources"))));
+    await until(() => $$(tid("source-row")).length === 600);
+    // A filter searches all of them, not only the rows shown.
+    const filter = $(tid("source-filter")) as HTMLInputElement;
+    filter.value = "page-699.html";
+    filter.dispatchEvent(new Event("input"));
+    await until(() => $$(tid("source-row")).length === 1);
+    expect(row(799).textContent).toContain("page-699.html");
+  });
+
   it("follows events: progress bar, failure with its reason, deletion", async () => {
     let list: Source[] = [
       { ...ready, id: 7, title: "notes.pdf", state: "queued", chunkCount: 0 },

@@ -43,6 +43,8 @@ export type SourcesAction =
   | { type: "loaded"; sources: Source[]; jobs?: Job[]; marks?: number }
   | { type: "ingested"; report: IngestReport; twin: number; now: number }
   | { type: "event"; event: DoppelEvent }
+  /** Events that arrived together (a large folder queues thousands at once): one state, one render. */
+  | { type: "events"; events: DoppelEvent[] }
   | { type: "removed"; source: number }
   | { type: "reset" };
 
@@ -154,6 +156,8 @@ function reduce(s: SourcesState, a: SourcesAction): SourcesState {
       };
     case "event":
       return applyEvent(s, a.event);
+    case "events":
+      return a.events.reduce(applyEvent, s);
   }
 }
 

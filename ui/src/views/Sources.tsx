@@ -9,6 +9,9 @@ import { ProgressBar } from "../components/Progress";
 import { formatBytes, formatDate, formatRelative, plural } from "../format";
 import { percent, type Progress } from "../state/sources";
 
+/** Rows the sources list shows before "show more". */
+const ROWS_AT_ONCE = 300;
+
 const STATE_LABEL: Record<Source["state"], string> = {
   queued: "Queued",
   processing: "Learning",
@@ -23,7 +26,8 @@ export function SourcesView() {
   const [selected, setSelected] = useState<number | null>(null);
   const [dialog, setDialog] = useState<"text" | "url" | null>(null);
 
-  const shown = useMemo(() => {
+  const [limit, setLimit] = useState(ROWS_AT_ONCE);
+  const matching = useMemo(() => {
     const f = filter.trim().toLowerCase();
     if (!f) return rows;
     return rows.filter(
@@ -33,6 +37,8 @@ export function SourcesView() {
         STATE_LABEL[r.state].toLowerCase() === f,
     );
   }, [rows, filter]);
+  // A folder of thousands of files would make every update re-render thousands of rows.
+  const shown = matching.length > limit ? matching.slice(0, limit) : matching;
 
   const counts = useMemo(() => {
     const c = { queued: 0, processing: 0, ready: 0, failed: 0 };
@@ -152,6 +158,14 @@ export function SourcesView() {
                 />
               ))}
               {shown.length === 0 && <li class="muted pad">No source matches “{filter}”.</li>}
+              {matching.length > shown.length && (
+                <li class="muted pad" data-testid="more-sources">
+                  Showing {shown.length} of {matching.length}: filter to narrow them down, or{" "}
+                  <button type="button" class="btn ghost" onClick={() => setLimit(limit + ROWS_AT_ONCE)}>
+                    show {Math.min(ROWS_AT_ONCE, matching.length - shown.length)} more
+                  </button>
+                </li>
+              )}
             </ul>
           </>
         )}
