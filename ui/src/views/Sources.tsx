@@ -1,5 +1,6 @@
 // Sources: what the twin has learnt, each with its live state, and the ways to add more.
 
+import { memo } from "preact/compat";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, type Chunk, type Source, type SourceDetail } from "../api";
 import { useApp } from "../app";
@@ -241,13 +242,26 @@ function stateLine(s: Source, p: Progress | undefined, retryAt: number | undefin
   return "Could not be learnt";
 }
 
-function SourceRow(props: {
+type SourceRowProps = {
   source: Source;
   progress: Progress | undefined;
   retryAt: number | undefined;
   selected: boolean;
   onSelect: () => void;
-}) {
+};
+
+/**
+ * A row renders again only when what it shows changed: during a large ingest, events arrive
+ * many times a second and nearly all of them concern one row. (`onSelect` is a new closure at
+ * every render, but does the same while `selected` and the source are the same.)
+ */
+const SourceRow = memo(
+  SourceRowView,
+  (a: SourceRowProps, b: SourceRowProps) =>
+    a.source === b.source && a.progress === b.progress && a.retryAt === b.retryAt && a.selected === b.selected,
+);
+
+function SourceRowView(props: SourceRowProps) {
   const { source: s, progress: p } = props;
   return (
     <li
