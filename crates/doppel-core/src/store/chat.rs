@@ -301,15 +301,19 @@ pub(crate) fn forget_echoes(tx: &Transaction, source: crate::model::SourceId) ->
 /// Shared runs shorter than this are common phrasing, not an echo of the passage.
 const ECHO_WORDS: usize = 6;
 
-/// The words of a text, lowercased, with their byte ranges.
-fn words(text: &str) -> Vec<(String, std::ops::Range<usize>)> {
+/// A word, as a hash of its lowercased letters, with its byte range in the text.
+type Word = (u64, std::ops::Range<usize>);
+
+/// The words of a text. Hashing each word once keeps forgetting a large source cheap: runs are
+/// compared as numbers, with no string built per window.
+fn words(text: &str) -> Vec<Word> {
     let mut out = Vec::new();
     let mut start = None;
     for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
         match (c.is_alphanumeric(), start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {
-                out.push((text[s..i].to_lowercase(), s..i));
+                out.push((word_hash(&text[s..i]), s..i));
                 start = None;
             }
             _ => {}
@@ -318,21 +322,34 @@ fn words(text: &str) -> Vec<(String, std::ops::Range<usize>)> {
     out
 }
 
+/// FNV-1a over the word's lowercased characters.
+fn word_hash(word: &str) -> u64 {
+    word.chars().flat_map(char::to_lowercase).fold(0xcbf2_9ce4_8422_2325, |h, c| {
+        (h ^ u64::from(u32::from(c))).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// One run of words, by their hashes.
+type Run = [u64; ECHO_WORDS];
+
+fn run_of(window: &[Word]) -> Run {
+    std::array::from_fn(|i| window[i].0)
+}
+
 /// One answer's words, and which of them echo a passage.
 struct Echoes {
-    words: Vec<(String, std::ops::Range<usize>)>,
-    /// Where each run of `ECHO_WORDS` words starts, by its words.
-    runs: std::collections::HashMap<Vec<String>, Vec<usize>>,
+    words: Vec<Word>,
+    /// Where each run of `ECHO_WORDS` words starts.
+    runs: std::collections::HashMap<Run, Vec<usize>>,
     echoed: Vec<bool>,
 }
 
 impl Echoes {
     fn new(content: &str) -> Echoes {
         let words = words(content);
-        let mut runs: std::collections::HashMap<Vec<String>, Vec<usize>> = Default::default();
+        let mut runs: std::collections::HashMap<Run, Vec<usize>> = Default::default();
         for (start, window) in words.windows(ECHO_WORDS).enumerate() {
-            let key = window.iter().map(|(w, _)| w.clone()).collect();
-            runs.entry(key).or_default().push(start);
+            runs.entry(run_of(window)).or_default().push(start);
         }
         let echoed = vec![false; words.len()];
         Echoes { words, runs, echoed }
@@ -340,22 +357,22 @@ impl Echoes {
 
     /// Marks the words of every run this answer shares with `passage`. A passage shorter than
     /// a run is an echo wherever it appears whole.
-    fn mark(&mut self, passage: &[(String, std::ops::Range<usize>)]) {
-        let n = ECHO_WORDS.min(passage.len());
-        if n == 0 {
+    fn mark(&mut self, passage: &[Word]) {
+        if passage.is_empty() {
             return;
         }
-        for window in passage.windows(n) {
-            let key: Vec<String> = window.iter().map(|(w, _)| w.clone()).collect();
-            let starts: Vec<usize> = if n == ECHO_WORDS {
-                self.runs.get(&key).cloned().unwrap_or_default()
-            } else {
-                (0..self.words.len().saturating_sub(n - 1))
-                    .filter(|&s| self.words[s..s + n].iter().zip(&key).all(|((a, _), b)| a == b))
-                    .collect()
-            };
-            for start in starts {
-                self.echoed[start..start + n].iter_mut().for_each(|e| *e = true);
+        if passage.len() < ECHO_WORDS {
+            let n = passage.len();
+            for start in 0..self.words.len().saturating_sub(n - 1) {
+                if self.words[start..start + n].iter().zip(passage).all(|(a, b)| a.0 == b.0) {
+                    self.echoed[start..start + n].iter_mut().for_each(|e| *e = true);
+                }
+            }
+            return;
+        }
+        for window in passage.windows(ECHO_WORDS) {
+            for &start in self.runs.get(&run_of(window)).into_iter().flatten() {
+                self.echoed[start..start + ECHO_WORDS].iter_mut().for_each(|e| *e = true);
             }
         }
     }
