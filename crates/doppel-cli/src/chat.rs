@@ -321,6 +321,28 @@ pub(crate) enum ChatModelAction {
     },
     /// List the chat models at hand.
     List,
+    /// The model catalogue: chat models to download, and embedding models for other languages.
+    Catalogue {
+        /// Read this catalogue file instead of the built-in one.
+        #[arg(long, value_name = "FILE")]
+        catalogue: Option<PathBuf>,
+    },
+    /// Download a chat model of the catalogue (resumes if interrupted, checks free space and
+    /// the checksum) and use it.
+    Get {
+        /// Its name in `doppel models catalogue`, such as `qwen2.5-1.5b`.
+        name: String,
+        /// Read this catalogue file instead of the built-in one.
+        #[arg(long, value_name = "FILE")]
+        catalogue: Option<PathBuf>,
+    },
+    /// Install the default models (embedding model, ONNX Runtime, SmolLM2) into the data
+    /// directory's `models/`, each checked by SHA-256; for a build from source.
+    InstallDefaults {
+        /// A folder laid out like a model folder, or a server's base URL, to take them from.
+        #[arg(long, value_name = "URL-OR-DIR")]
+        from: Option<String>,
+    },
     /// Store the model server's API key (read from standard input) in the OS keychain.
     Key {
         /// Remove it instead.
@@ -330,7 +352,9 @@ pub(crate) enum ChatModelAction {
 }
 
 /// A progress bar on stderr for a download or a copy.
-fn transfer_progress(out: &Printer) -> impl FnMut(&doppel_core::download::DownloadProgress) {
+pub(crate) fn transfer_progress(
+    out: &Printer,
+) -> impl FnMut(&doppel_core::download::DownloadProgress) {
     let bar = out.interactive().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -382,12 +406,25 @@ pub(crate) fn chat_model(
                 doppel.import_chat_model(&file, &INTERRUPTED, &mut transfer_progress(out))?;
             Some(ChatModel::Local(Some(path)))
         }
+        Some(ChatModelAction::Catalogue { catalogue }) => {
+            return crate::models::catalogue(out, catalogue.as_deref());
+        }
+        Some(ChatModelAction::Get { name, catalogue }) => {
+            catch_interrupts();
+            // The core chooses the model once it is whole; what follows prints the choice.
+            crate::models::get(doppel, out, &name, catalogue.as_deref())?;
+            None
+        }
+        Some(ChatModelAction::InstallDefaults { from }) => {
+            catch_interrupts();
+            return crate::models::install_defaults(doppel, out, from.as_deref());
+        }
         Some(ChatModelAction::List) => {
             let models = doppel.chat_models()?;
             let names: Vec<String> = models.iter().map(|p| p.display().to_string()).collect();
             out.value(json!(names), || {
                 if names.is_empty() {
-                    return "no chat model yet: `doppel chat-model download URL` fetches one"
+                    return "no chat model yet: `doppel models catalogue` lists some to download"
                         .into();
                 }
                 names.join("\n")

@@ -7,6 +7,7 @@
 
 mod chat;
 mod json;
+mod models;
 mod wait;
 mod watch;
 

@@ -547,6 +547,69 @@ fn import_with(
     Ok(dest)
 }
 
+/// Copies `source` to `dest` with progress, checking its SHA-256 before it takes `dest`'s
+/// place; returns `dest`. The copy goes to `<dest>.part`, renamed once complete and checked, so
+/// `dest` is either what it was or the checked file. Free space is checked first.
+pub fn copy_checked(
+    source: &Path,
+    dest: &Path,
+    sha256: &str,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(&DownloadProgress),
+) -> Result<PathBuf> {
+    let expected = checksum(sha256)?;
+    let read_error = |e| Error::io(source, e);
+    let mut input = File::open(source).map_err(read_error)?;
+    let metadata = input.metadata().map_err(read_error)?;
+    if !metadata.is_file() {
+        return Err(Error::InvalidInput(format!("{}: not a file", source.display())));
+    }
+    let dir = folder_of(dest)?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let size = metadata.len();
+    let free = (MACHINE.free_space)(&dir).map_err(|e| Error::io(&dir, e))?;
+    if free < size + SPACE_MARGIN {
+        let reason = not_enough_space(size + SPACE_MARGIN, free, &dir);
+        return Err(Error::io(&dir, std::io::Error::new(std::io::ErrorKind::StorageFull, reason)));
+    }
+    let part = with_suffix(dest, ".part");
+    let checked = copy(&mut input, source, &part, size, cancel, progress).and_then(|copied| {
+        let got = file_sha256(&part)?;
+        if got != expected {
+            return Err(Error::InvalidInput(format!(
+                "{}: checksum mismatch: expected {expected}, got {got}; nothing was installed",
+                source.display()
+            )));
+        }
+        install(&part, dest, &dir).map(|()| copied)
+    });
+    match checked {
+        Ok(copied) => {
+            progress(&DownloadProgress { done: copied, total: Some(copied), resumed_from: 0 });
+            Ok(dest.to_path_buf())
+        }
+        Err(e) => {
+            remove_part(&part);
+            Err(e)
+        }
+    }
+}
+
+/// The SHA-256 of a file, as 64 lowercase hexadecimal digits.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; MB as usize];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok(hex(&hasher.finalize())),
+            Ok(n) => hasher.update(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+}
+
 /// Copies `input` from its start to `part`; returns the bytes copied.
 fn copy(
     input: &mut File,

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod catalogue;
 pub mod chat;
 mod datadir;
 pub mod download;
@@ -22,6 +23,7 @@ mod ingest;
 mod llm;
 mod logging;
 mod model;
+pub mod models;
 mod retrieve;
 mod sandbox;
 mod secrets;
@@ -33,6 +35,7 @@ mod worker;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -43,6 +46,7 @@ pub use error::{Error, Result};
 pub use events::Event;
 pub use logging::init_logging;
 pub use model::*;
+pub use models::{ModelProblem, ModelSearch};
 pub use retrieve::{SearchRequest, SearchResults};
 pub use sandbox::{PARSER_ARG, ParserCommand, run_parser_child};
 pub use secrets::{KEYCHAIN_SERVICE, keychain_account, masked};
@@ -64,7 +68,7 @@ use worker::{Command, Shared, Worker};
 
 /// The environment variable that names a shared model cache (as `scripts/models` fills it).
 pub const MODEL_CACHE_ENV: &str = "DOPPEL_MODEL_CACHE";
-/// The folder of the data directory that holds models, unless `Config::models` says otherwise.
+/// The folder of the data directory that holds the user's models (downloads and imports).
 pub const MODELS_DIR: &str = "models";
 /// The folder of the data directory that holds vector index files.
 pub const INDEX_DIR: &str = "index";
@@ -82,9 +86,13 @@ pub struct Config {
     pub process_queue: bool,
     /// How to start the sandboxed parser for complex formats (PDF, DOCX, EPUB, e-mail).
     pub parser: ParserCommand,
-    /// The model cache; `None` means the `models` folder of the data directory. `Config::new`
-    /// takes `$DOPPEL_MODEL_CACHE` when it is set.
+    /// A model cache looked in before the user's `models` folder (see [`models`] for the
+    /// lookup order). `Config::new` takes `$DOPPEL_MODEL_CACHE` when it is set.
     pub models: Option<PathBuf>,
+    /// The models installed with the app, looked in last. `Config::new` finds them beside the
+    /// running binary (`<bin>/../lib/Doppel/models`); the desktop shell may name its resource
+    /// directory's instead.
+    pub bundled_models: Option<PathBuf>,
     /// Whether to keep the watched folders in sync while the handle is open: catch up with
     /// them at once, then follow their changes. Off by default: a short-lived command must not
     /// start watching; the desktop app turns it on.
@@ -103,6 +111,7 @@ impl Config {
             process_queue: true,
             parser: ParserCommand::current_exe(),
             models: std::env::var_os(MODEL_CACHE_ENV).filter(|p| !p.is_empty()).map(PathBuf::from),
+            bundled_models: models::bundled_models_dir(),
             watch: false,
             subscriber: None,
         }
@@ -231,8 +240,8 @@ pub struct Doppel {
     /// The watch thread, when the opener asked for one (`Config::watch`).
     watcher: Option<watch::Watcher>,
     process_queue: bool,
-    /// The model cache.
-    models_dir: PathBuf,
+    /// Where model files are looked for, and where downloads go.
+    models: ModelSearch,
     /// The local chat model, loaded at the first question that needs it.
     llm: chat::answer::LlmSlot,
 }
@@ -260,14 +269,14 @@ impl Doppel {
             shared.events.attach(subscriber);
         }
         let (commands, inbox) = mpsc::channel();
-        let models = config.models.clone().unwrap_or_else(|| dir.path().join(MODELS_DIR));
+        let models = ModelSearch::new(config.models.clone(), dir.path(), config.bundled_models);
         let worker = Worker::start(
             conn,
             Arc::clone(&shared),
             inbox,
             config.process_queue,
             config.parser,
-            ModelFiles::in_cache(&models),
+            models.embedder_files(),
             dir.path().join(INDEX_DIR),
         )?;
         tracing::info!(data_dir = %dir.path().display(), "data directory opened");
@@ -291,7 +300,7 @@ impl Doppel {
             worker: Some(worker),
             watcher,
             process_queue: config.process_queue,
-            models_dir: models,
+            models,
             llm: Default::default(),
         })
     }
@@ -640,6 +649,77 @@ impl Doppel {
         Ok(secrets::api_key(url)?.as_deref().map(secrets::masked))
     }
 
+    /// Where model files are looked for, in order, and where downloads go.
+    pub fn model_search(&self) -> &ModelSearch {
+        &self.models
+    }
+
+    /// Every chosen model that cannot run, each with the fix in one line; empty when all is
+    /// well. A model server is not contacted: only local files are checked.
+    pub fn model_problems(&self) -> Result<Vec<ModelProblem>> {
+        let mut problems = Vec::new();
+        if self.embedder()? == EmbedderChoice::Local {
+            let found = models::embedder_problems(&self.models.embedder_files());
+            if found.is_empty()
+                && let Some(reason) = worker::lock(&self.shared.vectors).unavailable.clone()
+            {
+                problems.push(ModelProblem {
+                    part: models::ModelPart::Embedder,
+                    problem: format!("The embedding model could not be loaded: {reason}."),
+                    fix: "run `doppel models install-defaults` to replace damaged files".into(),
+                });
+            }
+            problems.extend(found);
+        }
+        match self.chat_model()? {
+            chat::ChatModel::Local(None) => {
+                problems.extend(models::chat_problem(&self.default_chat_model_path(), true));
+            }
+            chat::ChatModel::Local(Some(path)) => {
+                problems.extend(models::chat_problem(&path, false));
+            }
+            chat::ChatModel::Remote(_) | chat::ChatModel::Off => {}
+        }
+        Ok(problems)
+    }
+
+    /// Installs the default models' files into the user's model folder from `source`, each
+    /// checked by SHA-256, then loads the embedding model if it was missing. Files already
+    /// present and whole are left alone.
+    pub fn install_default_models(
+        &self,
+        source: &catalogue::DefaultsSource,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(&catalogue::InstallProgress),
+    ) -> Result<Vec<catalogue::InstalledFile>> {
+        let catalogue = catalogue::Catalogue::built_in();
+        let installed =
+            catalogue::install_defaults(&catalogue, &self.models, source, cancel, progress)?;
+        if self.embedder()? == EmbedderChoice::Local && self.vector_status().model.is_err() {
+            self.call(|reply| Command::ReloadEmbedder { reply })?;
+        }
+        Ok(installed)
+    }
+
+    /// Downloads a chat model of the catalogue into the user's model folder (resumed if
+    /// interrupted, checked by SHA-256 when the catalogue has one, free space checked first)
+    /// and chooses it. Returns its path.
+    pub fn get_catalogue_model(
+        &self,
+        model: &catalogue::CatalogueModel,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(&download::DownloadProgress),
+    ) -> Result<PathBuf> {
+        let request = download::DownloadRequest {
+            url: model.url.clone(),
+            sha256: model.sha256.clone(),
+            dest: self.chat_models_dir().join(catalogue::file_name_of(model)?),
+        };
+        let path = download::download(&request, Default::default(), cancel, progress)?;
+        self.set_chat_model(&chat::ChatModel::Local(Some(path.clone())))?;
+        Ok(path)
+    }
+
     /// What search by meaning can use right now. Unlike [`Doppel::doctor`] it never waits for
     /// the worker, so a shell can poll it while the worker embeds.
     pub fn vector_status(&self) -> VectorStatus {
@@ -732,6 +812,7 @@ impl Doppel {
             .into_iter()
             .filter(|(info, _)| Some(&info.fingerprint) != current.as_ref())
             .collect();
+        problems.extend(self.model_problems()?.iter().map(ToString::to_string));
         if let (Some(_), Ok(_)) = (&state.model, &model)
             && index_entries + chunks_without_vectors < chunks
         {

@@ -33,8 +33,7 @@ use tracing::{debug, info};
 use crate::chat::{Finish, GenerateOptions, Turn};
 use crate::error::{Error, Result};
 
-/// The default chat model inside a model cache (as `scripts/models` fills it).
-pub const DEFAULT_CHAT_MODEL: &str = "smollm2/model.gguf";
+pub use crate::models::DEFAULT_CHAT_MODEL;
 
 /// Largest context used, in tokens, whatever the model was trained for: memory grows with it.
 const MAX_CONTEXT: u32 = 4096;

@@ -166,3 +166,72 @@ pub fn ollama_that_stalls_after(piece: &str) -> (String, std::sync::mpsc::Receiv
     });
     (url, closed)
 }
+
+/// How [`file_server`] answers.
+#[derive(Clone, Copy)]
+pub enum Serving {
+    /// Every file whole, and from a `Range` start when asked.
+    Whole,
+    /// Each answer promises the rest of the file but sends at most this many bytes, then
+    /// closes the connection: a transfer cut off, to be resumed.
+    CutAfter(usize),
+}
+
+/// A static file server on loopback: `GET /NAME` answers `files[NAME]` as `serving` says, with
+/// `Range` honoured. Returns its base URL and the `Range` starts of the requests, in order
+/// (0 without one).
+pub fn file_server(
+    files: Vec<(String, Vec<u8>)>,
+    serving: Serving,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/');
+            let path = path.to_string();
+            let mut start = 0u64;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header.trim_end().is_empty() {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    start = v.trim().trim_end_matches('-').parse().unwrap_or(0);
+                }
+            }
+            log.lock().unwrap().push(start);
+            let Some((_, body)) = files.iter().find(|(name, _)| *name == path) else {
+                let _ = write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                continue;
+            };
+            let len = body.len() as u64;
+            let rest = &body[start.min(len) as usize..];
+            let head = if start > 0 {
+                format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{len}\r\n",
+                    len - 1
+                )
+            } else {
+                "HTTP/1.1 200 OK\r\n".to_string()
+            };
+            let _ =
+                write!(stream, "{head}Content-Length: {}\r\nConnection: close\r\n\r\n", rest.len());
+            let sent = match serving {
+                Serving::Whole => rest,
+                Serving::CutAfter(n) => &rest[..n.min(rest.len())],
+            };
+            let _ = stream.write_all(sent);
+        }
+    });
+    (url, seen)
+}

@@ -18,7 +18,7 @@ use super::{
     StreamPolicy, Turn, VerifiedAnswer,
 };
 use crate::error::{Error, Result};
-use crate::llm::{DEFAULT_CHAT_MODEL, LocalLlm};
+use crate::llm::LocalLlm;
 use crate::model::*;
 use crate::retrieve::SearchRequest;
 use crate::store::chat::{AnswerRows, FinishedAnswer};
@@ -452,9 +452,10 @@ impl Doppel {
         })
     }
 
-    /// The default local chat model's file (in the model cache).
+    /// The default local chat model's file: its first copy in the lookup order, else where
+    /// it would be in the user's model folder.
     pub fn default_chat_model_path(&self) -> PathBuf {
-        self.models_dir.join(DEFAULT_CHAT_MODEL)
+        self.models.default_chat_model()
     }
 
     fn chat_backend(&self, choice: &ChatModel) -> Result<Backend> {
@@ -518,9 +519,9 @@ impl Doppel {
         }
     }
 
-    /// Where downloaded and imported chat models are kept: `chat/` in the model cache.
+    /// Where downloaded and imported chat models are kept: `chat/` in the user's model folder.
     pub fn chat_models_dir(&self) -> PathBuf {
-        self.models_dir.join("chat")
+        self.models.chat_models_dir()
     }
 
     /// The chat models at hand: the default one (if the cache has it) and every GGUF file

@@ -31,9 +31,9 @@ impl ModelFiles {
     /// The default model's files inside a model cache folder (as `scripts/models` fills it).
     pub fn in_cache(dir: &Path) -> ModelFiles {
         ModelFiles {
-            model: dir.join("minilm-int8/model.onnx"),
-            tokenizer: dir.join("minilm-int8/tokenizer.json"),
-            runtime: dir.join("onnxruntime/libonnxruntime.so"),
+            model: dir.join(crate::models::EMBED_MODEL_FILE),
+            tokenizer: dir.join(crate::models::EMBED_TOKENIZER_FILE),
+            runtime: dir.join(crate::models::RUNTIME_FILE),
         }
     }
 }
