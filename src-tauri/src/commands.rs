@@ -4,10 +4,11 @@
 //! Nothing here decides anything the CLI would have to decide again; if a command grows logic,
 //! that logic belongs in doppel-core.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use doppel_core::catalogue::Catalogue;
 use doppel_core::chat::remote::ChatServer;
 use doppel_core::chat::{AskRequest, ChatModel};
 use doppel_core::{
@@ -334,6 +335,49 @@ pub async fn import_chat_model(
             let mut progress = download_progress(app);
             let file = PathBuf::from(path);
             Ok(d.import_chat_model(&file, &running.cancel, &mut progress)?.display().to_string())
+        })
+        .await
+}
+
+#[tauri::command]
+pub async fn model_status(shell: State<'_, Shell>) -> Reply<dto::ModelStatus> {
+    shell.run(|d| Ok(dto::ModelStatus::new(d.model_problems()?, d.model_search()))).await
+}
+
+/// The built-in catalogue, or the catalogue file at `path` (as the CLI's `--catalogue`).
+fn load_catalogue(path: Option<&str>) -> Reply<Catalogue> {
+    match path {
+        Some(path) => Ok(Catalogue::load(Path::new(path))?),
+        None => Ok(Catalogue::built_in()),
+    }
+}
+
+/// Needs no open core: the catalogue lists what can be had even when the data directory is held.
+#[tauri::command]
+pub async fn catalogue(catalogue: Option<String>) -> Reply<dto::Catalogue> {
+    tauri::async_runtime::spawn_blocking(move || -> Reply<dto::Catalogue> {
+        Ok(load_catalogue(catalogue.as_deref())?.into())
+    })
+    .await
+    .map_err(|e| IpcError::internal(format!("a background task failed: {e}")))?
+}
+
+/// Downloads a catalogue model (progress as `doppel://download`, stopped by `cancel_download`)
+/// and returns the chat model as it is then: the core chooses the model once it is whole.
+#[tauri::command]
+pub async fn get_catalogue_model(
+    app: AppHandle,
+    shell: State<'_, Shell>,
+    name: String,
+    catalogue: Option<String>,
+) -> Reply<dto::ChatModel> {
+    let running = shell.begin_download()?;
+    shell
+        .run(move |d| {
+            let list = load_catalogue(catalogue.as_deref())?;
+            let mut progress = download_progress(app);
+            d.get_catalogue_model(list.chat_model(&name)?, &running.cancel, &mut progress)?;
+            chat_model_now(d)
         })
         .await
 }

@@ -7,8 +7,9 @@
 
 use std::path::Path;
 
+use doppel_core::catalogue;
 use doppel_core::chat::{self, ChatModel as CoreChatModel, Role};
-use doppel_core::{EmbedderChoice, EnqueueStatus, SETTING_SPECS, Settings};
+use doppel_core::{EmbedderChoice, EnqueueStatus, ModelSearch, SETTING_SPECS, Settings};
 use serde::{Deserialize, Serialize};
 
 use crate::error::IpcError;
@@ -506,6 +507,125 @@ pub struct Download {
     pub total: Option<u64>,
 }
 
+/// What `model_status` returns: the chosen models that cannot run, and where model files are
+/// looked for (first to last).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStatus {
+    pub problems: Vec<ModelProblem>,
+    pub dirs: Vec<ModelDir>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelProblem {
+    /// `embedder`, `runtime` or `chat`.
+    pub part: &'static str,
+    /// What is wrong and what the user loses, as a sentence.
+    pub problem: String,
+    /// The fix in one line, as the CLI phrases it (the window rephrases it by `part`).
+    pub fix: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelDir {
+    /// `cache`, `user` or `bundled`.
+    pub origin: &'static str,
+    pub path: String,
+}
+
+impl ModelStatus {
+    pub fn new(problems: Vec<doppel_core::ModelProblem>, search: &ModelSearch) -> ModelStatus {
+        let problems = problems
+            .into_iter()
+            .map(|p| ModelProblem { part: p.part.as_str(), problem: p.problem, fix: p.fix })
+            .collect();
+        let dirs = search
+            .dirs
+            .iter()
+            .map(|d| ModelDir { origin: d.origin.as_str(), path: d.path.display().to_string() })
+            .collect();
+        ModelStatus { problems, dirs }
+    }
+}
+
+/// What `catalogue` returns: the chat models to download and the embedding models recommended.
+/// The default models' files stay behind the IPC line (only the installer needs them).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Catalogue {
+    pub chat: Vec<CatalogueModel>,
+    pub embedding: Vec<EmbeddingModel>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogueModel {
+    pub name: String,
+    pub title: String,
+    pub parameters: String,
+    pub quantisation: String,
+    /// The download's size in bytes.
+    pub size: u64,
+    /// Memory needed to run it, in bytes (roughly).
+    pub memory: u64,
+    pub licence: String,
+    pub url: String,
+    pub sha256: Option<String>,
+    pub good_for: String,
+    pub demo: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmbeddingModel {
+    pub name: String,
+    pub server: String,
+    pub model: String,
+    pub languages: String,
+    pub good_for: String,
+}
+
+impl From<catalogue::Catalogue> for Catalogue {
+    fn from(c: catalogue::Catalogue) -> Catalogue {
+        Catalogue {
+            chat: c.chat.into_iter().map(CatalogueModel::from).collect(),
+            embedding: c.embedding.into_iter().map(EmbeddingModel::from).collect(),
+        }
+    }
+}
+
+impl From<catalogue::CatalogueModel> for CatalogueModel {
+    fn from(m: catalogue::CatalogueModel) -> CatalogueModel {
+        CatalogueModel {
+            name: m.name,
+            title: m.title,
+            parameters: m.parameters,
+            quantisation: m.quantisation,
+            size: m.size,
+            memory: m.memory,
+            licence: m.licence,
+            url: m.url,
+            sha256: m.sha256,
+            good_for: m.good_for,
+            demo: m.demo,
+        }
+    }
+}
+
+impl From<catalogue::EmbeddingModel> for EmbeddingModel {
+    fn from(e: catalogue::EmbeddingModel) -> EmbeddingModel {
+        EmbeddingModel {
+            name: e.name,
+            server: e.server,
+            model: e.model,
+            languages: e.languages,
+            good_for: e.good_for,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,5 +759,52 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(chat::prompt::Persona::from(persona).not_covered, "No idea.");
+    }
+
+    #[test]
+    fn model_status_names_parts_and_origins() {
+        let problems = vec![doppel_core::ModelProblem {
+            part: doppel_core::models::ModelPart::Chat,
+            problem: "The chosen chat model's file is missing (/m/x.gguf).".into(),
+            fix: "run `doppel models local`".into(),
+        }];
+        let search = ModelSearch::new(
+            Some("/cache".into()),
+            Path::new("/data"),
+            Some("/usr/lib/Doppel/models".into()),
+        );
+        assert_eq!(
+            serde_json::to_value(ModelStatus::new(problems, &search)).unwrap(),
+            json!({
+                "problems": [{
+                    "part": "chat",
+                    "problem": "The chosen chat model's file is missing (/m/x.gguf).",
+                    "fix": "run `doppel models local`"
+                }],
+                "dirs": [
+                    { "origin": "cache", "path": "/cache" },
+                    { "origin": "user", "path": "/data/models" },
+                    { "origin": "bundled", "path": "/usr/lib/Doppel/models" }
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn the_catalogue_is_camel_case_and_marks_the_demo_model() {
+        let value =
+            serde_json::to_value(Catalogue::from(catalogue::Catalogue::built_in())).unwrap();
+        let demo = &value["chat"][0];
+        assert_eq!(
+            (demo["demo"].as_bool(), demo["name"].as_str()),
+            (Some(true), Some("smollm2-135m"))
+        );
+        for key in "title parameters quantisation size memory licence url sha256 goodFor".split(' ')
+        {
+            assert!(demo.get(key).is_some(), "{key} missing from {demo}");
+        }
+        assert!(value.get("defaults").is_none());
+        assert_eq!(value["embedding"][0]["languages"], "English only");
+        assert!(value["embedding"][0]["goodFor"].is_string());
     }
 }

@@ -116,6 +116,26 @@ export type VerifiedAnswer = { id: number; question: string; answer: string; cre
 export type Persona = { name: string; description: string; voice: string; notCovered: string };
 export type WatchedFolder = { id: number; twinId: number; path: string; createdAt: number };
 export type AppInfo = { version: string; dataDir: string; schemaVersion: number };
+export type ModelPart = "embedder" | "runtime" | "chat";
+/** A chosen model that cannot run: what is wrong (a sentence) and the fix as the CLI says it. */
+export type ModelProblem = { part: ModelPart; problem: string; fix: string };
+export type ModelDir = { origin: "cache" | "user" | "bundled"; path: string };
+export type ModelStatus = { problems: ModelProblem[]; dirs: ModelDir[] };
+export type CatalogueModel = {
+  name: string;
+  title: string;
+  parameters: string;
+  quantisation: string;
+  size: number;
+  memory: number;
+  licence: string;
+  url: string;
+  sha256: string | null;
+  goodFor: string;
+  demo: boolean;
+};
+export type EmbeddingModel = { name: string; server: string; model: string; languages: string; goodFor: string };
+export type Catalogue = { chat: CatalogueModel[]; embedding: EmbeddingModel[] };
 export type AskRequest = { requestId: string; twin: number; conversation?: string; question: string };
 export type AskEvent = { type: "token"; text: string };
 
@@ -233,6 +253,12 @@ export const api = {
     call<string>("download_chat_model", sha256 ? { url, sha256 } : { url }),
   cancelDownload: () => call<null>("cancel_download"),
   importChatModel: (path: string) => call<string>("import_chat_model", { path }),
+  modelStatus: () => call<ModelStatus>("model_status"),
+  /** The built-in catalogue, or the catalogue file at `path`. */
+  catalogue: (path?: string) => call<Catalogue>("catalogue", path ? { catalogue: path } : {}),
+  /** Downloads a catalogue model (progress as download events) and chooses it. */
+  getCatalogueModel: (name: string, catalogue?: string) =>
+    call<ChatModel>("get_catalogue_model", catalogue ? { name, catalogue } : { name }),
 
   conversations: (twin: number) => call<Conversation[]>("conversations", { twin }),
   messages: (conversation: string) => call<Message[]>("messages", { conversation }),

@@ -11,8 +11,9 @@ import { pickFiles, pickFolder } from "./pickers";
 import { debounced, initialSources, sourcesReducer, type SourcesAction, type SourcesState } from "./state/sources";
 import { applyTheme, loadTheme, nextTheme, systemIsDark, type ThemePref } from "./theme";
 import { plural } from "./format";
-import { SourcesView } from "./views/Sources";
+import { markFirstQuestionSeen, SourcesView } from "./views/Sources";
 import { ChatView } from "./views/Chat";
+import { useModels, type ModelsState } from "./views/Models";
 
 /**
  * Events gather until the tasks already queued have run: the events of a burst (a large folder
@@ -47,6 +48,12 @@ export type AppContext = {
   addFolder: () => Promise<void>;
   /** Bumped by Ctrl/Cmd+N: the chat view opens a new conversation. */
   newChatSignal: number;
+  /** The models: their honest status, the catalogue and its downloads. */
+  models: ModelsState;
+  /** Opens Settings at its model section. */
+  openModels: () => void;
+  /** Bumped by `openModels`: Settings brings its model section into view. */
+  openModelsSignal: number;
 };
 
 const Ctx = createContext<AppContext | null>(null);
@@ -87,12 +94,17 @@ export function App(props: { initialView?: View }) {
   const [dragging, setDragging] = useState(false);
   const [theme, setTheme] = useState<ThemePref>(loadTheme);
   const [newChatSignal, setNewChatSignal] = useState(0);
+  const [openModelsSignal, setOpenModelsSignal] = useState(0);
 
   const twin = twins.find((t) => t.id === twinId) ?? null;
   const twinRef = useRef<number | null>(null);
   twinRef.current = twin?.id ?? null;
 
   useEffect(() => applyTheme(theme), [theme]);
+  // Chat found: the first-question tip of Sources has done its work.
+  useEffect(() => {
+    if (view === "chat") markFirstQuestionSeen();
+  }, [view]);
 
   const toastSeq = useRef(0);
   const toast = useCallback((text: string, kind: ToastKind = "info") => {
@@ -101,6 +113,12 @@ export function App(props: { initialView?: View }) {
     setTimeout(() => setToasts((t) => t.filter((x) => x.id !== id)), kind === "error" ? 8000 : 4000);
   }, []);
   const fail = useCallback((e: unknown) => toast(toAppError(e).message, "error"), [toast]);
+
+  const models = useModels(toast);
+  const openModels = useCallback(() => {
+    setView("settings");
+    setOpenModelsSignal((n) => n + 1);
+  }, []);
 
   const confirm = useCallback(
     (opts: ConfirmOptions) => new Promise<boolean>((resolve) => setConfirmState({ ...opts, resolve })),
@@ -297,6 +315,9 @@ export function App(props: { initialView?: View }) {
     addFiles,
     addFolder,
     newChatSignal,
+    models,
+    openModels,
+    openModelsSignal,
   };
 
   const effectiveDark = theme === "dark" || (theme === "system" && systemIsDark());

@@ -8,6 +8,7 @@ import type { Channel } from "@tauri-apps/api/core";
 import { emit } from "@tauri-apps/api/event";
 import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import type {
+  Catalogue,
   AskEvent,
   ChatModel,
   Chunk,
@@ -176,11 +177,24 @@ const ranges: Record<string, [number, number]> = {
 };
 
 let embedder: Embedder = { kind: "local", url: null, model: null, keyHint: null, pending: 0 };
-let chatModel: ChatModel = { kind: "local", path: "/home/ada/.local/share/doppel/models/SmolLM2-1.7B-Instruct-Q4_K_M.gguf", url: null, model: null, keyHint: null };
-const modelFiles = ["/home/ada/.local/share/doppel/models/SmolLM2-1.7B-Instruct-Q4_K_M.gguf"];
+let chatModel: ChatModel = { kind: "local", path: "/usr/lib/Doppel/models/smollm2/model.gguf", url: null, model: null, keyHint: null };
+const modelFiles = ["/usr/lib/Doppel/models/smollm2/model.gguf"];
 const watched: WatchedFolder[] = [{ id: 1, twinId: 1, path: "/home/ada/Documents/Notes", createdAt: now - 10 * 24 * 60 * min }];
 const askCancels = new Map<string, () => void>();
 let downloadCancel: (() => void) | null = null;
+// `?missing`: the chosen chat model's file is gone, as `model_status` then says.
+let chatMissing = params.has("missing");
+const catalogue: Catalogue = {
+  chat: [
+    { name: "smollm2-135m", title: "SmolLM2 135M Instruct", parameters: "135M", quantisation: "Q4_1", size: 98_362_432, memory: 300_000_000, licence: "Apache-2.0", url: "https://huggingface.co/x/SmolLM2-135M-Instruct.Q4_1.gguf", sha256: null, goodFor: "A tiny demo model, installed with Doppel: it shows streaming works, but it cannot be trusted to state facts.", demo: true },
+    { name: "qwen2.5-1.5b", title: "Qwen2.5 1.5B Instruct", parameters: "1.5B", quantisation: "Q4_K_M", size: 1_120_000_000, memory: 2_000_000_000, licence: "Apache-2.0", url: "https://huggingface.co/x/qwen2.5-1.5b-instruct-q4_k_m.gguf", sha256: null, goodFor: "The smallest model that answers from passages well; quick on any laptop.", demo: false },
+    { name: "llama-3.2-3b", title: "Llama 3.2 3B Instruct", parameters: "3B", quantisation: "Q4_K_M", size: 2_020_000_000, memory: 3_500_000_000, licence: "Llama 3.2 Community License", url: "https://huggingface.co/x/Llama-3.2-3B-Instruct-Q4_K_M.gguf", sha256: null, goodFor: "Careful, well-structured answers; English first.", demo: false },
+  ],
+  embedding: [
+    { name: "all-minilm-l6-v2", server: "built in", model: "all-MiniLM-L6-v2", languages: "English only", goodFor: "The built-in model: fast, small, on this computer." },
+    { name: "bge-m3", server: "ollama", model: "bge-m3", languages: "100+ languages", goodFor: "Documents in many languages, through Ollama." },
+  ],
+};
 
 function event(e: DoppelEvent) {
   void emit("doppel://event", e);
@@ -433,6 +447,24 @@ function handle(cmd: string, a: Args): unknown {
       downloadCancel?.();
       downloadCancel = null;
       return null;
+    case "model_status":
+      return {
+        problems: chatMissing && chatModel.kind === "local"
+          ? [{ part: "chat", problem: `The chosen chat model's file is missing (${chatModel.path}): answers show the most relevant passages instead.`, fix: "run `doppel models local` for the default model, or `doppel models get NAME`" }]
+          : [],
+        dirs: [{ origin: "user", path: "/home/ada/.local/share/doppel/models" }, { origin: "bundled", path: "/usr/lib/Doppel/models" }],
+      };
+    case "catalogue":
+      return catalogue;
+    case "get_catalogue_model": {
+      const m = catalogue.chat.find((c) => c.name === a.name);
+      if (!m) throw err("not_found", `catalogue model ${String(a.name)} not found`);
+      return download({ url: m.url }).then((path) => {
+        chatMissing = false;
+        chatModel = { kind: "local", path: path as string, url: null, model: null, keyHint: null };
+        return chatModel;
+      });
+    }
     case "import_chat_model":
       modelFiles.push(String(a.path));
       return a.path;

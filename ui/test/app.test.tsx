@@ -18,7 +18,7 @@ describe("sources", () => {
   it("tells a new user what to do when nothing is learnt", async () => {
     fakeShell(baseHandlers());
     await mount(<App />);
-    expect($(tid("empty-sources")).textContent).toMatch(/Drag files or whole folders/);
+    expect($(tid("welcome")).textContent).toMatch(/Drag files or whole folders/);
   });
 
   it("a drop queues the paths for the current twin and shows each file at once", async () => {

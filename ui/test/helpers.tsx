@@ -129,5 +129,7 @@ export function baseHandlers(): Record<string, Handler> {
     chat_models: () => [],
     watched_folders: () => [],
     app_info: () => ({ version: "0.1.0", dataDir: "/data", schemaVersion: 4 }),
+    model_status: () => ({ problems: [], dirs: [] }),
+    catalogue: () => ({ chat: [], embedding: [] }),
   };
 }

@@ -4,6 +4,7 @@
 import { useEffect, useMemo, useReducer, useRef, useState } from "preact/hooks";
 import { api, newId, toAppError, type Chunk, type Citation, type Conversation, type Message } from "../api";
 import { useApp } from "../app";
+import { ModelBanner } from "./Models";
 import { Icon } from "../components/Icon";
 import { formatRelative } from "../format";
 import { pickSavePath } from "../pickers";
@@ -200,6 +201,7 @@ export function ChatView() {
           )}
         </header>
 
+        <ModelBanner />
         <div class="messages" data-testid="message-list" aria-live="polite">
           {empty && (
             <div class="empty" data-testid="empty-chat">

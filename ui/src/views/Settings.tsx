@@ -1,7 +1,7 @@
 // Settings: models (embedder and chat), API keys written once, model downloads, watched folders and
 // the validated tunables.
 
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import {
   api,
   onDownloadProgress,
@@ -20,8 +20,19 @@ import { Icon } from "../components/Icon";
 import { ProgressBar } from "../components/Progress";
 import { formatBytes, formatRelative, plural } from "../format";
 import { pickFolder, pickModelFile } from "../pickers";
+import { chatProblem } from "../state/models";
+import { CatalogueCard, ChatModelStatus, EmbedderStatus } from "./Models";
 
 export function SettingsView() {
+  const app = useApp();
+  const models = useRef<HTMLDivElement>(null);
+  // The status may have changed while Settings was closed (a file removed on disk).
+  useEffect(() => app.models.reload(), []);
+  useEffect(() => {
+    if (app.openModelsSignal === 0 || !models.current) return;
+    models.current.scrollIntoView?.({ block: "start" });
+    models.current.focus({ preventScroll: true });
+  }, [app.openModelsSignal]);
   return (
     <div class="page">
       <header class="view-head">
@@ -30,8 +41,11 @@ export function SettingsView() {
           <p class="muted small">Everything runs on this computer unless you point Doppel at a model server.</p>
         </div>
       </header>
-      <EmbedderCard />
-      <ChatModelCard />
+      <div id="settings-models" ref={models} tabIndex={-1} class="models-section" aria-label="Models" data-testid="settings-models">
+        <EmbedderCard />
+        <ChatModelCard />
+        <CatalogueCard />
+      </div>
       <WatchedFoldersCard />
       <TunablesCard />
       <AboutCard />
@@ -164,6 +178,7 @@ function EmbedderCard() {
     setError(null);
     try {
       take(kind === "local" ? await api.setEmbedder("local") : await api.setEmbedder(kind, url.trim(), model.trim()));
+      app.models.reload();
       app.toast("Embedding model changed: passages are learnt again in the background", "success");
     } catch (err) {
       setError(toAppError(err).message);
@@ -176,6 +191,7 @@ function EmbedderCard() {
     <section class="card" data-testid="embedder-card">
       <h2>Understanding (embedding model)</h2>
       <p class="muted small">Turns passages into vectors so the twin finds them by meaning.</p>
+      {emb?.kind === "local" && <EmbedderStatus />}
       <form class="form" onSubmit={save}>
         <Segmented
           name="embedder-kind"
@@ -307,13 +323,14 @@ function ChatModelCard() {
   useEffect(() => {
     api.chatModel().then(take).catch(app.fail);
     void loadFiles();
-  }, []);
+  }, [app.models.version]);
 
   const apply = async (k: ChatModelKind, opts: { path?: string; url?: string; model?: string }) => {
     setBusy(true);
     setError(null);
     try {
       take(await api.setChatModel(k, opts));
+      app.models.reload();
       app.toast(k === "off" ? "Chat model turned off" : "Chat model changed", "success");
     } catch (err) {
       setError(toAppError(err).message);
@@ -344,11 +361,14 @@ function ChatModelCard() {
       (kind === "local" && path !== (cm.path ?? "")) ||
       ((kind === "ollama" || kind === "openai") && (url !== (cm.url ?? "") || model !== (cm.model ?? ""))));
   const options = path && !files.includes(path) ? [path, ...files] : files;
+  // The file of the model in use may be gone: never name it as if it were there.
+  const missing = cm?.kind === "local" && chatProblem(app.models.status) ? cm.path : null;
 
   return (
     <section class="card" data-testid="chat-model-card">
       <h2>Answering (chat model)</h2>
       <p class="muted small">Writes the answer from the passages found. Without one, answers show the passages.</p>
+      <ChatModelStatus />
       <form class="form" onSubmit={save}>
         <Segmented name="chat-kind" options={CHAT_KINDS} value={kind} onChange={(v) => setKind(v as ChatModelKind)} />
         {kind === "local" && (
@@ -366,7 +386,7 @@ function ChatModelCard() {
                 </option>
                 {options.map((f) => (
                   <option key={f} value={f}>
-                    {fileName(f)}
+                    {f === missing ? "Not installed (the file is missing)" : fileName(f)}
                   </option>
                 ))}
               </select>
@@ -407,6 +427,7 @@ function ChatModelCard() {
       <ModelDownload
         onDone={(p) => {
           void loadFiles();
+          app.models.reload();
           setKind("local");
           setPath(p);
         }}

@@ -9,6 +9,10 @@ import { Modal } from "../components/Modal";
 import { ProgressBar } from "../components/Progress";
 import { formatBytes, formatDate, formatRelative, plural } from "../format";
 import { percent, type Progress } from "../state/sources";
+import { ModelBanner, ModelOffer, WelcomeModels } from "./Models";
+
+/** Where closing the first-question tip (or visiting Chat) is remembered. */
+export const FIRST_QUESTION_KEY = "doppel.firstQuestionSeen";
 
 /** Rows the sources list shows before "show more". */
 const ROWS_AT_ONCE = 300;
@@ -132,10 +136,14 @@ export function SourcesView() {
           </div>
         </header>
 
+        {rows.length > 0 && <ModelBanner />}
         {rows.length === 0 ? (
-          <EmptySources />
+          <div class="welcome-scroll">
+            <Welcome />
+          </div>
         ) : (
           <>
+            {counts.ready > 0 && <FirstQuestion />}
             <div class="filter">
               <Icon name="search" />
               <input
@@ -200,29 +208,98 @@ function summary(c: Record<Source["state"], number>): string {
   return parts.length ? parts.join(" · ") : "Nothing learnt yet";
 }
 
-function EmptySources() {
+/** First run: what Doppel does, that it stays local, whether the models are ready, and a way in. */
+function Welcome() {
   const app = useApp();
   return (
-    <div class="empty" data-testid="empty-sources">
+    <div class="empty welcome" data-testid="welcome">
       <div class="empty-art" aria-hidden="true">
         <Icon name="download" size={36} />
       </div>
       <h2>Teach {app.twin?.name ?? "your twin"} what you know</h2>
       <p>
+        Doppel learns from your notes and documents, then answers questions about them in your words, citing
+        the passages it used.
+      </p>
+      <ul class="welcome-facts">
+        <li class="welcome-local" data-testid="welcome-local">
+          <Icon name="check" size={16} />
+          <span>Everything stays on this computer: files are read, kept and searched here, and nothing is uploaded.</span>
+        </li>
+        <WelcomeModels />
+      </ul>
+      <p>
         Drag files or whole folders anywhere onto this window, or choose <strong>Add files</strong>. Notes, PDFs,
         Word and e-book files, web pages, e-mail, subtitles, spreadsheets and code all work.
       </p>
-      <p class="muted small">Everything is read and kept on this computer. Nothing is uploaded.</p>
       <div class="actions center">
-        <button type="button" class="btn primary" onClick={() => void app.addFiles()}>
+        <button type="button" class="btn primary" data-testid="welcome-add-files" onClick={() => void app.addFiles()}>
           <Icon name="file" />
           Add files
         </button>
-        <button type="button" class="btn" onClick={() => void app.addFolder()}>
+        <button type="button" class="btn" data-testid="welcome-add-folder" onClick={() => void app.addFolder()}>
           <Icon name="folder" />
           Add folder
         </button>
       </div>
+      <ModelOffer />
+    </div>
+  );
+}
+
+function seen(): boolean {
+  try {
+    return localStorage.getItem(FIRST_QUESTION_KEY) === "1";
+  } catch {
+    return false;
+  }
+}
+
+export function markFirstQuestionSeen() {
+  try {
+    localStorage.setItem(FIRST_QUESTION_KEY, "1");
+  } catch {
+    // Storage may be unavailable: the tip shows again next time.
+  }
+}
+
+/** Once something is learnt: an invitation to ask the first question (until Chat was opened). */
+function FirstQuestion() {
+  const app = useApp();
+  const [hidden, setHidden] = useState(seen);
+  if (hidden) return null;
+  const close = () => {
+    markFirstQuestionSeen();
+    setHidden(true);
+  };
+  return (
+    <div class="first-question" data-testid="first-question">
+      <Icon name="chat" />
+      <div class="first-question-text">
+        <strong>{app.twin?.name ?? "Your twin"} has something to go on.</strong>
+        <span class="muted small">Try a first question, such as “What did I write about …?”</span>
+        <ModelOffer compact />
+      </div>
+      <button
+        type="button"
+        class="btn primary sm"
+        data-testid="first-question-ask"
+        onClick={() => {
+          close();
+          app.setView("chat");
+        }}
+      >
+        Ask a question
+      </button>
+      <button
+        type="button"
+        class="btn ghost sm icon-only"
+        data-testid="first-question-dismiss"
+        aria-label="Close the tip"
+        onClick={close}
+      >
+        <Icon name="x" />
+      </button>
     </div>
   );
 }
