@@ -112,7 +112,7 @@ fn cr1_exactly_once_through_repeated_sigkill() {
         0
     );
     // The keyword index agrees with the chunks, and each unique token is found exactly once.
-    let doctor = cli.json(&["doctor"]);
+    let doctor = cli.doctor();
     assert_eq!(doctor["ok"], true, "{doctor}");
     for (i, p) in [(0, 0), (57, 30), (199, 58), (123, 12)] {
         let hits = cli.search(&format!("f{i}p{p}"));
@@ -145,7 +145,7 @@ fn cr4_database_and_vector_index_agree_after_sigkill() {
 
     let report = cli.json(&["ingest", notes.to_str().unwrap()]);
     assert!(report["jobs"].as_array().unwrap().iter().all(|j| j["state"] == "done"), "{report}");
-    let doctor = cli.json(&["doctor"]);
+    let doctor = cli.doctor();
     assert_eq!(doctor["ok"], true, "{doctor}");
     assert_eq!(doctor["chunks_without_vectors"], 0, "{doctor}");
     assert_eq!(doctor["index_entries"], doctor["chunks"], "{doctor}");

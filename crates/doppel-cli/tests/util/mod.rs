@@ -110,6 +110,27 @@ impl Cli {
         self.json_status(args, 0)
     }
 
+    /// `doctor`'s report. A CLI without models (most tests) leaves out the problems that say
+    /// so, which `doctor` rightly reports, so that the tests see every other problem; `ok` then
+    /// tells whether any is left.
+    pub fn doctor(&self) -> Value {
+        let out = self.command().args(["--json", "doctor"]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut report: Value = serde_json::from_str(stdout.trim()).unwrap();
+        let problems = report["problems"].as_array().unwrap().clone();
+        // doctor exits 2 when it found any problem, model problems included.
+        let status = if problems.is_empty() { 0 } else { 2 };
+        assert_eq!(out.status.code(), Some(status), "{stdout}");
+        if !self.models {
+            let install = "Fix: run `doppel models install-defaults`";
+            let other: Vec<Value> =
+                problems.into_iter().filter(|p| !p.as_str().unwrap().contains(install)).collect();
+            report["ok"] = Value::Bool(other.is_empty());
+            report["problems"] = Value::Array(other);
+        }
+        report
+    }
+
     pub fn sources(&self) -> Vec<Value> {
         self.json(&["sources"]).as_array().unwrap().clone()
     }
