@@ -304,7 +304,10 @@ fn a_vector_of_the_wrong_dimension_is_refused_and_nothing_is_stored() {
     let report = doppel.doctor().unwrap();
     assert_eq!(report.model.unwrap().dimension, 16);
     assert_eq!(report.index_entries, 1);
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // This data directory has no chat model file; doctor says so, and nothing else.
+    let others: Vec<&String> =
+        report.problems.iter().filter(|p| !p.contains("models install-defaults")).collect();
+    assert!(others.is_empty(), "{:?}", report.problems);
 }
 
 #[test]
