@@ -267,22 +267,9 @@ fn fetch_to(
 
 /// The file name a catalogue model is stored under: the last part of its URL's path.
 pub fn file_name_of(model: &CatalogueModel) -> Result<String> {
-    let name = model
-        .url
-        .split(['?', '#'])
-        .next()
-        .and_then(|u| u.rsplit('/').next())
-        .filter(|n| {
-            n.ends_with(".gguf")
-                && n.len() <= 200
-                && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        })
-        .ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "{}: its URL does not end in a .gguf file name",
-                model.name
-            ))
-        })?;
+    let name = crate::download::gguf_name_of_url(&model.url).ok_or_else(|| {
+        Error::InvalidInput(format!("{}: its URL does not end in a .gguf file name", model.name))
+    })?;
     Ok(name.to_string())
 }
 

@@ -595,6 +595,16 @@ pub fn copy_checked(
     }
 }
 
+/// The GGUF file name a model URL ends in (`…/name.gguf`, query and fragment aside), when it
+/// is a plain name that is safe as a file name in the models folder.
+pub fn gguf_name_of_url(url: &str) -> Option<&str> {
+    url.split(['?', '#']).next().and_then(|u| u.rsplit('/').next()).filter(|n| {
+        n.ends_with(".gguf")
+            && n.len() <= 200
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    })
+}
+
 /// The SHA-256 of a file, as 64 lowercase hexadecimal digits.
 pub fn file_sha256(path: &Path) -> Result<String> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;

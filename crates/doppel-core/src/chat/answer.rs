@@ -554,20 +554,9 @@ impl Doppel {
         progress: &mut dyn FnMut(&crate::download::DownloadProgress),
     ) -> Result<PathBuf> {
         let checked = crate::fetch::check_url(url)?;
-        let name = checked
-            .split(['?', '#'])
-            .next()
-            .and_then(|u| u.rsplit('/').next())
-            .filter(|n| {
-                n.ends_with(".gguf")
-                    && n.len() <= 200
-                    && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            })
-            .ok_or_else(|| {
-                Error::InvalidInput(
-                    "the URL must end in a model file name such as model.gguf".into(),
-                )
-            })?;
+        let name = crate::download::gguf_name_of_url(&checked).ok_or_else(|| {
+            Error::InvalidInput("the URL must end in a model file name such as model.gguf".into())
+        })?;
         let request = crate::download::DownloadRequest {
             url: checked.to_string(),
             sha256: sha256.map(str::to_string),
