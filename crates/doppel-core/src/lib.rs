@@ -270,17 +270,20 @@ impl Doppel {
         }
         let (commands, inbox) = mpsc::channel();
         let models = ModelSearch::new(config.models.clone(), dir.path(), config.bundled_models);
+        let readers = Arc::new(ReadPool::new(database));
         let worker = Worker::start(
             conn,
             Arc::clone(&shared),
             inbox,
-            config.process_queue,
-            config.parser,
-            models.embedder_files(),
-            dir.path().join(INDEX_DIR),
+            Arc::clone(&readers),
+            worker::WorkerConfig {
+                process_queue: config.process_queue,
+                parser: config.parser,
+                models: models.embedder_files(),
+                index_dir: dir.path().join(INDEX_DIR),
+            },
         )?;
         tracing::info!(data_dir = %dir.path().display(), "data directory opened");
-        let readers = Arc::new(ReadPool::new(database));
         let watcher = if config.watch {
             let context = watch::Context {
                 commands: commands.clone(),
@@ -629,7 +632,20 @@ impl Doppel {
             )
         })?;
         secrets::set_api_key(url, key)?;
+        self.mark_key(url, true)?;
         self.call(|reply| Command::ReloadEmbedder { reply })
+    }
+
+    /// Records whether a key is stored for a server, so that one without never touches the
+    /// keychain.
+    pub(crate) fn mark_key(&self, url: &str, stored: bool) -> Result<()> {
+        let values = vec![(secrets::stored_marker(url), if stored { "1" } else { "0" }.into())];
+        self.call(|reply| Command::Chat(worker::ChatWrite::SetSettings { values, reply }))
+    }
+
+    /// Whether a key was stored for a server.
+    pub(crate) fn key_stored(&self, url: &str) -> Result<bool> {
+        self.readers.with(|c| store::key_stored(c, url))
     }
 
     /// Removes the chosen model server's API key from the keychain; returns whether there was
@@ -638,6 +654,7 @@ impl Doppel {
         let choice = self.embedder()?;
         let Some(url) = choice.url() else { return Ok(false) };
         let removed = secrets::delete_api_key(url)?;
+        self.mark_key(url, false)?;
         self.call(|reply| Command::ReloadEmbedder { reply })?;
         Ok(removed)
     }
@@ -646,6 +663,9 @@ impl Doppel {
     pub fn api_key_hint(&self) -> Result<Option<String>> {
         let choice = self.embedder()?;
         let Some(url) = choice.url() else { return Ok(None) };
+        if !self.key_stored(url)? {
+            return Ok(None);
+        }
         Ok(secrets::api_key(url)?.as_deref().map(secrets::masked))
     }
 

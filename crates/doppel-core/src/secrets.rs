@@ -16,6 +16,14 @@ pub fn keychain_account(url: &str) -> String {
     format!("api-key {}", url.trim().trim_end_matches('/'))
 }
 
+/// The setting that records that a key was stored for a server (the key itself never is).
+/// A server without it never touches the keychain, so a machine without a Secret Service (a
+/// server, a terminal over SSH) can use a model server that needs no key; the keychain is
+/// needed only when a key is stored, or read because one was stored.
+pub(crate) fn stored_marker(url: &str) -> String {
+    format!("keychain.{}", keychain_account(url))
+}
+
 fn entry(url: &str) -> Result<Entry> {
     Entry::new(KEYCHAIN_SERVICE, &keychain_account(url)).map_err(failed)
 }

@@ -108,6 +108,13 @@ pub(crate) enum ChatWrite {
         question: String,
         reply: Sender<Result<store::chat::AnswerRows>>,
     },
+    /// What an answer is given (passages' sources, verified answers), before it says anything.
+    RecordContext {
+        message: i64,
+        sources: Vec<SourceId>,
+        verified: Vec<i64>,
+        reply: Sender<Result<()>>,
+    },
     /// What a streaming answer has said so far; nobody waits for it.
     SaveProgress {
         message: i64,
@@ -222,6 +229,10 @@ pub(crate) struct Worker {
     parser: ParserCommand,
     /// The index changed since it was last saved.
     index_dirty: bool,
+    /// The pool of readers, held back while the write-ahead log is checkpointed.
+    readers: Arc<store::ReadPool>,
+    /// A delete's checkpoint found the log busy: it is tried again until it succeeds.
+    wal_pending: bool,
     /// Where index files live.
     index_dir: PathBuf,
     /// The local model's files.
@@ -238,17 +249,31 @@ const EMBED_BATCH: usize = 16;
 /// Longest idle wait before the worker looks at the queue again on its own.
 const IDLE_WAIT: Duration = Duration::from_secs(60);
 
+/// How soon a checkpoint that found the write-ahead log busy is tried again.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
+
+/// What the worker is started with, besides its connection and channels.
+pub(crate) struct WorkerConfig {
+    /// Whether queued jobs run (tests turn this off to look at the queue).
+    pub process_queue: bool,
+    /// How the parse sandbox is started.
+    pub parser: ParserCommand,
+    /// The local embedding model's files.
+    pub models: ModelFiles,
+    /// Where the vector index is saved.
+    pub index_dir: PathBuf,
+}
+
 impl Worker {
     /// Recovers the queue from any crash and starts the worker thread.
     pub(crate) fn start(
         mut conn: Connection,
         shared: Arc<Shared>,
         commands: Receiver<Command>,
-        process_queue: bool,
-        parser: ParserCommand,
-        models: ModelFiles,
-        index_dir: PathBuf,
+        readers: Arc<store::ReadPool>,
+        config: WorkerConfig,
     ) -> Result<JoinHandle<()>> {
+        let WorkerConfig { process_queue, parser, models, index_dir } = config;
         let settings = Settings::from_stored(&store::stored_settings(&conn)?);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let requeued = store::recover(&tx, settings.max_attempts)?;
@@ -263,6 +288,8 @@ impl Worker {
             process_queue,
             parser,
             index_dirty: false,
+            readers,
+            wal_pending: false,
             index_dir,
             models,
             inbox: None,
@@ -333,6 +360,9 @@ impl Worker {
             if self.index_dirty {
                 self.save_index();
             }
+            if self.wal_pending {
+                self.checkpoint();
+            }
             let wait = self.idle_wait();
             let Some(inbox) = &self.inbox else { return };
             match inbox.recv_timeout(wait) {
@@ -345,6 +375,9 @@ impl Worker {
 
     /// How long to wait for a request before the next queued job becomes due.
     fn idle_wait(&self) -> Duration {
+        if self.wal_pending {
+            return CHECKPOINT_RETRY;
+        }
         if !self.process_queue {
             return IDLE_WAIT;
         }
@@ -400,6 +433,11 @@ impl Worker {
             ChatWrite::BeginAnswer { conversation, twin, question, reply } => {
                 drop(reply.send(in_tx(conn, |tx| {
                     store::chat::begin_answer(tx, &conversation, twin, &question)
+                })))
+            }
+            ChatWrite::RecordContext { message, sources, verified, reply } => {
+                drop(reply.send(in_tx(conn, |tx| {
+                    store::chat::record_context(tx, message, &sources, &verified)
                 })))
             }
             ChatWrite::SaveProgress { message, content } => {
@@ -481,12 +519,24 @@ impl Worker {
         if lock(&self.shared.vectors).pending > 0 {
             self.count_pending();
         }
-        if let Err(e) = store::checkpoint(&self.conn) {
-            warn!(error = %e, "write-ahead log checkpoint after delete postponed");
-        }
+        self.checkpoint();
         info!(source, "source deleted");
         self.shared.events.publish(Event::SourceDeleted { source });
         Ok(())
+    }
+
+    /// Folds the write-ahead log into the database file and empties it, so that deleted text
+    /// leaves the log; a busy log is tried again after [`CHECKPOINT_RETRY`] until it succeeds.
+    fn checkpoint(&mut self) {
+        match store::checkpoint(&self.conn, &self.readers) {
+            Ok(()) => self.wal_pending = false,
+            Err(e) => {
+                if !self.wal_pending {
+                    warn!(error = %e, "write-ahead log checkpoint postponed");
+                }
+                self.wal_pending = true;
+            }
+        }
     }
 
     fn cancel(&mut self, job: JobId) -> Result<Job> {
@@ -701,7 +751,7 @@ impl Worker {
         let events = &self.shared.events;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (removed, inserted) =
-            store::store_ingested(&tx, job.id, source_id, &facts, &chunks, &new_vectors, |done| {
+            store::store_ingested(&tx, source_id, &facts, &chunks, &new_vectors, |done| {
                 let done = done as u64;
                 if done.is_multiple_of(every) {
                     events.publish(Event::JobProgress { job: job.id, done, total });
@@ -717,6 +767,13 @@ impl Worker {
             .filter_map(|(id, c)| all_vectors.get(&c.text_hash).map(|v| (*id as u64, v)))
             .collect();
         apply_to_index(&self.shared, &[], &added);
+        let edited = !removed.is_empty();
+        let finish = |conn: &Connection| {
+            store::finish_job(conn, job.id, JobOutcome::Ingested, Some(source_id), None)
+        };
+        if !edited {
+            finish(&tx)?;
+        }
         if let Err(e) = tx.commit() {
             // The ids may be given to other chunks later: take back what was added.
             let ids: Vec<i64> = added.iter().map(|(id, _)| *id as i64).collect();
@@ -725,6 +782,12 @@ impl Worker {
         }
         self.shared.events.publish(Event::JobProgress { job: job.id, done: total, total });
         self.update_index(&removed, &[]);
+        // An edit forgets what it took out: its pages leave the write-ahead log as a delete's
+        // do, before the job is done (a crash in between runs the job again).
+        if edited {
+            self.checkpoint();
+            finish(&self.conn)?;
+        }
         Ok(Finished { outcome: JobOutcome::Ingested, source: Some(source_id), chunks: total })
     }
 
@@ -841,12 +904,13 @@ impl Worker {
                 Ok(Embedder::Local(Box::new(LocalEmbedder::load(&self.models)?)))
             }
             EmbedderChoice::Remote { kind, url, model } => {
-                let key = match crate::secrets::api_key(&url) {
-                    Ok(key) => key,
-                    Err(e) => {
+                // A server no key was stored for is asked without one, keychain untouched.
+                let key = match store::key_stored(&self.conn, &url)? {
+                    false => None,
+                    true => crate::secrets::api_key(&url).unwrap_or_else(|e| {
                         warn!(error = %e, "no API key could be read; the server is asked without one");
                         None
-                    }
+                    }),
                 };
                 let policy = RemotePolicy {
                     timeout: Duration::from_secs(u64::from(self.settings.embed_timeout_s)),

@@ -35,6 +35,9 @@ impl Request {
 enum Answer {
     Json(u16, Value),
     Hang,
+    /// A 200 whose JSON body comes one byte at a time, each just inside the client's 1 s read
+    /// timeout.
+    Trickle(Value),
 }
 
 type Handler = Arc<dyn Fn(&Request) -> Answer + Send + Sync>;
@@ -56,6 +59,7 @@ fn serve(handler: Handler) -> (String, Arc<Mutex<Vec<Request>>>) {
                     Answer::Json(status, body) => respond(stream, status, &body),
                     // Holds the connection open and silent well past any timeout under test.
                     Answer::Hang => std::thread::sleep(Duration::from_secs(30)),
+                    Answer::Trickle(body) => trickle(stream, &body),
                 }
             });
         }
@@ -72,6 +76,23 @@ fn respond(mut stream: TcpStream, status: u16, body: &Value) {
     );
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(body.as_bytes());
+}
+
+fn trickle(mut stream: TcpStream, body: &Value) {
+    let body = body.to_string();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    for byte in body.as_bytes() {
+        // The server's pace, not a wait of the test: each byte comes 0.8 s after the last.
+        std::thread::sleep(Duration::from_millis(800));
+        if stream.write_all(&[*byte]).and_then(|()| stream.flush()).is_err() {
+            return;
+        }
+    }
 }
 
 /// Words hashed into `dimension` buckets.
@@ -242,6 +263,28 @@ fn a_server_that_hangs_fails_the_job_after_its_timeout_and_the_worker_goes_on() 
     assert!(results.note.unwrap().contains("not been reached"));
 
     // The worker is free: another server takes over and the next job is done.
+    let (working, _) = serve(ollama(Arc::new(AtomicUsize::new(16))));
+    use_server(&doppel, RemoteKind::Ollama, &working, "words-16");
+    assert_eq!(add(&doppel, "Bread", BREAD).state, JobState::Done);
+}
+
+#[test]
+fn h2_a_server_that_trickles_its_answer_fails_the_job_after_its_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let (trickling, _) = serve(Arc::new(|request: &Request| {
+        let vectors: Vec<Vec<f32>> = request.texts().iter().map(|t| bag_of_words(t, 8)).collect();
+        Answer::Trickle(json!({ "embeddings": vectors }))
+    }));
+    let doppel = open(data.path());
+    use_server(&doppel, RemoteKind::Ollama, &trickling, "trickle");
+
+    let job = add(&doppel, "Garden", GARDEN);
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.last_error_code.as_deref(), Some("embedding_server"));
+    let message = job.last_error.unwrap();
+    assert!(message.contains("did not arrive within 1 s"), "{message}");
+
+    // The worker is free again: another server takes over and the next job is done.
     let (working, _) = serve(ollama(Arc::new(AtomicUsize::new(16))));
     use_server(&doppel, RemoteKind::Ollama, &working, "words-16");
     assert_eq!(add(&doppel, "Bread", BREAD).state, JobState::Done);

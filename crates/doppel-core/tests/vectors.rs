@@ -195,6 +195,36 @@ fn editing_one_paragraph_reembeds_only_the_changed_passages() {
 }
 
 #[test]
+fn an_edited_file_is_found_by_meaning_right_after_the_edit() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let trip = write(files.path(), "trip.md", "# Lisbon\nWe took the old yellow tram up the hill.");
+    let doppel = open(data.path());
+    ingest(&doppel, std::slice::from_ref(&trip));
+    std::fs::write(&trip, "# Lisbon\nWe ate custard tarts in Belém, still warm, with cinnamon.")
+        .unwrap();
+    // A long file queued behind the edit keeps the worker busy, so the index is not rebuilt
+    // (which would hide a lost vector) before the search below.
+    let filler: Vec<String> = (0..300)
+        .map(|i| format!("## Part {i}\n{}\n", "Notes on the weather and the tides. ".repeat(30)))
+        .collect();
+    let long = write(files.path(), "long.md", &format!("# Log\n{}", filler.join("\n")));
+    let report = doppel.ingest(IngestRequest::paths(vec![trip, long])).unwrap();
+    let [edit, busy] = [report.queued[0].job_id, report.queued[1].job_id];
+    doppel.wait_for(&[edit], |_| {}).unwrap();
+
+    // No word in common with the passage: only its vector can find it.
+    let results = search(&doppel, "Portuguese pastry on holiday", SearchMode::Vector);
+    assert_eq!(
+        results.hits.first().map(|h| h.source_title.as_str()),
+        Some("Lisbon"),
+        "{results:?}"
+    );
+    assert!(results.hits[0].text.contains("custard"));
+    doppel.cancel_job(busy).unwrap();
+}
+
+#[test]
 fn m6_a_stale_or_corrupt_index_is_rebuilt_from_the_stored_vectors() {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();

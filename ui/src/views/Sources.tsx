@@ -63,7 +63,8 @@ export function SourcesView() {
             entries are removed for good.
           </p>
           <p class="muted">
-            Answers that cited it will show “source deleted”. The original file on your disk is not touched.
+            Answers that used it keep none of its words (they show “[…]”) and their citations show “source
+            deleted”. Verified answers drawn from it are removed. The original file on your disk is not touched.
           </p>
         </>
       ),

@@ -256,3 +256,54 @@ pub fn file_server(
     });
     (url, seen)
 }
+
+/// An Ollama embedding server on loopback (`/api/embed`) that gives each text a vector of four
+/// numbers drawn from its bytes, for as long as the test runs; returns its URL.
+pub fn ollama_embedder() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+                if header.trim_end().is_empty() {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let vectors: Vec<Vec<f32>> = request["input"]
+                .as_array()
+                .map(|texts| {
+                    texts
+                        .iter()
+                        .map(|t| {
+                            let t = t.as_str().unwrap_or_default().as_bytes();
+                            (0..4).map(|i| 1.0 + t.get(i).copied().unwrap_or(0) as f32).collect()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let answer = serde_json::json!({ "embeddings": vectors }).to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    url
+}

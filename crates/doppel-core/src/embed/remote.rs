@@ -211,6 +211,7 @@ impl RemoteEmbedder {
             request = request.bearer_auth(key);
         }
         let seconds = self.policy.timeout.as_secs_f64();
+        let started = std::time::Instant::now();
         let response = request.send().map_err(|e| {
             if e.is_timeout() {
                 Failure::new(format!("no answer within {seconds} s"), true)
@@ -221,8 +222,11 @@ impl RemoteEmbedder {
             }
         })?;
         let status = response.status();
-        let mut text = String::new();
-        let read = response.take(MAX_ANSWER_BYTES).read_to_string(&mut text);
+        let read = read_within(response, started + self.policy.timeout);
+        let text = match &read {
+            Ok(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Err(_) => String::new(),
+        };
         if !status.is_success() {
             let detail = error_detail(&text);
             let reason = match status.as_u16() {
@@ -345,6 +349,27 @@ impl Failure {
     /// Refused connections, 429 and 5xx: worth another try after a pause.
     fn retryable(reason: String) -> Failure {
         Failure { reason, transient: true, retry: true }
+    }
+}
+
+/// The body of `response`, at most [`MAX_ANSWER_BYTES`], read by `deadline`. The client's
+/// timeout bounds each read, not their sum: a server that sends a byte just inside it, again
+/// and again, would hold the worker (and the embedder's lock, which searches wait for) for as
+/// long as it likes.
+fn read_within(response: impl Read, deadline: std::time::Instant) -> std::io::Result<Vec<u8>> {
+    let mut body = response.take(MAX_ANSWER_BYTES);
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        if std::time::Instant::now() > deadline {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"));
+        }
+        match body.read(&mut buffer) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 

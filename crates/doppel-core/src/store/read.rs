@@ -132,6 +132,15 @@ pub(crate) fn stored_settings(conn: &Connection) -> Result<BTreeMap<String, Stri
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Whether a key was stored in the keychain for a server (see `secrets::stored_marker`).
+pub(crate) fn key_stored(conn: &Connection, url: &str) -> Result<bool> {
+    let marker = crate::secrets::stored_marker(url);
+    let value: Option<String> = conn
+        .query_row("SELECT value FROM settings WHERE key = ?1", [marker], |r| r.get(0))
+        .optional()?;
+    Ok(value.as_deref() == Some("1"))
+}
+
 /// `(state, count)` pairs of a table with a `state` column.
 pub(crate) fn state_counts(conn: &Connection, table: Table) -> Result<Vec<(String, u64)>> {
     let sql = format!("SELECT state, count(*) FROM {} GROUP BY state ORDER BY state", table.name());

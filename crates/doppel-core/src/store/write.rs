@@ -165,14 +165,15 @@ pub(crate) struct NewVectors {
     pub blobs: Vec<(String, Vec<u8>)>,
 }
 
-/// Replaces a source's chunks (with their new vectors) and makes it ready, finishing its job,
-/// inside `tx`. Returns the ids of the chunks removed and of those inserted, in order.
+/// Replaces a source's chunks (with their new vectors) and makes it ready, inside `tx`. Returns
+/// the ids of the chunks removed and of those inserted, in order. The caller finishes the job
+/// ([`finish_job`]): in `tx` for a new source, after the write-ahead log has lost the removed
+/// passages for an edit.
 ///
 /// `step` runs before each chunk is written; it reports progress and may stop the work by
 /// returning an error (cancellation), in which case the caller drops `tx` and nothing is kept.
 pub(crate) fn store_ingested(
     tx: &Transaction,
-    job: JobId,
     source: SourceId,
     facts: &SourceFacts,
     chunks: &[NewChunk],
@@ -180,18 +181,28 @@ pub(crate) fn store_ingested(
     mut step: impl FnMut(usize) -> Result<()>,
 ) -> Result<(Vec<ChunkId>, Vec<ChunkId>)> {
     let removed = chunk_ids(tx, source)?;
-    // Citations of the old passages keep the words they quoted; the passages are gone.
+    // The new passages take ids above every id in use, the old passages' included. SQLite
+    // would give a deleted top id to the next row, and the worker adds the new vectors to the
+    // index before it removes the old ids: a reused id would lose its new vector.
+    let first: ChunkId =
+        tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM chunks", [], |r| r.get(0))?;
+    // What the edit took out is forgotten: answers and citations lose its words. Citations of
+    // passages that are still there keep their quote; the old rows are gone.
+    let new_texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+    super::chat::forget_edited(tx, source, &new_texts)?;
     tx.execute("UPDATE citations SET chunk_id = NULL WHERE source_id = ?1", [source])?;
     tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
     let mut inserted = Vec::with_capacity(chunks.len());
     let mut insert = tx.prepare_cached(
-        "INSERT INTO chunks (source_id, ordinal, text, location, line_start, line_end, token_count,
-                             text_hash, page)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO chunks (id, source_id, ordinal, text, location, line_start, line_end,
+                             token_count, text_hash, page)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for (ordinal, chunk) in chunks.iter().enumerate() {
         step(ordinal)?;
+        let id = first + ordinal as ChunkId;
         insert.execute(params![
+            id,
             source,
             ordinal as i64,
             chunk.text,
@@ -202,7 +213,7 @@ pub(crate) fn store_ingested(
             chunk.text_hash,
             chunk.location.page,
         ])?;
-        inserted.push(tx.last_insert_rowid());
+        inserted.push(id);
     }
     if let Some(model) = vectors.model {
         insert_embeddings(tx, model, &vectors.blobs)?;
@@ -228,7 +239,6 @@ pub(crate) fn store_ingested(
             facts.file.map(|f| f.mtime_ns),
         ],
     )?;
-    finish_job(tx, job, JobOutcome::Ingested, Some(source), None)?;
     Ok((removed, inserted))
 }
 
@@ -465,10 +475,13 @@ pub(crate) fn requeue_interrupted(conn: &Connection, job: &Job) -> Result<()> {
 /// chunk shares, and its jobs. Returns the ids of the chunks removed.
 pub(crate) fn delete_source(tx: &Transaction, source: SourceId) -> Result<Vec<ChunkId>> {
     let removed = chunk_ids(tx, source)?;
-    // Answers that cited it keep their numbers, but not its words.
-    super::chat::forget_echoes(tx, source)?;
+    // Answers that used it keep their citations' numbers, but none of its words.
+    super::chat::forget_source(tx, source)?;
+    // A citation then says "source deleted", and keeps nothing the document said: its title
+    // may be a heading or an e-mail's subject, its location a heading path.
     tx.execute(
-        "UPDATE citations SET quote = NULL, chunk_id = NULL WHERE source_id = ?1",
+        "UPDATE citations SET quote = NULL, chunk_id = NULL, source_title = '', location = ''
+         WHERE source_id = ?1",
         [source],
     )?;
     tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
@@ -550,9 +563,27 @@ pub(crate) fn check_keyword_index(conn: &Connection) -> Result<()> {
 }
 
 /// Moves everything in the write-ahead log into the database file and empties the log, so that
-/// deleted text does not linger in old page images. A busy reader only delays this to a later
-/// call.
-pub(crate) fn checkpoint(conn: &Connection) -> Result<()> {
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+/// deleted text does not linger in old page images. Reads through the pool are held back while
+/// it runs, so that they cannot keep the log busy for ever; a reader outside the pool can, for
+/// as long as the busy timeout, and then this fails: the caller tries again later.
+pub(crate) fn checkpoint(conn: &Connection, readers: &ReadPool) -> Result<()> {
+    let _paused = readers.pause(CHECKPOINT_WAIT);
+    // TRUNCATE waits (in the busy handler) for every reader to leave the log, then empties it.
+    // The wait is short: the pool's reads are held back meanwhile.
+    conn.busy_timeout(CHECKPOINT_WAIT)?;
+    let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if busy? != 0 {
+        return Err(Error::Database(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some(
+                "a reader kept the write-ahead log busy; the checkpoint will be tried again".into(),
+            ),
+        )));
+    }
     Ok(())
 }
+
+/// How long a checkpoint waits for the pool's reads in flight to end, and then for readers
+/// outside the pool to leave the log.
+const CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
