@@ -280,6 +280,63 @@ pub async fn delete_chat_key(shell: State<'_, Shell>) -> Reply<dto::ChatModel> {
         .await
 }
 
+/// Opens a source of the twin: its file with the system's default program (`reveal`: its
+/// folder, with the file selected), or its page in the browser. The window names the source by
+/// id, never by path, so nothing but a source of the twin can be opened.
+#[tauri::command]
+pub async fn open_source(
+    app: AppHandle,
+    shell: State<'_, Shell>,
+    source: i64,
+    reveal: bool,
+) -> Reply<()> {
+    use doppel_core::SourceKind;
+    use tauri_plugin_opener::OpenerExt;
+    let source = shell.run(move |d| Ok(d.source(source)?)).await?;
+    let origin = source.origin.unwrap_or_default();
+    let failed = |e: tauri_plugin_opener::Error| IpcError {
+        code: "open_failed".into(),
+        message: format!("could not open {origin}: {e}"),
+    };
+    match source.kind {
+        SourceKind::File if Path::new(&origin).exists() => {
+            if reveal {
+                app.opener().reveal_item_in_dir(&origin).map_err(failed)
+            } else {
+                app.opener().open_path(origin.clone(), None::<&str>).map_err(failed)
+            }
+        }
+        SourceKind::File => {
+            Err(IpcError::from(doppel_core::Error::NotFound { what: "file", id: origin }))
+        }
+        SourceKind::Url if !reveal => {
+            app.opener().open_url(origin.clone(), None::<&str>).map_err(failed)
+        }
+        _ => Err(IpcError::invalid_input("this source has no file to open")),
+    }
+}
+
+/// How answers are made: `auto`, `grounded` or `model`.
+#[tauri::command]
+pub async fn answer_mode(shell: State<'_, Shell>) -> Reply<&'static str> {
+    shell.run(|d| Ok(d.answer_mode()?.as_str())).await
+}
+
+#[tauri::command]
+pub async fn set_answer_mode(shell: State<'_, Shell>, mode: String) -> Reply<&'static str> {
+    shell
+        .run(move |d| {
+            let mode = doppel_core::chat::AnswerMode::parse(&mode).ok_or_else(|| {
+                doppel_core::Error::InvalidInput(format!(
+                    "no answer mode {mode:?}: auto, grounded or model"
+                ))
+            })?;
+            d.set_answer_mode(mode)?;
+            Ok(d.answer_mode()?.as_str())
+        })
+        .await
+}
+
 #[tauri::command]
 pub async fn chat_models(shell: State<'_, Shell>) -> Reply<Vec<String>> {
     shell.run(|d| Ok(d.chat_models()?.iter().map(|p| p.display().to_string()).collect())).await

@@ -347,6 +347,8 @@ pub struct Citation {
     pub source_title: String,
     pub location: String,
     pub quote: Option<String>,
+    /// The source's path or URL (none for pasted text, and once it was forgotten).
+    pub origin: Option<String>,
     /// The source was forgotten: the quote is gone.
     pub deleted: bool,
 }
@@ -361,8 +363,17 @@ impl From<chat::Citation> for Citation {
             source_title: c.source_title,
             location: c.location,
             quote: c.quote,
+            origin: c.origin,
         }
     }
+}
+
+/// A sentence of an answer that states facts no cited passage holds.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unsupported {
+    pub sentence: String,
+    pub facts: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -377,6 +388,11 @@ pub struct Message {
     pub grounding: Option<&'static str>,
     pub verified: bool,
     pub citations: Vec<Citation>,
+    /// Its sentences that no cited passage supports.
+    pub unsupported: Vec<Unsupported>,
+    /// The model's own answer, when the grounded one was shown instead, and why.
+    pub draft: Option<String>,
+    pub draft_note: Option<String>,
     pub created_at: i64,
 }
 
@@ -396,6 +412,13 @@ impl From<chat::Message> for Message {
             grounding: m.grounding.map(|g| g.as_str()),
             verified: m.verified,
             citations: m.citations.into_iter().map(Citation::from).collect(),
+            unsupported: m
+                .unsupported
+                .into_iter()
+                .map(|u| Unsupported { sentence: u.sentence, facts: u.facts })
+                .collect(),
+            draft: m.draft,
+            draft_note: m.draft_note,
             created_at: m.created_at,
         }
     }
@@ -710,12 +733,13 @@ mod tests {
             source_title: "Old notes".into(),
             location: "Intro".into(),
             quote: None,
+            origin: None,
         };
         assert_eq!(
             serde_json::to_value(Citation::from(citation)).unwrap(),
             json!({
                 "number": 2, "chunkId": null, "sourceId": null, "sourceTitle": "Old notes",
-                "location": "Intro", "quote": null, "deleted": true
+                "location": "Intro", "quote": null, "origin": null, "deleted": true
             })
         );
     }

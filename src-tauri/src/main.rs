@@ -58,6 +58,9 @@ commands![
     set_chat_key,
     delete_chat_key,
     chat_models,
+    open_source,
+    answer_mode,
+    set_answer_mode,
     download_chat_model,
     cancel_download,
     import_chat_model,
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             }
         }))
         .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_opener::init())
         .manage(shell.clone())
         .setup(|app| {
             app.state::<Shell>().open_in_background(app.handle().clone());

@@ -14,6 +14,8 @@ export const env = {
   driver: process.env.E2E_DRIVER_URL ?? "http://127.0.0.1:4444",
   application: process.env.E2E_APP,
   dataDir: process.env.DOPPEL_DATA_DIR,
+  /** Where the stand-in for xdg-open (scripts/e2e) writes what the app asked it to open. */
+  opened: process.env.E2E_OPENED,
   screenshots: process.env.E2E_SCREENSHOTS ?? new URL("./screenshots/", import.meta.url).pathname,
 };
 

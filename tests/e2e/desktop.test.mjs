@@ -142,6 +142,14 @@ describe("the desktop window", () => {
     assert.ok(["cancelled", "complete"].includes(done.result.message.state), JSON.stringify(done.result));
     const messages = await app.invoke("messages", { conversation: done.result.conversation });
     assert.deepEqual(messages.map((m) => m.role), ["user", "assistant"]);
+    // The default model is too small to be trusted: the answer is the note's own sentence, and
+    // its citation names the file.
+    const answer = messages[1];
+    if (answer.state === "complete") {
+      assert.equal(answer.grounding, "grounded", JSON.stringify(answer));
+      assert.match(answer.content, /twelfth of May/);
+      assert.equal(answer.citations[0].origin, notePath);
+    }
   });
 
   it("lets a second launch only focus the first window", async () => {

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -186,7 +186,16 @@ describe("the window, driven as a person uses it", () => {
     const source = await app.elements(byTestId("passage-source"));
     assert.match(quote[0].text, /\S/);
     assert.ok(source[0].text.length > 0);
-    if (source[0].text.includes("orchard")) assert.match(quote[0].text, /Wilhelmina/);
+    assert.match(source[0].text, /orchard/, "the answer's sentence comes from the orchard note");
+    assert.match(quote[0].text, /Wilhelmina/);
+    // The citation names its file, and Open hands that file (a source of the twin) to the
+    // system's opener.
+    const origin = await app.elements(byTestId("passage-origin"));
+    assert.equal(origin[0].text, orchard);
+    await app.click(byTestId("open-source"));
+    await poll("the file handed to the system's opener", () =>
+      existsSync(env.opened) && readFileSync(env.opened, "utf8").split("\n").includes(orchard),
+    );
     const current = await app.waitFor("the conversation in the list", byTestId("conversation-item", { "aria-current": "true" }));
     conversationId = current[0].attributes["data-conversation-id"];
     assert.ok(conversationId);

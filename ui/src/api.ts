@@ -96,8 +96,15 @@ export type Citation = {
   sourceTitle: string;
   location: string;
   quote: string | null;
+  /** The source's path or URL (null for pasted text, and once the source was forgotten). */
+  origin: string | null;
   deleted: boolean;
 };
+/** A sentence of an answer that states facts (numbers, paths, names) no cited passage holds. */
+export type Unsupported = { sentence: string; facts: string[] };
+/** How answers are made: the passages' own sentences when the model is too small (auto), always
+ * (grounded), or the model, checked (model). */
+export type AnswerMode = "auto" | "grounded" | "model";
 export type MessageState = "streaming" | "complete" | "cancelled" | "failed";
 export type Message = {
   id: number;
@@ -109,6 +116,10 @@ export type Message = {
   grounding: string | null;
   verified: boolean;
   citations: Citation[];
+  unsupported: Unsupported[];
+  /** The model's own answer, when the grounded answer was shown instead; draftNote says why. */
+  draft: string | null;
+  draftNote: string | null;
   createdAt: number;
 };
 export type Answer = { conversation: string; message: Message; notes: string[] };
@@ -249,6 +260,10 @@ export const api = {
   setChatKey: (key: string) => call<ChatModel>("set_chat_key", { key }),
   deleteChatKey: () => call<ChatModel>("delete_chat_key"),
   chatModels: () => call<string[]>("chat_models"),
+  /** Opens a source's file (or page) with the system; `reveal` shows it in its folder. */
+  openSource: (source: number, reveal = false) => call<null>("open_source", { source, reveal }),
+  answerMode: () => call<AnswerMode>("answer_mode"),
+  setAnswerMode: (mode: AnswerMode) => call<AnswerMode>("set_answer_mode", { mode }),
   downloadChatModel: (url: string, sha256?: string) =>
     call<string>("download_chat_model", sha256 ? { url, sha256 } : { url }),
   cancelDownload: () => call<null>("cancel_download"),

@@ -8,6 +8,7 @@ import type { Channel } from "@tauri-apps/api/core";
 import { emit } from "@tauri-apps/api/event";
 import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import type {
+  AnswerMode,
   Catalogue,
   AskEvent,
   ChatModel,
@@ -118,6 +119,7 @@ function cite(n: number, s: Source | undefined, deleted = false) {
     sourceTitle: deleted ? "Source deleted" : s?.title ?? "",
     location: deleted ? "" : c?.location.label ?? "",
     quote: deleted ? null : c?.text.slice(0, 120) ?? null,
+    origin: deleted ? null : s?.origin ?? null,
     deleted,
   };
 }
@@ -127,7 +129,7 @@ if (!params.has("empty")) {
   conversations.push({ id, twinId: 1, title: "How do handbook changes work?", createdAt: now - 30 * min, updatedAt: now - 28 * min });
   const hb = sources.find((s) => s.title === "team-handbook.md");
   messages[id] = [
-    { id: msgId++, role: "user", content: "How do handbook changes work?", state: "complete", error: null, model: null, grounding: null, verified: false, citations: [], createdAt: now - 30 * min },
+    { id: msgId++, role: "user", content: "How do handbook changes work?", state: "complete", error: null, model: null, grounding: null, verified: false, citations: [], unsupported: [], draft: null, draftNote: null, createdAt: now - 30 * min },
     {
       id: msgId++,
       role: "assistant",
@@ -139,9 +141,12 @@ if (!params.has("empty")) {
       grounding: "documents",
       verified: true,
       citations: [cite(1, hb), cite(2, undefined, true)],
+      unsupported: [],
+      draft: null,
+      draftNote: null,
       createdAt: now - 29 * min,
     },
-    { id: msgId++, role: "user", content: "And who runs the Monday note?", state: "complete", error: null, model: null, grounding: null, verified: false, citations: [], createdAt: now - 28 * min },
+    { id: msgId++, role: "user", content: "And who runs the Monday note?", state: "complete", error: null, model: null, grounding: null, verified: false, citations: [], unsupported: [], draft: null, draftNote: null, createdAt: now - 28 * min },
     {
       id: msgId++,
       role: "assistant",
@@ -152,6 +157,9 @@ if (!params.has("empty")) {
       grounding: "documents",
       verified: false,
       citations: [],
+      unsupported: [],
+      draft: null,
+      draftNote: null,
       createdAt: now - 28 * min,
     },
   ];
@@ -177,6 +185,7 @@ const ranges: Record<string, [number, number]> = {
 };
 
 let embedder: Embedder = { kind: "local", url: null, model: null, keyHint: null, pending: 0 };
+let answerMode: AnswerMode = "auto";
 let chatModel: ChatModel = { kind: "local", path: "/usr/lib/Doppel/models/smollm2/model.gguf", url: null, model: null, keyHint: null };
 const modelFiles = ["/usr/lib/Doppel/models/smollm2/model.gguf"];
 const watched: WatchedFolder[] = [{ id: 1, twinId: 1, path: "/home/ada/Documents/Notes", createdAt: now - 10 * 24 * 60 * min }];
@@ -272,7 +281,7 @@ function ask(args: Args): Promise<unknown> {
     messages[convId] = [];
   }
   const list = messages[convId]!;
-  list.push({ id: msgId++, role: "user", content: req.question, state: "complete", error: null, model: null, grounding: null, verified: false, citations: [], createdAt: Date.now() });
+  list.push({ id: msgId++, role: "user", content: req.question, state: "complete", error: null, model: null, grounding: null, verified: false, citations: [], unsupported: [], draft: null, draftNote: null, createdAt: Date.now() });
   const ready = sources.filter((s) => s.state === "ready" && s.twinId === req.twin);
   const tokens = ANSWER.match(/\S+\s*/g) ?? [];
   return new Promise((resolve) => {
@@ -283,7 +292,7 @@ function ask(args: Args): Promise<unknown> {
       askCancels.delete(req.requestId);
       const message: Message = {
         id: msgId++, role: "assistant", content: text, state, error: null, model: chatModel.kind === "off" ? null : "SmolLM2-1.7B-Instruct", grounding: "documents", verified: false,
-        citations: [cite(1, ready[0]), cite(2, ready[1] ?? ready[0])], createdAt: Date.now(),
+        citations: [cite(1, ready[0]), cite(2, ready[1] ?? ready[0])], unsupported: [], draft: null, draftNote: null, createdAt: Date.now(),
       };
       list.push(message);
       conv!.updatedAt = Date.now();
@@ -441,6 +450,13 @@ function handle(cmd: string, a: Args): unknown {
       return chatModel;
     case "chat_models":
       return modelFiles;
+    case "open_source":
+      return null;
+    case "answer_mode":
+      return answerMode;
+    case "set_answer_mode":
+      answerMode = a.mode as AnswerMode;
+      return answerMode;
     case "download_chat_model":
       return download(a);
     case "cancel_download":
@@ -450,7 +466,7 @@ function handle(cmd: string, a: Args): unknown {
     case "model_status":
       return {
         problems: chatMissing && chatModel.kind === "local"
-          ? [{ part: "chat", problem: `The chosen chat model's file is missing (${chatModel.path}): answers show the most relevant passages instead.`, fix: "run `doppel models local` for the default model, or `doppel models get NAME`" }]
+          ? [{ part: "chat", problem: `The chosen chat model's file is missing (${chatModel.path}): answers are made of the passages' own sentences instead.`, fix: "run `doppel models local` for the default model, or `doppel models get NAME`" }]
           : [],
         dirs: [{ origin: "user", path: "/home/ada/.local/share/doppel/models" }, { origin: "bundled", path: "/usr/lib/Doppel/models" }],
       };

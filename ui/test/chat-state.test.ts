@@ -4,7 +4,7 @@ import { chatReducer, isBusy, newChat, noteText, splitCitations } from "../src/s
 
 const msg = (p: Partial<Message>): Message => ({
   id: 1, role: "assistant", content: "", state: "complete", error: null, model: null, grounding: null,
-  verified: false, citations: [], createdAt: 0, ...p,
+  verified: false, citations: [], unsupported: [], draft: null, draftNote: null, createdAt: 0, ...p,
 });
 
 describe("streaming message assembly", () => {

@@ -8,7 +8,7 @@ afterEach(resetShell);
 
 const m = (p: Partial<Message>): Message => ({
   id: 1, role: "assistant", content: "", state: "complete", error: null, model: null, grounding: null,
-  verified: false, citations: [], createdAt: 0, ...p,
+  verified: false, citations: [], unsupported: [], draft: null, draftNote: null, createdAt: 0, ...p,
 });
 
 /** A shell whose `ask` streams only when the test says so, and ends when cancelled. */
@@ -118,10 +118,11 @@ describe("chat", () => {
 
   it("shows notes plainly and numbered citations that open the passage", async () => {
     const cites: Citation[] = [
-      { number: 1, chunkId: 31, sourceId: 3, sourceTitle: "handbook.md", location: "Handbook › Changes", quote: "two reviewers approve it", deleted: false },
-      { number: 2, chunkId: null, sourceId: null, sourceTitle: "Source deleted", location: "", quote: null, deleted: true },
+      { number: 1, chunkId: 31, sourceId: 3, sourceTitle: "handbook.md", location: "Handbook › Changes", quote: "two reviewers approve it", origin: "/home/ana/handbook.md", deleted: false },
+      { number: 2, chunkId: null, sourceId: null, sourceTitle: "Source deleted", location: "", quote: null, origin: null, deleted: true },
     ];
     const s = streamingShell({
+      open_source: () => null,
       source_detail: () => ({
         source: { id: 3 },
         chunks: [{ id: 31, ordinal: 0, text: "A change needs two reviewers approve it from other teams.", location: { label: "Handbook › Changes", lineStart: 4, lineEnd: 9, page: null }, tokenCount: 12 }],
@@ -145,6 +146,9 @@ describe("chat", () => {
     const panel = $(tid("passage-panel"));
     expect($(tid("passage-source"), panel).textContent).toBe("handbook.md");
     expect($(tid("passage-location"), panel).textContent).toContain("Handbook › Changes");
+    expect($(tid("passage-origin"), panel).textContent).toBe("/home/ana/handbook.md");
+    await click($(tid("reveal-source"), panel));
+    expect(s.shell.called("open_source")[0]!.args).toEqual({ source: 3, reveal: true });
     expect($(tid("passage-quote"), panel).textContent).toBe("A change needs two reviewers approve it from other teams.");
     expect($("mark", panel).textContent).toBe("two reviewers approve it");
     expect(s.shell.called("source_detail")[0]!.args).toEqual({ source: 3 });
@@ -154,6 +158,54 @@ describe("chat", () => {
     expect($(tid("passage-source")).textContent).toBe("Source deleted");
     await click($(tid("passage-close")));
     expect($$(tid("passage-panel"))).toHaveLength(0);
+  });
+
+  it("marks unsupported sentences and keeps a replaced model answer behind a toggle", async () => {
+    const cite: Citation = { number: 1, chunkId: 31, sourceId: 3, sourceTitle: "garden.md", location: "Garden", quote: "in May", origin: "/home/ana/garden.md", deleted: false };
+    const s = streamingShell();
+    const composer = await openChat();
+    await type(composer, "When?");
+    await key(composer, "Enter");
+    const invented = { sentence: "Bob helped on 3 June [1].", facts: ["Bob", "3", "June"] };
+    const reason = "the model's answer stated facts that its passages do not";
+    await s.finish({
+      conversation: s.request().conversation,
+      message: m({
+        id: 2,
+        content: "In May [1]. Bob helped on 3 June [1]. It rained.",
+        citations: [cite],
+        unsupported: [invented],
+        draft: "In 1984, at /etc/garden.d [1].",
+        draftNote: reason,
+      }),
+      notes: [reason],
+    });
+    const mark = $(tid("unsupported"));
+    expect(mark.textContent).toBe("Bob helped on 3 June 1.");
+    expect(mark.getAttribute("title")).toBe("Not in the cited passages: Bob, 3, June");
+    expect(mark.tabIndex).toBe(0);
+    const answer = $(`${tid("message")}[data-role="assistant"]`);
+    expect($(tid("message-body"), answer).textContent).toBe("In May 1. Bob helped on 3 June 1. It rained.");
+    // The reason is said once, with the toggle.
+    expect($$(tid("message-note"))).toHaveLength(0);
+    expect($(tid("draft-note")).textContent).toContain(reason);
+    expect($$(tid("draft-text"))).toHaveLength(0);
+    await click($(tid("draft-toggle")));
+    expect($(tid("draft-text")).textContent).toBe("In 1984, at /etc/garden.d [1].");
+  });
+
+  it("renders an answer's Markdown as elements, and its HTML only as text", async () => {
+    const s = streamingShell();
+    const composer = await openChat();
+    await type(composer, "How?");
+    await key(composer, "Enter");
+    const content = "Run `apt update` **first**.\n\n- <img src=x onerror=alert(1)>\n- then wait";
+    await s.finish({ conversation: s.request().conversation, message: m({ id: 2, content }), notes: [] });
+    const body = $(tid("message-body"), $(`${tid("message")}[data-role="assistant"]`));
+    expect($$("img", body)).toHaveLength(0);
+    expect($("code", body).textContent).toBe("apt update");
+    expect($("strong", body).textContent).toBe("first");
+    expect($$("li", body).map((li) => li.textContent)).toEqual(["<img src=x onerror=alert(1)>", "then wait"]);
   });
 
   it("approves and revises an answer as verified", async () => {

@@ -127,6 +127,7 @@ export function baseHandlers(): Record<string, Handler> {
     embedder: () => ({ kind: "local", url: null, model: null, keyHint: null, pending: 0 }),
     chat_model: () => ({ kind: "off", path: null, url: null, model: null, keyHint: null }),
     chat_models: () => [],
+    answer_mode: () => "auto",
     watched_folders: () => [],
     app_info: () => ({ version: "0.1.0", dataDir: "/data", schemaVersion: 4 }),
     model_status: () => ({ problems: [], dirs: [] }),

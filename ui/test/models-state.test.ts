@@ -27,7 +27,7 @@ const catalogue: Catalogue = { chat: [smol, qwen], embedding: [] };
 const local = (path: string): ChatModel => ({ kind: "local", path, url: null, model: null, keyHint: null });
 const ok: ModelStatus = { problems: [], dirs: [] };
 const chatMissing: ModelStatus = {
-  problems: [{ part: "chat", problem: "The chosen chat model's file is missing (/m/x.gguf): answers show the most relevant passages instead.", fix: "run `doppel models local`" }],
+  problems: [{ part: "chat", problem: "The chosen chat model's file is missing (/m/x.gguf): answers are made of the passages' own sentences instead.", fix: "run `doppel models local`" }],
   dirs: [],
 };
 const defaultMissing: ModelStatus = {

@@ -31,7 +31,7 @@ const missing: ModelStatus = {
   problems: [
     {
       part: "chat",
-      problem: "The default chat model (SmolLM2-135M) is not installed: answers show the most relevant passages instead.",
+      problem: "The default chat model (SmolLM2-135M) is not installed: answers are made of the passages' own sentences instead.",
       fix: "run `doppel models install-defaults`",
     },
   ],

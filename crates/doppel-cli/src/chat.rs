@@ -1,14 +1,14 @@
 //! `doppel ask`, `chat`, `conversations`, `export-conversation`, `verify`, `persona` and
 //! `chat-model`: argument and output mapping over the core's chat API.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Subcommand;
 use doppel_core::chat::prompt::Persona;
 use doppel_core::chat::remote::ChatServer;
-use doppel_core::chat::{Answer, AskRequest, ChatModel, Citation, Message};
+use doppel_core::chat::{Answer, AnswerMode, AskRequest, ChatModel, Citation, Message};
 use doppel_core::{DEFAULT_TWIN, Doppel, Error, RemoteKind};
 use serde_json::{Value, json};
 
@@ -31,19 +31,29 @@ pub(crate) fn catch_interrupts() {
     }
 }
 
+/// An answer mode by name.
+pub(crate) fn parse_mode(name: &str) -> Result<AnswerMode, Error> {
+    AnswerMode::parse(name).ok_or_else(|| {
+        Error::InvalidInput(format!("no answer mode {name:?}: auto, grounded or model"))
+    })
+}
+
 /// Asks one question and prints the answer as it streams (text) or once done (`--json`).
 pub(crate) fn ask(
     doppel: &Doppel,
     out: &Printer,
     question: String,
     conversation: Option<String>,
+    mode: Option<AnswerMode>,
 ) -> Result<Answer, Error> {
     catch_interrupts();
     INTERRUPTED.store(false, Ordering::Relaxed);
-    let request = AskRequest { conversation, ..AskRequest::new(question) };
+    let request = AskRequest { conversation, mode, ..AskRequest::new(question) };
     let mut stdout = std::io::stdout();
     let json = out.json;
+    let mut streamed = String::new();
     let answer = doppel.ask(&request, &INTERRUPTED, &mut |piece| {
+        streamed.push_str(piece);
         if !json {
             // A closed pipe is a reader that went away: stop generating.
             if stdout.write_all(piece.as_bytes()).and_then(|()| stdout.flush()).is_err() {
@@ -57,6 +67,17 @@ pub(crate) fn ask(
         println!();
         for note in &answer.notes {
             out.note(&format!("note: {note}"));
+        }
+        // The model's words were streamed, and then replaced: show what is stored.
+        if answer.message.draft.is_some() && streamed.trim() != answer.message.content.trim() {
+            println!("{}", answer.message.content);
+        }
+        for u in &answer.message.unsupported {
+            out.note(&format!(
+                "unsupported: \"{}\" states {} that no cited passage holds",
+                u.sentence,
+                u.facts.join(", ")
+            ));
         }
         print_citations(&answer.message.citations);
         let state = answer.message.state.as_str();
@@ -74,10 +95,15 @@ fn error_suffix(message: &Message) -> String {
 
 fn print_citations(citations: &[Citation]) {
     for c in citations {
+        if c.quote.is_none() {
+            // A forgotten source leaves nothing of itself, not even its title.
+            println!("[{}] source deleted", c.number);
+            continue;
+        }
         let place =
             if c.location.is_empty() { String::new() } else { format!(" — {}", c.location) };
-        let deleted = if c.quote.is_none() { " (source deleted)" } else { "" };
-        println!("[{}] {}{place}{deleted}", c.number, c.source_title);
+        let origin = c.origin.as_deref().unwrap_or("pasted text");
+        println!("[{}] {}{place}\n    {origin}", c.number, c.source_title);
     }
 }
 
@@ -92,18 +118,17 @@ pub(crate) fn chat(
     out.note("Ask a question (Ctrl-C stops an answer, Ctrl-D ends the chat).");
     loop {
         eprint!("> ");
-        let mut line = String::new();
-        match stdin.lock().read_line(&mut line) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
+        let line = match crate::input::line(&mut stdin.lock(), crate::input::QUESTION_BYTES) {
+            Ok(None) => return Ok(()),
+            Ok(Some(line)) => line,
             // Ctrl-C at the prompt interrupts the read: go on with a fresh prompt.
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::InvalidInput(format!("could not read a question: {e}"))),
-        }
+        };
         if line.trim().is_empty() {
             continue;
         }
-        match ask(doppel, out, line.trim().to_string(), conversation.clone()) {
+        match ask(doppel, out, line.trim().to_string(), conversation.clone(), None) {
             Ok(answer) => conversation = Some(answer.conversation),
             Err(e) => eprintln!("error: {e}"),
         }
@@ -134,9 +159,16 @@ pub(crate) fn message_json(m: &Message) -> Value {
             "source_id": c.source_id,
             "source_title": c.source_title,
             "location": c.location,
+            "origin": c.origin,
             "quote": c.quote,
             "source_deleted": c.quote.is_none(),
         })).collect::<Vec<_>>(),
+        "unsupported": m.unsupported.iter().map(|u| json!({
+            "sentence": u.sentence,
+            "facts": u.facts,
+        })).collect::<Vec<_>>(),
+        "draft": m.draft,
+        "draft_note": m.draft_note,
     })
 }
 
@@ -304,8 +336,15 @@ pub(crate) enum ChatModelAction {
         #[arg(long)]
         url: String,
     },
-    /// No language model: answers show the most relevant passages.
+    /// No language model: answers are made of the passages' own sentences, each cited.
     Off,
+    /// Show or set how answers are made: `auto` (the default: the passages' own sentences when
+    /// the model is too small to be trusted, the model otherwise), `grounded` (always the
+    /// passages' own sentences) or `model` (always the model, its answer checked).
+    Mode {
+        /// auto, grounded or model.
+        mode: Option<String>,
+    },
     /// Download a GGUF model from a URL (resumes if interrupted) and use it.
     Download {
         /// The file's URL, ending in `.gguf`.
@@ -419,6 +458,14 @@ pub(crate) fn chat_model(
             catch_interrupts();
             return crate::models::install_defaults(doppel, out, from.as_deref());
         }
+        Some(ChatModelAction::Mode { mode }) => {
+            if let Some(mode) = mode {
+                doppel.set_answer_mode(parse_mode(&mode)?)?;
+            }
+            let mode = doppel.answer_mode()?.as_str();
+            out.value(json!({ "mode": mode }), || format!("answer mode: {mode}"));
+            return Ok(());
+        }
         Some(ChatModelAction::List) => {
             let models = doppel.chat_models()?;
             let names: Vec<String> = models.iter().map(|p| p.display().to_string()).collect();
@@ -438,11 +485,9 @@ pub(crate) fn chat_model(
                     if removed { "API key removed".into() } else { "no API key was stored".into() }
                 });
             } else {
-                let mut key = String::new();
-                std::io::stdin()
-                    .read_line(&mut key)
+                let key = crate::input::line(&mut std::io::stdin().lock(), crate::input::KEY_BYTES)
                     .map_err(|e| Error::InvalidInput(format!("could not read the key: {e}")))?;
-                doppel.set_chat_api_key(&key)?;
+                doppel.set_chat_api_key(&key.unwrap_or_default())?;
                 out.value(json!({ "stored": true }), || "API key stored in the OS keychain".into());
             }
             return Ok(());
@@ -459,7 +504,7 @@ pub(crate) fn chat_model(
         ChatModel::Remote(server) => {
             (server.kind.as_str(), format!("{} at {}", server.model, server.url))
         }
-        ChatModel::Off => ("off", "answers show the most relevant passages".to_string()),
+        ChatModel::Off => ("off", "answers are made of the passages' own sentences".to_string()),
     };
     out.value(json!({ "kind": kind, "model": detail }), || format!("{kind}: {detail}"));
     Ok(())

@@ -6,12 +6,13 @@
 //! failed (some files of an ingest) prints its report and exits with status 2.
 
 mod chat;
+mod input;
 mod json;
 mod models;
 mod wait;
 mod watch;
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -143,6 +144,10 @@ enum Command {
         /// Continue this conversation (or start one with this id).
         #[arg(long)]
         conversation: Option<String>,
+        /// How to answer: auto, grounded (the passages' own sentences) or model (see
+        /// `doppel models mode`).
+        #[arg(long)]
+        mode: Option<String>,
     },
     /// Talk with the twin: one question per line.
     Chat {
@@ -291,8 +296,9 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
     })?;
     let out = Printer { json: cli.json };
     match cli.command {
-        Command::Ask { question, conversation } => {
-            let answer = chat::ask(&doppel, &out, question, conversation)?;
+        Command::Ask { question, conversation, mode } => {
+            let mode = mode.as_deref().map(chat::parse_mode).transpose()?;
+            let answer = chat::ask(&doppel, &out, question, conversation, mode)?;
             Ok(match answer.message.state {
                 doppel_core::chat::MessageState::Complete => Outcome::Ok,
                 _ => Outcome::Partial,
@@ -336,10 +342,8 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             Ok(if unreadable { Outcome::Partial } else { outcome })
         }
         Command::AddText { title, no_wait } => {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).map_err(|e| {
-                Error::InvalidInput(format!("could not read standard input as UTF-8 text: {e}"))
-            })?;
+            let limit = doppel.settings()?.max_file_bytes();
+            let text = input::all(std::io::stdin().lock(), limit)?;
             let queued = doppel.add_text(TextRequest { twin: DEFAULT_TWIN, title, text })?;
             one_job(&doppel, &out, &queued, no_wait)
         }
@@ -579,14 +583,13 @@ fn read_secret(prompt: &str) -> std::io::Result<String> {
         // SAFETY: as above.
         unsafe { libc::tcsetattr(0, libc::TCSANOW, &quiet) };
     }
-    let mut line = String::new();
-    let read = stdin.read_line(&mut line);
+    let read = input::line(&mut stdin.lock(), input::KEY_BYTES);
     if let Some(Some(saved)) = saved {
         // SAFETY: as above.
         unsafe { libc::tcsetattr(0, libc::TCSANOW, &saved) };
         eprintln!();
     }
-    read.map(|_| line.trim().to_string())
+    read.map(|line| line.unwrap_or_default().trim().to_string())
 }
 
 /// Prints results as JSON or as text.

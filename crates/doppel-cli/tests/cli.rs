@@ -598,10 +598,16 @@ fn asking_without_a_model_cites_passages_and_the_conversation_is_kept() {
     cli.json(&["ingest", note.to_str().unwrap()]);
     let answer = cli.json(&["ask", "tomatoes frost"]);
     let message = &answer["message"];
-    assert_eq!(message["grounding"], "extractive", "{answer}");
+    assert_eq!(message["grounding"], "grounded", "{answer}");
     assert_eq!(message["state"], "complete");
-    assert!(message["content"].as_str().unwrap().contains("after the frost"), "{answer}");
+    assert_eq!(
+        message["content"], "I planted the tomatoes in May, after the frost. [1]",
+        "the passage's own sentence, cited: {answer}"
+    );
     assert_eq!(message["citations"][0]["source_title"], "Garden");
+    // The citation names its file.
+    let origin = message["citations"][0]["origin"].as_str().unwrap();
+    assert_eq!(std::path::Path::new(origin), note.canonicalize().unwrap(), "{answer}");
     assert_eq!(message["citations"][0]["location"], "Garden, lines 1–2");
     let notes = answer["notes"].as_array().unwrap();
     assert!(notes.iter().any(|n| n.as_str().unwrap().contains("no chat model at")), "{answer}");
@@ -616,7 +622,9 @@ fn asking_without_a_model_cites_passages_and_the_conversation_is_kept() {
     let markdown = cli.run(&["export-conversation", id]);
     let markdown = String::from_utf8(markdown.stdout).unwrap();
     assert!(markdown.starts_with("# tomatoes frost\n"), "{markdown}");
-    assert!(markdown.contains("1. Garden, Garden, lines 1–2: \""), "{markdown}");
+    let cited =
+        format!("1. Garden, Garden, lines 1–2 ({}): \"", note.canonicalize().unwrap().display());
+    assert!(markdown.contains(&cited), "{markdown}");
 
     let verified = cli.json(&["verify", "add", "When did I plant tomatoes?", "In May."]);
     assert!(verified["verified"].as_i64().is_some());
@@ -781,4 +789,102 @@ fn watch_run_catches_up_follows_changes_and_stops_on_ctrl_c() {
     assert!(child.0.wait().unwrap().success());
     let titles: Vec<Value> = cli.sources().iter().map(|s| s["title"].clone()).collect();
     assert_eq!(titles, ["First", "Second"]);
+}
+
+/// Runs `doppel <args>` with an endless stream of `x` (no newline) on standard input, written
+/// until the process stops reading or `cap` bytes have gone; returns the bytes it took and its
+/// output. A process that read all of its input would take the whole `cap`.
+fn feed_endless(cli: &Cli, args: &[&str], cap: usize) -> (usize, std::process::Output) {
+    let mut child = cli
+        .command()
+        .arg("--json")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let block = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        // A process that stopped reading closes the pipe: the write fails.
+        while sent < cap && stdin.write_all(&block).is_ok() {
+            sent += block.len();
+        }
+        sent
+    });
+    let out = child.wait_with_output().unwrap();
+    (writer.join().unwrap(), out)
+}
+
+#[test]
+fn cr3_every_read_of_standard_input_stops_at_its_limit() {
+    let cli = Cli::new();
+    cli.json(&["settings", "set", "max_file_mb", "1"]);
+    let cap = 64 << 20;
+    // Far less than was offered: the limit, the pipe's buffer and one block.
+    let bounded = 4 << 20;
+
+    let (taken, out) = feed_endless(&cli, &["add-text", "--title", "Endless"], cap);
+    assert!(taken < bounded, "add-text read {taken} bytes");
+    assert_eq!(out.status.code(), Some(1));
+    let error: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(error_of(&error).0, "file_too_large", "{error}");
+    assert!(cli.sources().is_empty());
+
+    for args in [&["embedder", "key"][..], &["chat-model", "key"], &["chat"]] {
+        let (taken, out) = feed_endless(&cli, args, cap);
+        assert!(taken < bounded, "doppel {args:?} read {taken} bytes");
+        assert_eq!(out.status.code(), Some(1), "doppel {args:?}");
+        let error: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (code, message) = error_of(&error);
+        assert_eq!(code, "invalid_input", "doppel {args:?}: {error}");
+        assert!(message.contains("at most"), "doppel {args:?}: {message}");
+    }
+}
+
+/// `doppel` with no session bus to find: no Secret Service can be reached, as on a server or
+/// in a terminal over SSH.
+fn without_keychain(cli: &Cli) -> std::process::Command {
+    let mut command = cli.command();
+    for name in ["DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "XDG_RUNTIME_DIR"] {
+        command.env_remove(name);
+    }
+    command
+}
+
+#[test]
+fn a_server_that_needs_no_key_works_without_a_keychain() {
+    let cli = Cli::new();
+    let notes = cli.write("trip.md", "# Lisbon\nWe ate custard tarts in Belém, still warm.");
+    cli.json(&["ingest", notes.to_str().unwrap()]);
+    let url = util::ollama_embedder();
+    let json = |args: &[&str]| {
+        let out = without_keychain(&cli).arg("--json").args(args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "doppel {args:?}: {stdout}\n{stderr}");
+        serde_json::from_str::<Value>(stdout.trim()).unwrap()
+    };
+    let chosen = json(&["embedder", "ollama", "--url", &url, "--model", "m"]);
+    assert_eq!((chosen["kind"].as_str(), &chosen["api_key"]), (Some("ollama"), &Value::Null));
+    assert_eq!(chosen["status"]["dimension"], 4, "{chosen}");
+    // Doctor reports the chat model this CLI lacks (exit 2); the vectors are all there.
+    let doctor = without_keychain(&cli).args(["--json", "doctor"]).output().unwrap();
+    let report: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert_eq!(report["chunks_without_vectors"], 0, "{report}");
+
+    // Storing a key is what needs the keychain, and says so.
+    let mut child = without_keychain(&cli)
+        .args(["--json", "embedder", "key"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"sk-no-keychain-1234\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let error: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(error_of(&error).0, "keychain", "{error}");
 }

@@ -72,6 +72,8 @@ pub struct LlmInfo {
     pub context: u32,
     /// Whether the GGUF carries its own chat template (otherwise ChatML is used).
     pub own_template: bool,
+    /// How many parameters the model has.
+    pub parameters: u64,
 }
 
 struct Request {
@@ -231,8 +233,10 @@ fn load(path: &Path) -> Result<(LlamaModel, LlamaChatTemplate, LlmInfo)> {
     };
     let context = model.n_ctx_train().clamp(512, MAX_CONTEXT);
     let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    info!(model = %name, context, own_template, "chat model loaded");
-    Ok((model, template, LlmInfo { name, path: path.to_path_buf(), context, own_template }))
+    let parameters = model.n_params();
+    info!(model = %name, context, own_template, parameters, "chat model loaded");
+    let info = LlmInfo { name, path: path.to_path_buf(), context, own_template, parameters };
+    Ok((model, template, info))
 }
 
 /// The prompt's tokens: template markup with special tokens, contents as plain text.

@@ -205,8 +205,8 @@ pub(crate) fn chat_problem(path: &Path, default: bool) -> Option<ModelProblem> {
     Some(if default {
         ModelProblem {
             part: ModelPart::Chat,
-            problem: "The default chat model (SmolLM2-135M) is not installed: answers show the \
-                      most relevant passages instead."
+            problem: "The default chat model (SmolLM2-135M) is not installed: answers are made \
+                      of the passages' own sentences instead."
                 .into(),
             fix: "run `doppel models install-defaults`, or `doppel models get qwen2.5-1.5b` for a \
                   better model"
@@ -216,8 +216,8 @@ pub(crate) fn chat_problem(path: &Path, default: bool) -> Option<ModelProblem> {
         ModelProblem {
             part: ModelPart::Chat,
             problem: format!(
-                "The chosen chat model's file is missing ({}): answers show the most relevant \
-                 passages instead.",
+                "The chosen chat model's file is missing ({}): answers are made of the \
+                 passages' own sentences instead.",
                 path.display()
             ),
             fix: "run `doppel models local` for the default model, or `doppel models get NAME`"

@@ -9,11 +9,15 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::model_cache;
-use doppel_core::chat::{AskRequest, ChatModel, Grounding, MessageState, Role};
+use doppel_core::chat::{AnswerMode, AskRequest, ChatModel, Grounding, MessageState, Role};
 use doppel_core::*;
 
+/// A data directory with the real models, whose answers come from the default local model
+/// itself (too small to be trusted, it answers only when asked to: `AnswerMode::Model`).
 fn open(data: &Path) -> Doppel {
-    Doppel::open(Config { models: Some(model_cache()), ..Config::new(data) }).unwrap()
+    let doppel = Doppel::open(Config { models: Some(model_cache()), ..Config::new(data) }).unwrap();
+    doppel.set_answer_mode(AnswerMode::Model).unwrap();
+    doppel
 }
 
 /// A data directory without any model: keyword search, extractive answers.
@@ -156,14 +160,17 @@ fn h5_concurrent_first_messages_create_one_conversation() {
 }
 
 #[test]
-fn without_a_model_the_answer_shows_the_passages_and_says_why() {
+fn without_a_model_the_answer_is_the_passages_own_sentences_and_says_why() {
     let data = tempfile::tempdir().unwrap();
     let doppel = open_without_models(data.path());
     let garden = ingest_text(&doppel, "Garden notes", GARDEN);
     let (answer, pieces) = ask(&doppel, "tomatoes frost", 64);
-    assert_eq!(answer.message.grounding, Some(Grounding::Extractive));
+    assert_eq!(answer.message.grounding, Some(Grounding::Grounded));
     assert_eq!(answer.message.state, MessageState::Complete);
     assert!(answer.message.content.contains("last frost"));
+    // Sentences, each cited: not a dump of passages.
+    assert!(answer.message.content.ends_with("[1]"), "{}", answer.message.content);
+    assert!(!answer.message.content.contains("passages are the closest"));
     assert_eq!(pieces.concat(), answer.message.content);
     assert!(answer.notes.iter().any(|n| n.contains("no language model")), "{:?}", answer.notes);
     assert_eq!(answer.message.citations[0].source_id, Some(garden));
@@ -200,13 +207,16 @@ fn forgetting_a_cited_source_leaves_its_citation_as_source_deleted() {
     ingest_text(&doppel, "Garden notes", GARDEN);
     let (answer, _) = ask(&doppel, "quokkamarker recipe", 64);
     assert_eq!(answer.message.citations[0].source_id, Some(secret));
+    assert_eq!(answer.message.citations[0].source_title, "Secret");
     doppel.delete_source(secret).unwrap();
     let stored = doppel.messages(&answer.conversation).unwrap();
     let citation = &stored[1].citations[0];
     assert_eq!((citation.quote.as_deref(), citation.chunk_id), (None, None));
-    assert_eq!(citation.source_title, "Secret");
+    // Nothing from the document stays: not its title, not where the passage was.
+    assert_eq!((citation.source_title.as_str(), citation.location.as_str()), ("", ""));
     let markdown = doppel.export_conversation(&answer.conversation).unwrap();
-    assert!(markdown.contains("1. Secret, line 1: source deleted"), "{markdown}");
+    assert!(markdown.contains("1. source deleted"), "{markdown}");
+    assert!(!markdown.contains("Secret"), "{markdown}");
     drop(doppel);
     // Only the question keeps the word; the passage's own words are gone from every file.
     for file in common::walk(data.path()) {
@@ -218,6 +228,62 @@ fn forgetting_a_cited_source_leaves_its_citation_as_source_deleted() {
             file.display()
         );
     }
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn found_in_files(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
+    common::walk(dir)
+        .into_iter()
+        .filter(|f| {
+            let bytes = std::fs::read(f).unwrap();
+            bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+        .collect()
+}
+
+const SECRET: &str = "The vault code qz41 sits under the blue tile qz42 by the kitchen sink.";
+
+#[test]
+fn cr4_forgetting_a_source_reaches_the_verified_answers_drawn_from_it() {
+    let data = tempfile::tempdir().unwrap();
+    let doppel = open_without_models(data.path());
+    let secret = ingest_text(&doppel, "Vault", SECRET);
+    ingest_text(&doppel, "Garden notes", GARDEN);
+    // Approved as it was: drawn from the source's passage.
+    let (first, _) = ask(&doppel, "where is the vault code qz41", 64);
+    assert!(first.message.content.contains("blue tile qz42"), "{:?}", first.message);
+    let drawn = doppel.verify_message(&first.conversation, first.message.id, None).unwrap();
+    // Typed by the owner, repeating the passage's words, and one of the owner's own.
+    let typed = doppel
+        .verify(
+            DEFAULT_TWIN,
+            "my favourite hiding place",
+            "Remember: the blue tile qz42 by the kitchen sink, as I said.",
+            None,
+        )
+        .unwrap();
+    let own = doppel.verify(DEFAULT_TWIN, "favourite colour", "Blue, always blue.", None).unwrap();
+    // An answer given the typed verified answer (and no passage) repeats it.
+    let (given, _) = ask(&doppel, "my favourite hiding place", 64);
+    assert_eq!(given.message.grounding, Some(Grounding::Verified));
+    assert!(given.message.content.contains("qz42"));
+
+    doppel.delete_source(secret).unwrap();
+
+    let verified = doppel.verified_answers(DEFAULT_TWIN).unwrap();
+    let ids: Vec<i64> = verified.iter().map(|v| v.id).collect();
+    assert!(!ids.contains(&drawn), "a verified answer drawn from the source is gone: {verified:?}");
+    let scrubbed = verified.iter().find(|v| v.id == typed).unwrap();
+    assert_eq!(scrubbed.answer, "Remember: […], as I said.");
+    assert_eq!(verified.iter().find(|v| v.id == own).unwrap().answer, "Blue, always blue.");
+    let given = doppel.messages(&given.conversation).unwrap().pop().unwrap();
+    assert_eq!(given.content, "Remember: […], as I said.");
+    // The forgotten answer is neither offered nor repeated.
+    let (again, _) = ask(&doppel, "where is the vault code qz41", 64);
+    assert_ne!(again.message.grounding, Some(Grounding::Verified), "{:?}", again.message);
+    assert!(!again.message.content.contains("qz42"), "{:?}", again.message);
+    drop(doppel);
+    assert_eq!(found_in_files(data.path(), "blue tile qz42"), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]
@@ -247,4 +313,44 @@ fn an_imported_gguf_becomes_the_chat_model_and_other_files_are_refused() {
     assert_eq!(missing.unwrap_err().code(), "invalid_input");
     let remote_key = doppel.set_chat_api_key("sk-1234");
     assert_eq!(remote_key.unwrap_err().code(), "invalid_input", "a local model needs no key");
+}
+
+#[test]
+fn cr4_editing_a_paragraph_out_of_a_file_forgets_it_as_deleting_the_file_would() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let doppel = open_without_models(data.path());
+    let note = files.path().join("house.md");
+    let ingest = |text: &str| {
+        std::fs::write(&note, text).unwrap();
+        let report = doppel.ingest(IngestRequest::paths(vec![note.clone()])).unwrap();
+        let ids: Vec<JobId> = report.queued.iter().map(|q| q.job_id).collect();
+        doppel.wait_for(&ids, |_| {}).unwrap();
+    };
+    let kept = "The garden gate is painted green and squeaks when the wind blows from the west.";
+    let secret = "The old vault opens with the code vk4417 written behind the kitchen map.";
+    ingest(&format!("# House\n\n{kept}\n\n{secret}\n"));
+    let (vault, _) = ask(&doppel, "vault code", 64);
+    assert!(vault.message.content.contains("vk4417"), "{:?}", vault.message.content);
+    let (gate, _) = ask(&doppel, "garden gate colour", 64);
+    assert!(gate.message.content.contains("painted green"), "{:?}", gate.message.content);
+
+    ingest(&format!("# House\n\n{kept}\n"));
+    let vault = doppel.messages(&vault.conversation).unwrap().remove(1);
+    assert!(
+        !vault.content.contains("vk4417"),
+        "the edited-out words are gone: {:?}",
+        vault.content
+    );
+    let citation = &vault.citations[0];
+    assert_eq!(citation.quote, None, "the removed passage is not quoted");
+    assert_eq!(citation.source_title, "House", "the source is still there");
+    // Words the file still holds stay in the answers that quoted them.
+    let gate = doppel.messages(&gate.conversation).unwrap().remove(1);
+    assert!(gate.content.contains("painted green and squeaks"), "{:?}", gate.content);
+    // Right after the edit, with the handle open: no file holds the removed words, and keyword
+    // search no longer knows them.
+    assert_eq!(found_in_files(data.path(), "vk4417"), Vec::<std::path::PathBuf>::new());
+    let hits = doppel.search(&SearchRequest::new("vk4417")).unwrap().hits;
+    assert!(hits.is_empty(), "{hits:?}");
 }

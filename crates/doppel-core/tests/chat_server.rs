@@ -271,8 +271,71 @@ fn malformed_chunks_end_the_answer_with_a_clear_error() {
         doppel.set_chat_model(&ChatModel::Off).unwrap();
         let (next, streamed) = ask(&doppel);
         assert_eq!(next.message.state, MessageState::Complete);
-        assert!(streamed.contains("tomatoes"), "an extractive answer: {streamed}");
+        assert!(streamed.contains("tomatoes"), "a grounded answer: {streamed}");
     }
+}
+
+/// Asks through a server that streams `words` (Ollama's protocol).
+fn ask_a_model_that_says(words: &[&str]) -> (chat::Message, chat::Answer, String) {
+    let data = tempfile::tempdir().unwrap();
+    let (url, _) = serve(Reply::Stream(ollama_lines(words, true)));
+    let doppel = open(data.path(), RemoteKind::Ollama, &url);
+    let (answer, streamed) = ask(&doppel);
+    (stored(&doppel, &answer), answer, streamed)
+}
+
+/// The grounded answer to "When did the tomatoes go in?" from the garden note.
+const GROUNDED: &str = "The tomatoes went in during May, after the last frost. [1]";
+
+#[test]
+fn an_answer_that_invents_a_path_and_a_date_is_replaced_by_the_passages_own_sentence() {
+    let invented = "They went in on 12 March 1984, as the file /etc/garden.d/1042 says [1].";
+    let (message, answer, streamed) = ask_a_model_that_says(&[invented]);
+    assert_eq!(streamed, invented, "the model's words were streamed as they came");
+    assert_eq!(message.content, GROUNDED, "what is stored and shown is grounded");
+    assert_eq!(message.grounding, Some(chat::Grounding::Grounded));
+    assert_eq!(message.draft.as_deref(), Some(invented), "the model's text is kept aside");
+    let note = message.draft_note.unwrap();
+    assert!(note.contains("stated facts that its passages do not"), "{note}");
+    assert!(answer.notes.iter().any(|n| n == &note), "{:?}", answer.notes);
+    assert_eq!(message.citations[0].source_title, "Garden notes");
+}
+
+#[test]
+fn an_answer_that_refuses_although_passages_were_found_is_replaced_too() {
+    let refusal =
+        ["The passage is from the garden journal. ", "I'm not able to access your document."];
+    let (message, _, _) = ask_a_model_that_says(&refusal);
+    assert_eq!(message.content, GROUNDED);
+    assert!(message.draft_note.unwrap().contains("declined"));
+}
+
+#[test]
+fn prompt_markup_never_reaches_the_answer_and_a_loop_is_stopped() {
+    let leaky = ["In May [1].", "</pass", "age>\n", "<passage n=\"2\">", " <|im_end|>"];
+    let (message, _, streamed) = ask_a_model_that_says(&leaky);
+    assert_eq!(message.content, "In May [1].");
+    assert!(!streamed.contains('<'), "{streamed}");
+
+    let looping = vec!["In May [1]. "; 12];
+    let (message, _, _) = ask_a_model_that_says(&looping);
+    assert_eq!(message.state, MessageState::Complete, "a stopped loop is a finished answer");
+    assert!(message.content.matches("In May").count() <= 2, "{}", message.content);
+}
+
+#[test]
+fn a_sentence_with_a_fact_no_passage_holds_is_marked_unsupported() {
+    let words = [
+        "The tomatoes went in during May [1]. ",
+        "That was after the last frost [1]. ",
+        "My neighbour Bob helped on 3 June [1].",
+    ];
+    let (message, _, _) = ask_a_model_that_says(&words);
+    assert_eq!(message.content, words.concat(), "most of it is supported: it is shown");
+    assert_eq!(message.draft, None);
+    assert_eq!(message.unsupported.len(), 1, "{:?}", message.unsupported);
+    assert_eq!(message.unsupported[0].sentence, "My neighbour Bob helped on 3 June [1].");
+    assert_eq!(message.unsupported[0].facts, vec!["Bob", "3", "June"]);
 }
 
 #[test]
@@ -307,6 +370,56 @@ fn forgetting_a_source_takes_its_words_out_of_a_model_answer_that_repeated_them(
     let message = stored(&doppel, &answer);
     assert_eq!(message.content, "You wrote: […] [1].");
     assert_eq!(message.citations[0].quote, None);
+    drop(doppel);
+    for file in common::walk(data.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        let needle = b"during May, after the last frost";
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "found in {file:?}");
+    }
+}
+
+#[test]
+fn cr4_an_answer_that_echoed_a_passage_it_did_not_cite_is_scrubbed_too() {
+    let data = tempfile::tempdir().unwrap();
+    let doppel = open(data.path(), RemoteKind::Ollama, "http://127.0.0.1:9");
+    let seeds = doppel
+        .add_text(TextRequest {
+            twin: DEFAULT_TWIN,
+            title: "Seed list".into(),
+            text: "Tomatoes from the seed swap: two kinds, both early.".into(),
+        })
+        .unwrap();
+    doppel.wait_for(&[seeds.job_id], |_| {}).unwrap();
+    let question = "When did the tomatoes go in?";
+    let hits = doppel.search(&SearchRequest::new(question)).unwrap().hits;
+    assert_eq!(hits.len(), 2, "both notes are given to the model: {hits:?}");
+    let garden = hits.iter().position(|h| h.source_title == "Garden notes").unwrap();
+    let garden_source = hits[garden].source_id;
+    // It repeats the garden note's words but cites only the seed list.
+    let cite = format!("[{}]", 2 - garden);
+    let words = [
+        "Noted: the tomatoes went in during May, after the last frost. ",
+        "Two kinds, both early ",
+        &cite,
+        ". They came from the swap ",
+        &cite,
+        ".",
+    ];
+    let (url, _) = serve(Reply::Stream(ollama_lines(&words, true)));
+    let server = ChatServer::new(RemoteKind::Ollama, &url, "tiny").unwrap();
+    doppel.set_chat_model(&ChatModel::Remote(server)).unwrap();
+    let (answer, _) = ask(&doppel);
+    assert_eq!(answer.message.content, words.concat());
+    assert_eq!(answer.message.citations.len(), 1);
+    assert_eq!(answer.message.citations[0].source_id, Some(seeds.source_id));
+
+    doppel.delete_source(garden_source).unwrap();
+    let message = stored(&doppel, &answer);
+    assert_eq!(
+        message.content,
+        format!("Noted: […]. Two kinds, both early {cite}. They came from the swap {cite}.")
+    );
+    assert!(message.citations[0].quote.is_some(), "the seed list is still cited");
     drop(doppel);
     for file in common::walk(data.path()) {
         let bytes = std::fs::read(&file).unwrap();

@@ -81,6 +81,9 @@ export function chatReducer(s: ChatState, a: ChatAction): ChatState {
           grounding: null,
           verified: false,
           citations: [],
+          unsupported: [],
+          draft: null,
+          draftNote: null,
           createdAt: s.turn.startedAt,
         };
         messages = [...s.messages, question, answer.message];

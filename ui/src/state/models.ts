@@ -93,7 +93,7 @@ export function chatModelLabel(
   catalogue: Catalogue | null,
 ): { state: "ready" | "missing" | "server" | "off"; label: string } {
   if (!cm) return { state: "off", label: "…" };
-  if (cm.kind === "off") return { state: "off", label: "Off: answers show the most relevant passages" };
+  if (cm.kind === "off") return { state: "off", label: "Off: answers are the passages' own sentences, each cited" };
   if (cm.kind !== "local") return { state: "server", label: `${cm.model ?? "A model"} on ${cm.url ?? "a server"}` };
   if (chatProblem(status)) return { state: "missing", label: "Not installed" };
   const known = catalogueModelOf(cm.path, catalogue);

@@ -2,12 +2,13 @@
 // open the passage they quote.
 
 import { useEffect, useMemo, useReducer, useRef, useState } from "preact/hooks";
-import { api, newId, toAppError, type Chunk, type Citation, type Conversation, type Message } from "../api";
+import { api, newId, toAppError, type Chunk, type Citation, type Conversation, type Message, type Unsupported } from "../api";
 import { useApp } from "../app";
 import { ModelBanner } from "./Models";
 import { Icon } from "../components/Icon";
 import { formatRelative } from "../format";
 import { pickSavePath } from "../pickers";
+import { blocks, inlines, type Inline } from "../markdown";
 import { chatReducer, isBusy, newChat, noteText, splitCitations, type Turn } from "../state/chat";
 
 type OpenCitation = { citation: Citation; message: number };
@@ -308,7 +309,125 @@ function UserMessage(props: { content: string }) {
   );
 }
 
-function AnswerText(props: {
+type TextProps = {
+  content: string;
+  citations: Citation[];
+  unsupported?: Unsupported[];
+  activeCite: number | null;
+  onCite: (c: Citation) => void;
+};
+
+/** An answer rendered from its Markdown (as data, never as HTML), with citation chips and its
+ * unsupported sentences marked. */
+function AnswerText(props: TextProps) {
+  const parsed = useMemo(() => blocks(props.content), [props.content]);
+  return (
+    <div class="md">
+      {parsed.map((b, i) => {
+        switch (b.kind) {
+          case "code":
+            return (
+              <pre key={i}>
+                <code>{b.code}</code>
+              </pre>
+            );
+          case "h":
+            return (
+              <p key={i} class="md-h">
+                <RichText {...props} content={b.source} />
+              </p>
+            );
+          case "ul":
+          case "ol": {
+            const List = b.kind;
+            return (
+              <List key={i}>
+                {b.items.map((item, j) => (
+                  <li key={j}>
+                    <RichText {...props} content={item} />
+                  </li>
+                ))}
+              </List>
+            );
+          }
+          default:
+            return (
+              <p key={i}>
+                <RichText {...props} content={b.source} />
+              </p>
+            );
+        }
+      })}
+    </div>
+  );
+}
+
+/** A run of text: its unsupported sentences marked, its inline Markdown and citations rendered. */
+function RichText(props: TextProps) {
+  const spans = useMemo(() => markUnsupported(props.content, props.unsupported ?? []), [props.content, props.unsupported]);
+  return (
+    <>
+      {spans.map((span, i) =>
+        span.unsupported ? (
+          <mark
+            key={i}
+            class="unsupported"
+            tabIndex={0}
+            data-testid="unsupported"
+            title={`Not in the cited passages: ${span.unsupported.facts.join(", ")}`}
+            aria-label={`Unsupported: ${span.unsupported.facts.join(", ")} is in none of the cited passages`}
+          >
+            <InlineText {...props} runs={inlines(span.text)} />
+          </mark>
+        ) : (
+          <InlineText key={i} {...props} runs={inlines(span.text)} />
+        ),
+      )}
+    </>
+  );
+}
+
+function InlineText(props: TextProps & { runs: Inline[] }) {
+  return (
+    <>
+      {props.runs.map((run, i) =>
+        "code" in run ? (
+          <code key={i}>{run.code}</code>
+        ) : "strong" in run ? (
+          <strong key={i}>
+            <InlineText {...props} runs={run.strong} />
+          </strong>
+        ) : "em" in run ? (
+          <em key={i}>
+            <InlineText {...props} runs={run.em} />
+          </em>
+        ) : (
+          <CitedText key={i} {...props} content={run.text} />
+        ),
+      )}
+    </>
+  );
+}
+
+/** The answer cut into runs, each unsupported sentence a run of its own. */
+function markUnsupported(content: string, unsupported: Unsupported[]): { text: string; unsupported?: Unsupported }[] {
+  const found = unsupported
+    .map((u) => ({ u, at: content.indexOf(u.sentence) }))
+    .filter((f) => f.at >= 0)
+    .sort((a, b) => a.at - b.at);
+  const out: { text: string; unsupported?: Unsupported }[] = [];
+  let at = 0;
+  for (const f of found) {
+    if (f.at < at) continue;
+    if (f.at > at) out.push({ text: content.slice(at, f.at) });
+    out.push({ text: f.u.sentence, unsupported: f.u });
+    at = f.at + f.u.sentence.length;
+  }
+  if (at < content.length) out.push({ text: content.slice(at) });
+  return out;
+}
+
+function CitedText(props: {
   content: string;
   citations: Citation[];
   activeCite: number | null;
@@ -401,7 +520,13 @@ function AssistantMessage(props: {
       ) : (
         <div class="msg-body" data-testid="message-body">
           {m.content ? (
-            <AnswerText content={m.content} citations={m.citations} activeCite={props.activeCite} onCite={props.onCite} />
+            <AnswerText
+              content={m.content}
+              citations={m.citations}
+              unsupported={m.unsupported}
+              activeCite={props.activeCite}
+              onCite={props.onCite}
+            />
           ) : (
             <span class="muted">(no text)</span>
           )}
@@ -429,11 +554,14 @@ function AssistantMessage(props: {
           )}
         </div>
       )}
-      {props.notes.map((n) => (
-        <p key={n} class="note small" data-testid="message-note">
-          {noteText(n)}
-        </p>
-      ))}
+      {props.notes
+        .filter((n) => n !== m.draftNote)
+        .map((n) => (
+          <p key={n} class="note small" data-testid="message-note">
+            {noteText(n)}
+          </p>
+        ))}
+      {m.draft != null && <Draft draft={m.draft} note={m.draftNote} />}
       {m.citations.length > 0 && (
         <div class="sources-row" aria-label="Sources of this answer">
           {m.citations.map((c) => (
@@ -443,6 +571,7 @@ function AssistantMessage(props: {
               class={`cite-source ${c.deleted ? "deleted" : ""}`}
               data-testid="citation-source"
               data-number={c.number}
+              title={c.deleted ? undefined : c.origin ?? "Pasted text"}
               onClick={() => props.onCite(c)}
             >
               <span class="cite-n">{c.number}</span>
@@ -505,6 +634,50 @@ function PendingTurn(props: { turn: Turn }) {
         )}
       </article>
     </>
+  );
+}
+
+/** "Open" and "Show in folder" for a cited source; a failure is said in a toast. */
+function OpenButtons(props: { source: number; file: boolean }) {
+  const app = useApp();
+  const open = (reveal: boolean) => api.openSource(props.source, reveal).catch(app.fail);
+  return (
+    <div class="actions">
+      <button type="button" class="btn ghost sm" data-testid="open-source" onClick={() => void open(false)}>
+        Open
+      </button>
+      {props.file && (
+        <button type="button" class="btn ghost sm" data-testid="reveal-source" onClick={() => void open(true)}>
+          Show in folder
+        </button>
+      )}
+    </div>
+  );
+}
+
+/** The model's answer that was not shown, behind a toggle, with the reason. */
+function Draft(props: { draft: string; note: string | null }) {
+  const [open, setOpen] = useState(false);
+  return (
+    <div class="draft" data-testid="draft">
+      <p class="note small" data-testid="draft-note">
+        Shown instead of the model's answer{props.note ? `: ${props.note}` : ""}.
+      </p>
+      <button
+        type="button"
+        class="btn ghost sm"
+        data-testid="draft-toggle"
+        aria-expanded={open}
+        onClick={() => setOpen(!open)}
+      >
+        {open ? "Hide the model's answer" : "Show the model's answer"}
+      </button>
+      {open && (
+        <blockquote class="quote" data-testid="draft-text">
+          {props.draft}
+        </blockquote>
+      )}
+    </div>
   );
 }
 
@@ -572,6 +745,14 @@ function PassagePanel(props: { open: OpenCitation; onClose: () => void }) {
         </p>
       ) : (
         <>
+          {c.origin && (
+            <div class="passage-origin-row">
+              <p class="passage-origin small" data-testid="passage-origin" title={c.origin}>
+                {c.origin}
+              </p>
+              {c.sourceId != null && <OpenButtons source={c.sourceId} file={!/^https?:/.test(c.origin)} />}
+            </div>
+          )}
           {(chunk?.location.label || c.location) && (
             <p class="passage-loc small" data-testid="passage-location">
               {chunk?.location.label || c.location}

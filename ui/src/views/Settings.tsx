@@ -6,6 +6,7 @@ import {
   api,
   onDownloadProgress,
   toAppError,
+  type AnswerMode,
   type AppInfo,
   type ChatModel,
   type ChatModelKind,
@@ -294,8 +295,43 @@ const CHAT_KINDS: { value: ChatModelKind; label: string; help: string }[] = [
   { value: "local", label: "Local file", help: "a GGUF model run by llama.cpp on this computer" },
   { value: "ollama", label: "Ollama", help: "a model served by Ollama" },
   { value: "openai", label: "OpenAI-compatible", help: "any /v1/chat/completions server" },
-  { value: "off", label: "Off", help: "answers show the best passages" },
+  { value: "off", label: "Off", help: "answers are the passages' own sentences, each cited" },
 ];
+
+const ANSWER_MODES: { value: AnswerMode; label: string; help: string }[] = [
+  { value: "auto", label: "Auto", help: "the passages' own sentences when the model is too small to be trusted, the model otherwise" },
+  { value: "grounded", label: "Passages' sentences", help: "always the best sentences of the passages, each cited: nothing can be invented" },
+  { value: "model", label: "Model", help: "always the model; its answer is checked against the passages" },
+];
+
+/** How answers are made, saved as soon as it is chosen. */
+function AnswerModeField() {
+  const app = useApp();
+  const [mode, setMode] = useState<AnswerMode | null>(null);
+  useEffect(() => {
+    api.answerMode().then(setMode).catch(app.fail);
+  }, []);
+  if (!mode) return null;
+  return (
+    <div class="field" data-testid="answer-mode">
+      <span class="label">How answers are made</span>
+      <Segmented
+        name="answer-mode"
+        options={ANSWER_MODES}
+        value={mode}
+        onChange={async (v) => {
+          try {
+            setMode(await api.setAnswerMode(v as AnswerMode));
+            app.toast("Answer mode saved", "success");
+          } catch (e) {
+            app.fail(e);
+          }
+        }}
+      />
+      <p class="small muted">{ANSWER_MODES.find((m) => m.value === mode)?.help}</p>
+    </div>
+  );
+}
 
 function fileName(path: string): string {
   return path.split(/[\\/]/).pop() || path;
@@ -424,6 +460,7 @@ function ChatModelCard() {
           onDelete={async () => take(await api.deleteChatKey())}
         />
       )}
+      <AnswerModeField />
       <ModelDownload
         onDone={(p) => {
           void loadFiles();

@@ -1,8 +1,10 @@
 //! Asking the twin: retrieve, build the prompt, generate, store. Part of [`Doppel`]'s API.
 //!
-//! An answer never fails whole. Without a language model it is extractive (the most relevant
-//! passages with their citations); without matching passages it is the persona's "not covered"
-//! message; a model that fails mid-answer leaves the partial text stored as failed, and a cancel
+//! An answer never fails whole. Without a language model, or with one too small to be trusted,
+//! it is grounded (the passages' own best sentences, each cited, see [`grounded`]); without
+//! matching passages it is the persona's "not covered" message; a model's answer is checked
+//! against its passages as it completes and replaced by the grounded one when they do not
+//! support it (see [`check`]); a model that fails mid-answer leaves the partial text stored as failed, and a cancel
 //! leaves it stored as cancelled. The question and the answer are stored by the worker (between
 //! embedding batches if a job runs), so chat never waits for ingestion.
 
@@ -17,6 +19,7 @@ use super::{
     Citation, Conversation, Finish, GenerateOptions, Grounding, Message, MessageState, Role,
     StreamPolicy, Turn, VerifiedAnswer,
 };
+use super::{check, grounded};
 use crate::error::{Error, Result};
 use crate::llm::LocalLlm;
 use crate::model::*;
@@ -33,7 +36,7 @@ pub enum ChatModel {
     Local(Option<PathBuf>),
     /// A model server.
     Remote(ChatServer),
-    /// No model: answers are extractive.
+    /// No model: answers are grounded (the passages' own sentences).
     Off,
 }
 
@@ -78,6 +81,32 @@ impl ChatModel {
     }
 }
 
+/// How answers are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AnswerMode {
+    /// Grounded when no model is at hand or the local model is too small to be trusted (the
+    /// default SmolLM2-135M among them); the model otherwise, checked.
+    #[default]
+    Auto,
+    /// Always the passages' own best sentences, each cited: nothing can be invented.
+    Grounded,
+    /// The language model, its answer checked against its passages and replaced by the
+    /// grounded one when they do not support it.
+    Model,
+}
+
+crate::model::text_names!(AnswerMode {
+    Auto => "auto",
+    Grounded => "grounded",
+    Model => "model",
+});
+
+/// Where the answer mode is stored.
+const MODE_KEY: &str = "answer.mode";
+/// Local models with fewer parameters than this answer in grounded mode unless asked otherwise:
+/// below about a billion, they invent facts even with the right passage in hand.
+const TRUSTED_PARAMETERS: u64 = 1_000_000_000;
+
 /// A question to the twin.
 #[derive(Debug, Clone)]
 pub struct AskRequest {
@@ -89,6 +118,8 @@ pub struct AskRequest {
     pub twin: TwinId,
     /// How to generate.
     pub options: GenerateOptions,
+    /// How to answer; `None` uses the stored [`AnswerMode`].
+    pub mode: Option<AnswerMode>,
 }
 
 impl AskRequest {
@@ -99,6 +130,7 @@ impl AskRequest {
             conversation: None,
             twin: DEFAULT_TWIN,
             options: GenerateOptions::default(),
+            mode: None,
         }
     }
 }
@@ -206,7 +238,8 @@ impl Doppel {
         let mut text = String::new();
         // Saved at the first piece, then every SAVE_EVERY.
         let mut saved: Option<Instant> = None;
-        let result = self.answer(request, question, &history, &mut notes, cancel, &mut |piece| {
+        let asked = Asked { request, question, message: rows.answer, history: &history };
+        let result = self.answer(asked, &mut notes, cancel, &mut |piece| {
             text.push_str(piece);
             if saved.is_none_or(|at| at.elapsed() >= SAVE_EVERY) {
                 saved = Some(Instant::now());
@@ -230,6 +263,7 @@ impl Doppel {
                 grounding: Grounding::Passages,
                 verified: false,
                 citations: Vec::new(),
+                draft: None,
             },
         };
         let finished = FinishedAnswer { message: rows.answer, ..finished };
@@ -278,13 +312,12 @@ impl Doppel {
     /// Everything between storing the question and storing the answer.
     fn answer(
         &self,
-        request: &AskRequest,
-        question: &str,
-        history: &[Turn],
+        asked: Asked,
         notes: &mut Vec<String>,
         cancel: &AtomicBool,
         on_token: &mut dyn FnMut(&str),
     ) -> Result<FinishedAnswer> {
+        let Asked { request, question, message, history } = asked;
         let persona = self.readers.with(|c| store::chat::persona(c, request.twin))?;
         let search = SearchRequest { twin: request.twin, ..SearchRequest::new(question) };
         let results = self.search(&search)?;
@@ -292,6 +325,16 @@ impl Doppel {
             notes.push(note);
         }
         let (primary, related) = self.matching_verified(request.twin, question)?;
+        // Every passage retrieved is recorded, a superset of those the prompt has room for.
+        let mut sources: Vec<SourceId> = results.hits.iter().map(|h| h.source_id).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let verified: Vec<i64> = primary.iter().chain(&related).map(|v| v.id).collect();
+        if !sources.is_empty() || !verified.is_empty() {
+            self.call(|reply| {
+                Command::Chat(ChatWrite::RecordContext { message, sources, verified, reply })
+            })?;
+        }
         let passages: Vec<Quoted> = results
             .hits
             .iter()
@@ -300,6 +343,7 @@ impl Doppel {
                 number: i + 1,
                 title: hit.source_title.clone(),
                 location: hit.location.to_string(),
+                heading: hit.location.label.clone(),
                 text: hit.text.clone(),
             })
             .collect();
@@ -312,6 +356,7 @@ impl Doppel {
                 source_title: hit.source_title.clone(),
                 location: hit.location.to_string(),
                 quote: Some(hit.text.clone()),
+                origin: hit.origin.clone(),
             }
         };
         let base = FinishedAnswer {
@@ -323,28 +368,43 @@ impl Doppel {
             grounding: Grounding::Passages,
             verified: false,
             citations: Vec::new(),
+            draft: None,
         };
         if passages.is_empty() && primary.is_none() && related.is_empty() {
             on_token(&persona.not_covered);
             return Ok(FinishedAnswer { grounding: Grounding::NotCovered, ..base });
         }
-        let choice = self.chat_model()?;
-        let model = match self.chat_backend(&choice) {
-            Ok(model) => model,
-            Err(e) => {
-                let why = match choice {
-                    ChatModel::Off => "no language model is configured".to_string(),
-                    _ => e.to_string(),
-                };
-                notes.push(format!("{why}; showing the most relevant passages instead"));
-                return Ok(extractive(
-                    &persona,
-                    primary.as_ref(),
-                    &passages,
-                    citation,
-                    on_token,
-                    base,
-                ));
+        let composed =
+            grounded::compose(question, &passages, &mut |texts| self.similarities(question, texts));
+        let grounded_answer = |base: FinishedAnswer| match &composed {
+            Some(g) => FinishedAnswer {
+                content: g.text.clone(),
+                grounding: Grounding::Grounded,
+                citations: g.cited.iter().map(|&n| citation(n)).collect(),
+                ..base
+            },
+            None => FinishedAnswer {
+                content: persona.not_covered.clone(),
+                grounding: Grounding::NotCovered,
+                ..base
+            },
+        };
+        let mode = request.mode.unwrap_or(self.answer_mode()?);
+        let model = match self.model_for(mode, notes)? {
+            Some(model) => model,
+            None => {
+                if let Some(verified) = &primary {
+                    on_token(&verified.answer);
+                    return Ok(FinishedAnswer {
+                        content: verified.answer.clone(),
+                        grounding: Grounding::Verified,
+                        verified: true,
+                        ..base
+                    });
+                }
+                let answer = grounded_answer(base);
+                on_token(&answer.content);
+                return Ok(answer);
             }
         };
         let verified: Vec<VerifiedContext> = primary
@@ -358,17 +418,37 @@ impl Doppel {
             &PromptParts {
                 persona: Some(&persona),
                 verified: &verified,
+                key_sentences: composed.as_ref().map(|g| g.text.as_str()),
                 passages: &passages,
                 history,
                 question,
             },
             window,
         );
-        let mut text = String::new();
-        let finish = model.generate(&built.turns, options, cancel, &mut |piece| {
-            text.push_str(piece);
-            on_token(piece);
+        let mut cleaner = check::Cleaner::new();
+        let stop = AtomicBool::new(false);
+        let finish = relay_cancel(cancel, &stop, || {
+            model.generate(&built.turns, options, &stop, &mut |piece| {
+                // A cancel set by the last piece's reader stops the answer before the next.
+                if cancel.load(Ordering::Relaxed) {
+                    stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+                let (text, flow) = cleaner.push(piece);
+                if !text.is_empty() {
+                    on_token(&text);
+                }
+                if flow == check::Flow::Stop {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            })
         })?;
+        let rest = cleaner.finish();
+        if !rest.is_empty() {
+            on_token(&rest);
+        }
+        let text = cleaner.shown().trim().to_string();
+        let cancelled = finish == Finish::Cancelled && cancel.load(Ordering::Relaxed);
         // The passages it cites by number; all it was given if it cites none (small models
         // often do not).
         let mut cited: Vec<usize> =
@@ -376,18 +456,92 @@ impl Doppel {
         if cited.is_empty() {
             cited = built.included.clone();
         }
-        Ok(FinishedAnswer {
-            state: if finish == Finish::Cancelled {
-                MessageState::Cancelled
-            } else {
-                MessageState::Complete
-            },
+        let generated = FinishedAnswer {
+            content: text.clone(),
+            state: if cancelled { MessageState::Cancelled } else { MessageState::Complete },
             model: Some(model.name()),
             grounding: if primary.is_some() { Grounding::Verified } else { Grounding::Passages },
             verified: primary.is_some(),
-            citations: cited.into_iter().map(citation).collect(),
+            citations: cited.iter().map(|&n| citation(n)).collect(),
             ..base
-        })
+        };
+        if cancelled || primary.is_some() {
+            return Ok(generated);
+        }
+        let quotes: Vec<&str> = cited.iter().map(|&n| passages[n - 1].text.as_str()).collect();
+        let unsupported = check::check(&text, question, &quotes);
+        let Some(rejection) = check::verdict(&text, &unsupported, &persona.not_covered) else {
+            return Ok(generated);
+        };
+        // A model that declines when the sentences do not come near the question either agrees
+        // with the grounded answer: its words stand.
+        if rejection == check::Rejection::Refused && composed.is_none() {
+            return Ok(generated);
+        }
+        notes.push(rejection.reason().to_string());
+        let model_name = generated.model.clone();
+        let replaced = grounded_answer(FinishedAnswer {
+            model: model_name,
+            draft: Some((text, rejection.reason().to_string())),
+            ..generated
+        });
+        Ok(replaced)
+    }
+
+    /// The language model that answers in `mode`, if one does: none in grounded mode, nor in
+    /// auto mode when no model is at hand or the local model is too small to be trusted. Why
+    /// none answers goes to `notes`.
+    fn model_for(&self, mode: AnswerMode, notes: &mut Vec<String>) -> Result<Option<Backend>> {
+        if mode == AnswerMode::Grounded {
+            return Ok(None);
+        }
+        let choice = self.chat_model()?;
+        let model = match self.chat_backend(&choice) {
+            Ok(model) => model,
+            Err(e) => {
+                let why = match choice {
+                    ChatModel::Off => "no language model is configured".to_string(),
+                    _ => e.to_string(),
+                };
+                notes.push(format!("{why}; the answer is made of the passages' own sentences"));
+                return Ok(None);
+            }
+        };
+        if let (AnswerMode::Auto, Backend::Local(llm)) = (mode, &model)
+            && llm.info.parameters < TRUSTED_PARAMETERS
+        {
+            notes.push(format!(
+                "{} is too small to answer reliably, so the answer is made of the passages' own \
+                 sentences (the answer mode \"model\" asks it anyway)",
+                llm.info.name
+            ));
+            return Ok(None);
+        }
+        Ok(Some(model))
+    }
+
+    /// The similarity by meaning of `question` to each text, with the embedder (`None`
+    /// without one).
+    fn similarities(&self, question: &str, texts: &[String]) -> Option<Vec<f32>> {
+        let mut embedder = crate::worker::lock(&self.shared.embedder);
+        let embedder = embedder.as_mut()?;
+        let mut all = vec![question];
+        all.extend(texts.iter().map(String::as_str));
+        let vectors = embedder.embed(&all).ok()?;
+        let (query, others) = vectors.split_first()?;
+        Some(others.iter().map(|v| crate::cosine(query, v)).collect())
+    }
+
+    /// How answers are made unless a question says otherwise.
+    pub fn answer_mode(&self) -> Result<AnswerMode> {
+        let stored = self.readers.with(store::stored_settings)?;
+        Ok(stored.get(MODE_KEY).and_then(|m| AnswerMode::parse(m)).unwrap_or_default())
+    }
+
+    /// Sets how answers are made.
+    pub fn set_answer_mode(&self, mode: AnswerMode) -> Result<()> {
+        let values = vec![(MODE_KEY.to_string(), mode.as_str().to_string())];
+        self.call(|reply| Command::Chat(ChatWrite::SetSettings { values, reply }))
     }
 
     /// The closest verified answer if it matches the question closely, and the related ones.
@@ -469,10 +623,13 @@ impl Doppel {
                 let settings = self.settings()?;
                 // A server without a key (Ollama on this machine, say) must still answer when
                 // no keychain runs; one that needs a key then says so with a 401.
-                let key = crate::secrets::api_key(&server.url).unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "no API key for the chat server");
-                    None
-                });
+                let key = match self.key_stored(&server.url)? {
+                    false => None,
+                    true => crate::secrets::api_key(&server.url).unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "no API key for the chat server");
+                        None
+                    }),
+                };
                 let policy = StreamPolicy {
                     first_token_timeout: std::time::Duration::from_secs(u64::from(
                         settings.chat_timeout_s,
@@ -497,14 +654,15 @@ impl Doppel {
         if key.trim().is_empty() {
             return Err(Error::InvalidInput("the API key is empty".into()));
         }
-        crate::secrets::set_api_key(&server.url, key.trim())
+        crate::secrets::set_api_key(&server.url, key.trim())?;
+        self.mark_key(&server.url, true)
     }
 
     /// The chat model server's API key, masked for display (`None` when none is stored or the
     /// model is not a server).
     pub fn chat_api_key_hint(&self) -> Result<Option<String>> {
         match self.chat_model()? {
-            ChatModel::Remote(server) => {
+            ChatModel::Remote(server) if self.key_stored(&server.url)? => {
                 Ok(crate::secrets::api_key(&server.url)?.as_deref().map(crate::secrets::masked))
             }
             _ => Ok(None),
@@ -514,7 +672,11 @@ impl Doppel {
     /// Removes the chat model server's API key; returns whether there was one.
     pub fn delete_chat_api_key(&self) -> Result<bool> {
         match self.chat_model()? {
-            ChatModel::Remote(server) => crate::secrets::delete_api_key(&server.url),
+            ChatModel::Remote(server) => {
+                let removed = crate::secrets::delete_api_key(&server.url)?;
+                self.mark_key(&server.url, false)?;
+                Ok(removed)
+            }
             _ => Ok(false),
         }
     }
@@ -680,6 +842,15 @@ impl Doppel {
     }
 }
 
+/// A question on its way to an answer: the request, its trimmed text, the stored answer's
+/// message id, and the conversation's recent turns.
+struct Asked<'a> {
+    request: &'a AskRequest,
+    question: &'a str,
+    message: i64,
+    history: &'a [Turn],
+}
+
 /// The model an answer is generated with.
 enum Backend {
     Local(Arc<LocalLlm>),
@@ -724,43 +895,25 @@ impl Backend {
     }
 }
 
-/// The answer without a language model: the verified answer if one matches, else the passages.
-fn extractive(
-    persona: &Persona,
-    primary: Option<&VerifiedAnswer>,
-    passages: &[Quoted],
-    citation: impl Fn(usize) -> Citation,
-    on_token: &mut dyn FnMut(&str),
-    base: FinishedAnswer,
-) -> FinishedAnswer {
-    if let Some(verified) = primary {
-        on_token(&verified.answer);
-        return FinishedAnswer {
-            content: verified.answer.clone(),
-            grounding: Grounding::Verified,
-            verified: true,
-            ..base
-        };
-    }
-    let shown: Vec<&Quoted> = passages.iter().take(3).collect();
-    if shown.is_empty() {
-        on_token(&persona.not_covered);
-        return FinishedAnswer { grounding: Grounding::NotCovered, ..base };
-    }
-    let mut text =
-        String::from("No language model is available; these passages are the closest:\n");
-    for p in &shown {
-        let excerpt: String = p.text.chars().take(400).collect();
-        let more = if excerpt.len() < p.text.len() { "…" } else { "" };
-        text.push_str(&format!("\n[{}] {}{more}\n", p.number, excerpt.trim()));
-    }
-    on_token(&text);
-    FinishedAnswer {
-        content: text,
-        grounding: Grounding::Extractive,
-        citations: shown.iter().map(|p| citation(p.number)).collect(),
-        ..base
-    }
+/// Runs `generate` with `stop` set as soon as the asker's `cancel` is: the answer's own stop
+/// (a loop, a new turn) must not touch the asker's flag, which may outlive this answer.
+fn relay_cancel<T>(cancel: &AtomicBool, stop: &AtomicBool, generate: impl FnOnce() -> T) -> T {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let relay = scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                if cancel.load(Ordering::Relaxed) {
+                    stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+                std::thread::park_timeout(Duration::from_millis(20));
+            }
+        });
+        let result = generate();
+        done.store(true, Ordering::Relaxed);
+        relay.thread().unpark();
+        result
+    })
 }
 
 /// The share of the words of the shorter text that the other one has too.

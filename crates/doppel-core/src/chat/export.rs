@@ -17,6 +17,19 @@ pub(crate) fn markdown(conversation: &Conversation, messages: &[Message]) -> Str
             MessageState::Streaming => " (unfinished)",
         };
         out.push_str(&format!("\n## {who}{state}\n\n{}\n", message.content.trim_end()));
+        for u in &message.unsupported {
+            out.push_str(&format!(
+                "\n> Unsupported: \"{}\" states {} that no cited passage holds.\n",
+                one_line(&u.sentence),
+                u.facts.join(", ")
+            ));
+        }
+        if let Some(note) = &message.draft_note {
+            out.push_str(&format!(
+                "\n> Shown instead of the model's answer: {}.\n",
+                one_line(note)
+            ));
+        }
         if let Some(error) = &message.error {
             out.push_str(&format!("\n> Error: {}\n", one_line(error)));
         }
@@ -26,18 +39,16 @@ pub(crate) fn markdown(conversation: &Conversation, messages: &[Message]) -> Str
         for c in &message.citations {
             let place =
                 if c.location.is_empty() { String::new() } else { format!(", {}", c.location) };
+            let origin = c.origin.as_deref().map(|o| format!(" ({o})")).unwrap_or_default();
             match &c.quote {
                 Some(quote) => out.push_str(&format!(
-                    "{}. {}{place}: \"{}\"\n",
+                    "{}. {}{place}{origin}: \"{}\"\n",
                     c.number,
                     one_line(&c.source_title),
                     one_line(&excerpt(quote))
                 )),
-                None => out.push_str(&format!(
-                    "{}. {}{place}: source deleted\n",
-                    c.number,
-                    one_line(&c.source_title)
-                )),
+                // Nothing of a forgotten source is kept, not even its title.
+                None => out.push_str(&format!("{}. source deleted\n", c.number)),
             }
         }
     }

@@ -6,18 +6,24 @@
 //!   chat-template token or a delimiter neutralised.
 //! - `answer`: `Doppel::ask` and the conversation API: retrieve, prompt, generate (the local
 //!   model in `crate::llm`, a model server, or none: an extractive answer), store.
+//! - `grounded`: the answer composed from the passages' own best sentences, each cited: the
+//!   default without a model and for models too small to be trusted.
+//! - `check`: every generated answer is checked against its cited passages as it completes;
+//!   one mostly unsupported, or declining although passages were found, is replaced by the
+//!   grounded answer. Prompt markup and loops are filtered out of the stream.
 //! - `remote`: model servers, Ollama (`/api/chat`, NDJSON) and OpenAI-compatible
 //!   (`/v1/chat/completions`, SSE), with connect, first-token, idle and total timeouts, and
 //!   retries only before the first token.
 
 pub(crate) mod answer;
+pub mod check;
 mod export;
+pub mod grounded;
 pub mod prompt;
 pub mod remote;
 
-pub use answer::{Answer, AskRequest, ChatModel};
+pub use answer::{Answer, AnswerMode, AskRequest, ChatModel};
 
-use std::fmt;
 use std::time::Duration;
 
 /// Who said a message.
@@ -136,8 +142,11 @@ pub enum Grounding {
     Verified,
     /// Nothing in the documents matched; the persona's "not covered" answer was given.
     NotCovered,
-    /// No language model was available: the most relevant passages are shown instead.
+    /// No language model was available: the most relevant passages are shown instead (answers
+    /// of earlier versions; answers are now [`Grounding::Grounded`]).
     Extractive,
+    /// Composed from the passages' own sentences, each cited (see [`grounded`]).
+    Grounded,
 }
 
 /// The state of a stored message.
@@ -158,6 +167,7 @@ crate::model::text_names!(Grounding {
     Verified => "verified",
     NotCovered => "not_covered",
     Extractive => "extractive",
+    Grounded => "grounded",
 });
 
 crate::model::text_names!(MessageState {
@@ -176,12 +186,15 @@ pub struct Citation {
     pub chunk_id: Option<ChunkId>,
     /// The source.
     pub source_id: Option<SourceId>,
-    /// The source's title when the answer was given.
+    /// The source's title when the answer was given; empty once the source was deleted (a
+    /// title can be a heading or an e-mail's subject: nothing of the document is kept).
     pub source_title: String,
-    /// Where in the source.
+    /// Where in the source; empty once the source was deleted.
     pub location: String,
     /// The passage text; `None` once its source was deleted ("source deleted").
     pub quote: Option<String>,
+    /// The source's canonical path or URL (`None` for pasted text, and once it was deleted).
+    pub origin: Option<String>,
 }
 
 /// A stored message with its citations.
@@ -205,6 +218,14 @@ pub struct Message {
     pub verified: bool,
     /// The passages it cites.
     pub citations: Vec<Citation>,
+    /// Its sentences that state facts none of its cited passages holds (checked as it is read,
+    /// for complete answers of a model).
+    pub unsupported: Vec<check::Unsupported>,
+    /// The model's own answer, when it was not shown and the grounded answer was stored
+    /// instead.
+    pub draft: Option<String>,
+    /// Why the model's answer was not shown.
+    pub draft_note: Option<String>,
     /// When it was written.
     pub created_at: Millis,
 }

@@ -5,10 +5,11 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::now_ms;
+use crate::chat::check::Unsupported;
 use crate::chat::prompt::Persona;
 use crate::chat::{Citation, Conversation, Grounding, Message, MessageState, Role, VerifiedAnswer};
 use crate::error::{Error, Result};
-use crate::model::TwinId;
+use crate::model::{SourceId, TwinId};
 
 /// Longest conversation title, in characters.
 const TITLE_CHARS: usize = 80;
@@ -68,6 +69,8 @@ pub(crate) struct FinishedAnswer {
     pub grounding: Grounding,
     pub verified: bool,
     pub citations: Vec<Citation>,
+    /// The model's answer when the grounded one replaced it, and why.
+    pub draft: Option<(String, String)>,
 }
 
 /// Keeps what an answer has said so far, so that a crash loses at most the last moments of it.
@@ -83,7 +86,7 @@ pub(crate) fn save_progress(tx: &Transaction, message: i64, content: &str) -> Re
 pub(crate) fn finish_answer(tx: &Transaction, answer: &FinishedAnswer) -> Result<()> {
     tx.execute(
         "UPDATE messages SET content = ?2, state = ?3, error = ?4, model = ?5, grounding = ?6,
-                verified = ?7
+                verified = ?7, draft = ?8, draft_note = ?9
          WHERE id = ?1",
         params![
             answer.message,
@@ -93,6 +96,8 @@ pub(crate) fn finish_answer(tx: &Transaction, answer: &FinishedAnswer) -> Result
             answer.model,
             answer.grounding.as_str(),
             answer.verified,
+            answer.draft.as_ref().map(|d| &d.0),
+            answer.draft.as_ref().map(|d| &d.1),
         ],
     )?;
     let mut insert = tx.prepare_cached(
@@ -131,6 +136,16 @@ pub(crate) fn add_verified(
     let id = tx.last_insert_rowid();
     if let Some(message) = message {
         tx.execute("UPDATE messages SET verified = 1 WHERE id = ?1", [message])?;
+        // Drawn from what its message was given: its passages' sources, and those of the
+        // verified answers it was given.
+        tx.execute(
+            "INSERT OR IGNORE INTO verified_sources (verified_id, source_id)
+             SELECT ?1, source_id FROM answer_sources WHERE message_id = ?2
+             UNION SELECT ?1, s.source_id FROM answer_verified a
+                   JOIN verified_sources s ON s.verified_id = a.verified_id
+                   WHERE a.message_id = ?2",
+            params![id, message],
+        )?;
     }
     Ok(id)
 }
@@ -204,7 +219,8 @@ pub(crate) fn conversation(conn: &Connection, id: &str) -> Result<Conversation> 
 /// The messages of a conversation, oldest first, each with its citations.
 pub(crate) fn messages(conn: &Connection, conversation: &str) -> Result<Vec<Message>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, role, content, state, error, model, grounding, verified, created_at
+        "SELECT id, role, content, state, error, model, grounding, verified, created_at, draft,
+                draft_note
          FROM messages WHERE conversation_id = ?1 ORDER BY id",
     )?;
     let mut messages = stmt
@@ -222,14 +238,20 @@ pub(crate) fn messages(conn: &Connection, conversation: &str) -> Result<Vec<Mess
                 grounding: grounding.as_deref().and_then(Grounding::parse),
                 verified: r.get(7)?,
                 citations: Vec::new(),
+                unsupported: Vec::new(),
+                draft: r.get(9)?,
+                draft_note: r.get(10)?,
                 created_at: r.get(8)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut cited = conn.prepare_cached(
-        "SELECT number, chunk_id, source_id, source_title, location, quote
-         FROM citations WHERE message_id = ?1 ORDER BY number",
+        "SELECT c.number, c.chunk_id, c.source_id, c.source_title, c.location, c.quote, s.origin
+         FROM citations c
+         LEFT JOIN sources s ON s.id = c.source_id AND c.quote IS NOT NULL
+         WHERE c.message_id = ?1 ORDER BY c.number",
     )?;
+    let mut question = String::new();
     for message in &mut messages {
         message.citations = cited
             .query_map([message.id], |r| {
@@ -240,11 +262,30 @@ pub(crate) fn messages(conn: &Connection, conversation: &str) -> Result<Vec<Mess
                     source_title: r.get(3)?,
                     location: r.get(4)?,
                     quote: r.get(5)?,
+                    origin: r.get(6)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
+        message.unsupported = unsupported(message, &question);
+        if message.role == Role::User {
+            question.clone_from(&message.content);
+        }
     }
     Ok(messages)
+}
+
+/// The sentences of a model's complete answer that its cited passages do not support. Answers
+/// that cite a forgotten source are not checked: their words are gone.
+fn unsupported(message: &Message, question: &str) -> Vec<Unsupported> {
+    let checked = message.role == Role::Assistant
+        && message.state == MessageState::Complete
+        && message.grounding == Some(Grounding::Passages)
+        && message.citations.iter().all(|c| c.quote.is_some());
+    if !checked {
+        return Vec::new();
+    }
+    let quotes: Vec<&str> = message.citations.iter().filter_map(|c| c.quote.as_deref()).collect();
+    crate::chat::check::check(&message.content, question, &quotes)
 }
 
 pub(crate) fn verified_answers(conn: &Connection, twin: TwinId) -> Result<Vec<VerifiedAnswer>> {
@@ -263,36 +304,167 @@ pub(crate) fn verified_answers(conn: &Connection, twin: TwinId) -> Result<Vec<Ve
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Answers repeat what they were given, so forgetting a source also takes its words out of
-/// every answer that cited it: any run of [`ECHO_WORDS`] or more words that the answer shares
-/// with one of the source's passages becomes `[…]`. Runs in the deleting transaction, before
-/// the passages are gone. An extractive answer, made of whole passages, keeps only the other
-/// sources' passages.
-pub(crate) fn forget_echoes(tx: &Transaction, source: crate::model::SourceId) -> Result<()> {
-    let answers: Vec<(i64, String)> = tx
+/// Records what an answer is given before it says anything: the sources of its passages and
+/// the verified answers in its context. Forgetting one of them later finds the answer by these,
+/// cited or not, even if the process dies before the answer ends.
+pub(crate) fn record_context(
+    tx: &Transaction,
+    message: i64,
+    sources: &[SourceId],
+    verified: &[i64],
+) -> Result<()> {
+    let mut source = tx.prepare_cached(
+        "INSERT OR IGNORE INTO answer_sources (message_id, source_id) VALUES (?1, ?2)",
+    )?;
+    for id in sources {
+        source.execute(params![message, id])?;
+    }
+    let mut answer = tx.prepare_cached(
+        "INSERT OR IGNORE INTO answer_verified (message_id, verified_id) VALUES (?1, ?2)",
+    )?;
+    for id in verified {
+        answer.execute(params![message, id])?;
+    }
+    Ok(())
+}
+
+/// Forgetting a source reaches every answer that could repeat its words. Runs in the deleting
+/// transaction, before the passages are gone:
+///
+/// - verified answers drawn from it (their message was given its passages) are removed: the
+///   owner approved them as answers from a source that is now forgotten;
+/// - every other verified answer of the twin (one the owner typed, say) is scrubbed: any run of
+///   [`ECHO_WORDS`] or more words it shares with one of the source's passages becomes `[…]`,
+///   and one left with no word of its own is removed;
+/// - every answer that was given the source's passages, or a verified answer removed or
+///   scrubbed here, is scrubbed the same way. An extractive answer, made of whole passages,
+///   keeps only the other sources' passages.
+pub(crate) fn forget_source(tx: &Transaction, source: SourceId) -> Result<()> {
+    let twin: Option<TwinId> = tx
+        .query_row("SELECT twin_id FROM sources WHERE id = ?1", [source], |r| r.get(0))
+        .optional()?;
+    let Some(twin) = twin else {
+        return Ok(());
+    };
+    let removed: Vec<i64> = tx
         .prepare_cached(
-            "SELECT id, content FROM messages WHERE role = 'assistant'
-               AND id IN (SELECT message_id FROM citations WHERE source_id = ?1)",
+            "DELETE FROM verified_answers WHERE id IN
+                 (SELECT verified_id FROM verified_sources WHERE source_id = ?1)
+             RETURNING id",
         )?
-        .query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([source], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    if answers.is_empty() {
+    let passages: Vec<Vec<Word>> = tx
+        .prepare_cached("SELECT text FROM chunks WHERE source_id = ?1")?
+        .query_map([source], |r| r.get::<_, String>(0))?
+        .map(|text| text.map(|t| words(&t)))
+        .collect::<rusqlite::Result<_>>()?;
+    scrub_answers(tx, twin, source, removed, &passages, &[])?;
+    // Nothing of the source is left to find these answers by.
+    tx.execute("DELETE FROM answer_sources WHERE source_id = ?1", [source])?;
+    tx.execute("DELETE FROM verified_sources WHERE source_id = ?1", [source])?;
+    Ok(())
+}
+
+/// Forgetting what an edit took out of a source: its passages that are in none of `new_texts`
+/// are forgotten as [`forget_source`] forgets a whole source, except that the source stays,
+/// and so do the verified answers drawn from it. A run of words that the new passages still
+/// hold is kept. Citations that quoted a removed passage keep their number and the source's
+/// title, and nothing of the passage. Runs in the replacing transaction, before the old
+/// passages are gone.
+pub(crate) fn forget_edited(tx: &Transaction, source: SourceId, new_texts: &[&str]) -> Result<()> {
+    let twin: Option<TwinId> = tx
+        .query_row("SELECT twin_id FROM sources WHERE id = ?1", [source], |r| r.get(0))
+        .optional()?;
+    let Some(twin) = twin else {
+        return Ok(());
+    };
+    let kept: std::collections::HashSet<&str> = new_texts.iter().copied().collect();
+    let old: Vec<String> = tx
+        .prepare_cached("SELECT text FROM chunks WHERE source_id = ?1")?
+        .query_map([source], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let removed: Vec<&String> = old.iter().filter(|t| !kept.contains(t.as_str())).collect();
+    if removed.is_empty() {
         return Ok(());
     }
-    let mut echoes: Vec<Echoes> = answers.iter().map(|(_, content)| Echoes::new(content)).collect();
-    let mut passages = tx.prepare_cached("SELECT text FROM chunks WHERE source_id = ?1")?;
-    let mut rows = passages.query([source])?;
-    while let Some(row) = rows.next()? {
-        let passage: String = row.get(0)?;
-        let words = words(&passage);
-        for echo in &mut echoes {
-            echo.mark(&words);
-        }
+    let mut unquote = tx.prepare_cached(
+        "UPDATE citations SET quote = NULL, chunk_id = NULL, location = ''
+         WHERE source_id = ?1 AND quote = ?2",
+    )?;
+    for text in &removed {
+        unquote.execute(params![source, text])?;
     }
+    let passages: Vec<Vec<Word>> = removed.iter().map(|t| words(t)).collect();
+    let still: Vec<Vec<Word>> = new_texts.iter().map(|t| words(t)).collect();
+    scrub_answers(tx, twin, source, Vec::new(), &passages, &still)
+}
+
+/// Takes the runs an answer shares with `passages` (and not with `kept`) out of the twin's
+/// verified answers and of every answer that was given the source's passages, or one of the
+/// verified answers changed here or in `touched` (removed by the caller).
+fn scrub_answers(
+    tx: &Transaction,
+    twin: TwinId,
+    source: SourceId,
+    mut touched: Vec<i64>,
+    passages: &[Vec<Word>],
+    kept: &[Vec<Word>],
+) -> Result<()> {
+    let scrub = |text: &str| -> Option<String> {
+        let mut echo = Echoes::new(text);
+        passages.iter().for_each(|p| echo.mark(p));
+        if !kept.is_empty() {
+            let mut still = Echoes::new(text);
+            kept.iter().for_each(|p| still.mark(p));
+            echo.except(&still);
+        }
+        echo.scrubbed(text)
+    };
+    let verified: Vec<(i64, String)> = tx
+        .prepare_cached("SELECT id, answer FROM verified_answers WHERE twin_id = ?1")?
+        .query_map([twin], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, answer) in &verified {
+        let Some(scrubbed) = scrub(answer) else { continue };
+        if words(&scrubbed).is_empty() {
+            tx.execute("DELETE FROM verified_answers WHERE id = ?1", [id])?;
+        } else {
+            tx.execute(
+                "UPDATE verified_answers SET answer = ?2 WHERE id = ?1",
+                params![id, scrubbed],
+            )?;
+        }
+        touched.push(*id);
+    }
+    let mut messages: std::collections::BTreeSet<i64> = tx
+        .prepare_cached(
+            "SELECT message_id FROM answer_sources WHERE source_id = ?1
+             UNION SELECT message_id FROM citations WHERE source_id = ?1",
+        )?
+        .query_map([source], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut given =
+        tx.prepare_cached("SELECT message_id FROM answer_verified WHERE verified_id = ?1")?;
+    for id in &touched {
+        let rows = given.query_map([id], |r| r.get(0))?;
+        messages.extend(rows.collect::<rusqlite::Result<Vec<i64>>>()?);
+    }
+    // Each answer's text, and the model's draft it replaced (if any).
+    let mut content = tx.prepare_cached(
+        "SELECT content, draft FROM messages WHERE id = ?1 AND role = 'assistant'",
+    )?;
     let mut update = tx.prepare_cached("UPDATE messages SET content = ?2 WHERE id = ?1")?;
-    for ((id, content), echo) in answers.iter().zip(echoes) {
-        if let Some(scrubbed) = echo.scrubbed(content) {
+    let mut update_draft = tx.prepare_cached("UPDATE messages SET draft = ?2 WHERE id = ?1")?;
+    for id in messages {
+        let row: Option<(String, Option<String>)> =
+            content.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let Some((text, draft)) = row else { continue };
+        if let Some(scrubbed) = scrub(&text) {
             update.execute(params![id, scrubbed])?;
+        }
+        if let Some(scrubbed) = draft.as_deref().and_then(scrub) {
+            update_draft.execute(params![id, scrubbed])?;
         }
     }
     Ok(())
@@ -374,6 +546,13 @@ impl Echoes {
             for &start in self.runs.get(&run_of(window)).into_iter().flatten() {
                 self.echoed[start..start + ECHO_WORDS].iter_mut().for_each(|e| *e = true);
             }
+        }
+    }
+
+    /// Unmarks the words that `other` (the same text) marked.
+    fn except(&mut self, other: &Echoes) {
+        for (echoed, kept) in self.echoed.iter_mut().zip(&other.echoed) {
+            *echoed &= !kept;
         }
     }
 

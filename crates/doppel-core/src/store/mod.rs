@@ -30,6 +30,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema-v3.sql"),
     include_str!("schema-v4.sql"),
     include_str!("schema-v5.sql"),
+    include_str!("schema-v6.sql"),
+    include_str!("schema-v7.sql"),
 ];
 
 /// The newest schema version this build understands.
@@ -117,6 +119,20 @@ pub(crate) struct ReadPool {
 struct PoolState {
     idle: Vec<Connection>,
     open: usize,
+    /// Reads in flight.
+    reading: usize,
+    /// A checkpoint waits for the reads in flight to end; no new read starts meanwhile.
+    paused: bool,
+}
+
+/// While it lives, no read through the pool starts; dropping it lets them go on.
+pub(crate) struct Paused<'a>(&'a ReadPool);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.0.lock().paused = false;
+        self.0.returned.notify_all();
+    }
 }
 
 impl ReadPool {
@@ -130,9 +146,39 @@ impl ReadPool {
         let result = f(&conn);
         let mut state = self.lock();
         state.idle.push(conn);
+        state.reading -= 1;
         drop(state);
-        self.returned.notify_one();
+        // A waiting reader and a waiting checkpoint may both care.
+        self.returned.notify_all();
         result
+    }
+
+    /// Holds new reads back and waits, at most `wait`, for the reads in flight to end, so that
+    /// a checkpoint can empty the write-ahead log: a stream of overlapping reads would keep
+    /// it busy for ever. A read that outlasts `wait` (one that reads again inside itself, say)
+    /// only costs the checkpoint this attempt.
+    pub(crate) fn pause(&self, wait: Duration) -> Paused<'_> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut state = self.lock();
+        state.paused = true;
+        while state.reading > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .returned
+                .wait_timeout(state, left)
+                .map(|(state, _)| state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        Paused(self)
+    }
+
+    /// Whether a checkpoint is waiting for the reads in flight.
+    #[cfg(test)]
+    fn pausing(&self) -> bool {
+        self.lock().paused
     }
 
     /// Closes the idle connections, so that the writer closes last and can fold the
@@ -147,13 +193,25 @@ impl ReadPool {
     fn take(&self) -> Result<Connection> {
         let mut state = self.lock();
         loop {
+            if state.paused {
+                state = self.returned.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
+            }
             if let Some(conn) = state.idle.pop() {
+                state.reading += 1;
                 return Ok(conn);
             }
             if state.open < READERS {
                 state.open += 1;
+                state.reading += 1;
                 drop(state);
-                return self.open().inspect_err(|_| self.lock().open -= 1);
+                return self.open().inspect_err(|_| {
+                    let mut state = self.lock();
+                    state.open -= 1;
+                    state.reading -= 1;
+                    drop(state);
+                    self.returned.notify_all();
+                });
             }
             state = self.returned.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
@@ -288,6 +346,48 @@ mod tests {
         assert!(err.to_string().contains("readonly"), "{err}");
         set_setting(&writer, "top_k", "5").unwrap();
         assert_eq!(pool.with(stored_settings).unwrap().get("top_k").map(String::as_str), Some("5"));
+    }
+
+    #[test]
+    fn cr4_a_checkpoint_waits_out_a_reader_and_empties_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let wal = dir.path().join("db.sqlite3-wal");
+        let writer = open_writer(&path).unwrap();
+        let pool = ReadPool::new(path.clone());
+        let (holding, held) = std::sync::mpsc::channel();
+        let (over, ended) = std::sync::mpsc::channel::<()>();
+        let needle = b"walneedle93";
+        std::thread::scope(|scope| {
+            let pool = &pool;
+            scope.spawn(move || {
+                pool.with(|c| {
+                    c.execute_batch("BEGIN")?;
+                    c.query_row("SELECT count(*) FROM settings", [], |r| r.get::<_, i64>(0))?;
+                    holding.send(()).unwrap();
+                    // Keeps its snapshot, and so the log, until a checkpoint asks, or until the
+                    // test is over.
+                    while !pool.pausing() && ended.try_recv().is_err() {
+                        std::thread::yield_now();
+                    }
+                    Ok(c.execute_batch("COMMIT")?)
+                })
+                .unwrap();
+            });
+            held.recv().unwrap();
+            set_setting(&writer, "secret", "walneedle93").unwrap();
+            writer.execute("DELETE FROM settings WHERE key = 'secret'", []).unwrap();
+            let result = checkpoint(&writer, pool);
+            let _ = over.send(());
+            result.unwrap();
+        });
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0, "the log is empty");
+        for file in [&path, &wal] {
+            let bytes = std::fs::read(file).unwrap();
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{}", file.display());
+        }
+        // Reads go on afterwards.
+        assert_eq!(pool.with(|c| count(c, Table::Sources)).unwrap(), 0);
     }
 
     #[test]
