@@ -52,7 +52,10 @@ pub(crate) fn ask(
     let mut stdout = std::io::stdout();
     let json = out.json;
     let mut streamed = String::new();
+    let started = std::time::Instant::now();
+    let mut first_piece = None;
     let answer = doppel.ask(&request, &INTERRUPTED, &mut |piece| {
+        first_piece.get_or_insert_with(|| started.elapsed());
         streamed.push_str(piece);
         if !json {
             // A closed pipe is a reader that went away: stop generating.
@@ -62,7 +65,11 @@ pub(crate) fn ask(
         }
     })?;
     if json {
-        println!("{}", answer_json(&answer));
+        let mut value = answer_json(&answer);
+        // How long the asker waited: for the first words, and for the whole answer.
+        value["first_token_ms"] = json!(first_piece.map(|d| d.as_millis() as u64));
+        value["total_ms"] = json!(started.elapsed().as_millis() as u64);
+        println!("{value}");
     } else {
         println!();
         for note in &answer.notes {
