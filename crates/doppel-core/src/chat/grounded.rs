@@ -133,7 +133,7 @@ pub fn compose(
             contexts.push(format!("{heading}: {sentence}"));
         }
     }
-    if !candidates.iter().any(|c| c.eligible) {
+    if !candidates.iter().any(|c| c.eligible) || !names_found(question, passages) {
         return None;
     }
     let similar = meaning(&contexts).filter(|s| s.len() == candidates.len());
@@ -175,25 +175,28 @@ pub fn compose(
             chosen.push(i);
         }
     }
-    // A sentence that refers back ("It sends…") brings the one it refers to; a sentence that
-    // introduces the next line brings it along.
+    // A sentence that refers back ("It sends…") brings the one it refers to, and a description
+    // the signature it describes ("os.path.expanduser(path)"); a sentence that introduces the
+    // next line brings it along.
     let mut with_next: Vec<usize> = Vec::new();
     for &i in &chosen {
-        if refers_back(candidates[i].text)
-            && let Some(previous) = candidates
-                .iter()
-                .position(|c| c.passage == candidates[i].passage && c.at + 1 == candidates[i].at)
-            && !chosen.contains(&previous)
+        let previous = candidates
+            .iter()
+            .position(|c| c.passage == candidates[i].passage && c.at + 1 == candidates[i].at);
+        if let Some(previous) = previous
+            && (refers_back(candidates[i].text) || names_a_definition(candidates[previous].text))
             && !with_next.contains(&previous)
         {
             with_next.push(previous);
+        }
+        if with_next.contains(&i) {
+            continue;
         }
         with_next.push(i);
         if candidates[i].text.ends_with(':')
             && let Some(next) = candidates
                 .iter()
                 .position(|c| c.passage == candidates[i].passage && c.at == candidates[i].at + 1)
-            && !chosen.contains(&next)
             && !with_next.contains(&next)
         {
             with_next.push(next);
@@ -204,8 +207,8 @@ pub fn compose(
     for (k, &i) in with_next.iter().enumerate() {
         let c = &candidates[i];
         let number = passages[c.passage].number;
-        let sentence = one_line(c.text);
-        text.push_str(&sentence);
+        let sentence = one_line(c.text).replace('¶', "");
+        text.push_str(sentence.trim_end());
         // Sentences that follow each other in their passage share one citation, at the end.
         let next = with_next.get(k + 1).map(|&n| &candidates[n]);
         let runs_on = next.is_some_and(|n| n.passage == c.passage && n.at == c.at + 1);
@@ -213,7 +216,11 @@ pub fn compose(
             text.push_str(&format!(" [{number}]"));
         }
         if next.is_some() {
-            text.push(if runs_on && sentence.ends_with(':') { '\n' } else { ' ' });
+            text.push_str(match (runs_on, names_a_definition(c.text)) {
+                (true, true) => ": ",
+                (true, false) if sentence.ends_with(':') => "\n",
+                _ => " ",
+            });
         }
         if !cited.contains(&number) {
             cited.push(number);
@@ -240,6 +247,36 @@ fn lead(heading: &str, sentence: &str) -> Option<String> {
     let short = !last.is_empty() && last.split_whitespace().count() <= 4;
     let vague = check::facts(sentence).is_empty();
     (vague && short && words.iter().any(|w| !own.contains(w))).then(|| last.to_string())
+}
+
+/// Whether the passages mention at least one of the things the question names ("PyTorch",
+/// "Kubernetes", "NSA"), when it names any: passages about none of them do not answer it, however
+/// close their meaning.
+fn names_found(question: &str, passages: &[Quoted]) -> bool {
+    let names: Vec<String> = check::facts(question)
+        .iter()
+        .flat_map(|f| f.split(['-', '/', '.']))
+        .map(|part| part.trim_end_matches("'s").trim_end_matches("’s"))
+        .filter(|part| {
+            part.chars().filter(|c| c.is_alphabetic()).count() >= 2
+                && part.chars().next().is_some_and(char::is_uppercase)
+        })
+        .map(str::to_lowercase)
+        .collect();
+    if names.is_empty() {
+        return true;
+    }
+    passages.iter().any(|p| {
+        let text = format!("{} {} {}", p.title, p.heading, p.text).to_lowercase();
+        names.iter().any(|n| text.contains(n.as_str()))
+    })
+}
+
+/// Whether a line is the name of what the text after it describes: a short line with a call's
+/// parentheses, as reference documentation puts a function's signature above its description.
+fn names_a_definition(line: &str) -> bool {
+    let line = line.trim_end_matches('¶').trim();
+    line.split_whitespace().count() <= 8 && line.contains('(') && line.ends_with(')')
 }
 
 /// Whether a sentence begins by referring to what came before it.
@@ -362,6 +399,29 @@ mod tests {
             "The logcheck program monitors log files every hour. It sends unusual log messages \
              in emails to the administrator. [1]"
         );
+    }
+
+    #[test]
+    fn a_description_brings_the_signature_it_describes() {
+        let passages = [quoted(
+            1,
+            "os.path",
+            "os.path.expanduser(path)¶\nOn Unix and Windows, return the argument with an initial \
+             component of ~ replaced by that user's home directory.",
+        )];
+        let asked = "turn a path starting with ~ into the home directory";
+        let answer = compose(asked, &passages, &mut no_embedder).unwrap();
+        assert!(answer.text.starts_with("os.path.expanduser(path): On Unix"), "{}", answer.text);
+    }
+
+    #[test]
+    fn a_question_about_a_thing_no_passage_names_is_not_covered() {
+        let passages =
+            [quoted(1, "Tracing", "The trace function is called for every line of code.")];
+        let mut near = |texts: &[String]| Some(vec![0.7; texts.len()]);
+        let asked = "How do I turn on hardware ray tracing in Unreal Engine 5?";
+        assert!(compose(asked, &passages, &mut near).is_none());
+        assert!(compose("How is the trace function called?", &passages, &mut near).is_some());
     }
 
     #[test]
