@@ -187,6 +187,7 @@ pub async fn set_embedder(
     kind: String,
     url: Option<String>,
     model: Option<String>,
+    confirmed: Option<bool>,
 ) -> Reply<dto::Embedder> {
     shell
         .run(move |d| {
@@ -198,6 +199,20 @@ pub async fn set_embedder(
                     EmbedderChoice::remote(kind, &url, model.as_deref().unwrap_or_default())?
                 }
             };
+            // The audit's cost guard: a server that would be sent passages to embed is chosen
+            // only once the owner has confirmed, with the count and the tokens before them.
+            let cost = d.embedding_cost(&choice)?;
+            if cost.passages > 0 && confirmed != Some(true) {
+                return Err(doppel_core::Error::ConfirmationNeeded(format!(
+                    "{} passage{} (about {} tokens) will be sent to {} to be embedded. A paid \
+                     API charges for them.",
+                    cost.passages,
+                    if cost.passages == 1 { "" } else { "s" },
+                    cost.tokens,
+                    choice.url().unwrap_or_default()
+                ))
+                .into());
+            }
             d.set_embedder(choice)?;
             embedder_now(d)
         })
@@ -460,11 +475,17 @@ pub async fn ask(
     on_event: Channel<dto::AskEvent>,
 ) -> Reply<dto::Answer> {
     let running = shell.begin_ask(&request.request_id)?;
-    let dto::AskInput { twin, conversation, question, .. } = request;
+    let dto::AskInput { twin, conversation, question, request_id, .. } = request;
     shell
         .run(move |d| {
             let cancel = &running.cancel;
-            let request = AskRequest { twin, conversation, ..AskRequest::new(question) };
+            // The window's id names the ask in the log too.
+            let request = AskRequest {
+                twin,
+                conversation,
+                request_id: Some(request_id),
+                ..AskRequest::new(question)
+            };
             let mut on_token = |text: &str| {
                 // The window is gone: stop generating (the answer is kept as cancelled).
                 if on_event.send(dto::AskEvent::Token { text: text.to_string() }).is_err() {

@@ -249,8 +249,10 @@ export const api = {
   setSetting: (key: string, value: string) => call<Setting[]>("set_setting", { key, value }),
 
   embedder: () => call<Embedder>("embedder"),
-  setEmbedder: (kind: EmbedderKind, url?: string, model?: string) =>
-    call<Embedder>("set_embedder", { kind, url, model }),
+  /** A server that would be sent passages to embed is chosen only when `confirmed`; without, the
+   * shell rejects with `confirmation_needed` and says how many passages and tokens. */
+  setEmbedder: (kind: EmbedderKind, url?: string, model?: string, confirmed?: boolean) =>
+    call<Embedder>("set_embedder", { kind, url, model, confirmed }),
   setEmbedderKey: (key: string) => call<Embedder>("set_embedder_key", { key }),
   deleteEmbedderKey: () => call<Embedder>("delete_embedder_key"),
 

@@ -425,6 +425,8 @@ function handle(cmd: string, a: Args): unknown {
     case "set_embedder": {
       const kind = a.kind as Embedder["kind"];
       if (kind !== "local" && (!a.url || !a.model)) throw err("invalid_input", "a model server needs a URL and a model name");
+      if (kind !== "local" && !a.confirmed)
+        throw err("confirmation_needed", `1234 passages (about 98765 tokens) will be sent to ${String(a.url)} to be embedded. A paid API charges for them.`);
       embedder = { kind, url: (a.url as string) ?? null, model: (a.model as string) ?? null, keyHint: null, pending: kind === "local" ? 0 : 1234 };
       return embedder;
     }

@@ -67,6 +67,36 @@ describe("settings", () => {
     expect(shell.calls.every((c) => !/get_.*key|read_key/.test(c.cmd))).toBe(true);
   });
 
+  it("chooses a model server that would be sent passages only after a confirmation that counts them", async () => {
+    let emb: Embedder = { kind: "local", url: null, model: null, keyHint: null, pending: 0 };
+    const shell = fakeShell({
+      ...baseHandlers(),
+      embedder: () => emb,
+      set_embedder: (a) => {
+        if (!a.confirmed)
+          throw { code: "confirmation_needed", message: "7408 passages (about 912345 tokens) will be sent to https://api.example/v1 to be embedded. A paid API charges for them." };
+        emb = { kind: "openai", url: String(a.url), model: String(a.model), keyHint: null, pending: 7408 };
+        return emb;
+      },
+    });
+    await mount(<App initialView="settings" />);
+    await click($(tid("embedder-kind-openai")));
+    await type($(tid("embedder-url")) as HTMLInputElement, "https://api.example/v1");
+    await type($(tid("embedder-model")) as HTMLInputElement, "text-embed");
+    await click($(tid("embedder-save")));
+    expect($(tid("embedder-cost")).textContent).toContain("7408 passages (about 912345 tokens)");
+    await click($(tid("confirm-cancel")));
+    await settle();
+    expect(emb.kind).toBe("local");
+    expect($$(tid("embedder-pending"))).toHaveLength(0);
+
+    await click($(tid("embedder-save")));
+    await click($(tid("confirm-ok")));
+    await until(() => $(tid("embedder-pending")));
+    expect(emb.kind).toBe("openai");
+    expect(shell.called("set_embedder").map((c) => c.args.confirmed)).toEqual([undefined, undefined, true]);
+  });
+
   it("empties the key field when the keychain refuses it, and shows why", async () => {
     fakeShell({
       ...baseHandlers(),

@@ -188,6 +188,7 @@ pub(crate) fn doctor(r: &DoctorReport) -> Value {
         "jobs": counts(&r.jobs),
         "model": model_status(&r.model),
         "index_entries": r.index_entries,
+        "ef_search": r.ef_search,
         "chunks_without_vectors": r.chunks_without_vectors,
         "other_models": r.other_models.iter().map(|(info, vectors)| json!({
             "name": info.name, "dimension": info.dimension, "fingerprint": info.fingerprint,
@@ -269,6 +270,7 @@ pub(crate) fn doctor_text(r: &DoctorReport) -> String {
             model: r.model.clone(),
             index_entries: r.index_entries,
             waiting: r.chunks_without_vectors,
+            ef_search: r.ef_search,
         }) + &other_models_text(r),
     )
 }

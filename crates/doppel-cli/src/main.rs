@@ -132,8 +132,12 @@ enum Command {
         action: Option<EmbedderAction>,
         /// After a change, return at once instead of re-embedding every passage now (a later
         /// `doppel wait`, or the app, does it).
-        #[arg(long)]
+        #[arg(long, global = true)]
         no_wait: bool,
+        /// Go ahead when choosing a model server sends passages to it to be embedded (without
+        /// it, the command says how many and stops).
+        #[arg(long, global = true)]
+        yes: bool,
     },
     /// Check the data directory: integrity, versions, counts.
     Doctor,
@@ -279,7 +283,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         | Command::Reingest { no_wait, .. } => !no_wait,
         Command::Wait => true,
         Command::Watch { action } => action.runs(),
-        Command::Embedder { action: Some(action), no_wait } => {
+        Command::Embedder { action: Some(action), no_wait, .. } => {
             !no_wait && !matches!(action, EmbedderAction::Key { .. })
         }
         _ => false,
@@ -486,7 +490,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             });
             Ok(Outcome::Ok)
         }
-        Command::Embedder { action, no_wait } => embedder(&doppel, action, no_wait, &out),
+        Command::Embedder { action, no_wait, yes } => embedder(&doppel, action, no_wait, yes, &out),
         Command::Doctor => {
             let report = doppel.doctor()?;
             out.value(json::doctor(&report), || json::doctor_text(&report));
@@ -495,10 +499,28 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
     }
 }
 
+/// Chooses a model server once the owner agreed to what it would be sent (the audit's cost
+/// guard): a server that would have to embed passages is chosen only with `--yes`.
+fn choose_server(doppel: &Doppel, choice: EmbedderChoice, yes: bool) -> Result<(), Error> {
+    let cost = doppel.embedding_cost(&choice)?;
+    if cost.passages > 0 && !yes {
+        return Err(Error::ConfirmationNeeded(format!(
+            "choosing {} sends {} passage{} to it to be embedded (about {} tokens, what a paid API \
+             charges for); run the command again with --yes to go ahead",
+            choice.url().unwrap_or_default(),
+            cost.passages,
+            if cost.passages == 1 { "" } else { "s" },
+            cost.tokens
+        )));
+    }
+    doppel.set_embedder(choice)
+}
+
 fn embedder(
     doppel: &Doppel,
     action: Option<EmbedderAction>,
     no_wait: bool,
+    yes: bool,
     out: &Printer,
 ) -> Result<Outcome, Error> {
     let changed = matches!(
@@ -509,10 +531,10 @@ fn embedder(
         None => {}
         Some(EmbedderAction::Local) => doppel.set_embedder(EmbedderChoice::Local)?,
         Some(EmbedderAction::Ollama { url, model }) => {
-            doppel.set_embedder(EmbedderChoice::remote(RemoteKind::Ollama, &url, &model)?)?
+            choose_server(doppel, EmbedderChoice::remote(RemoteKind::Ollama, &url, &model)?, yes)?
         }
         Some(EmbedderAction::Openai { url, model }) => {
-            doppel.set_embedder(EmbedderChoice::remote(RemoteKind::OpenAi, &url, &model)?)?
+            choose_server(doppel, EmbedderChoice::remote(RemoteKind::OpenAi, &url, &model)?, yes)?
         }
         Some(EmbedderAction::Key { delete: true }) => {
             let removed = doppel.delete_api_key()?;

@@ -247,13 +247,24 @@ fn duplicates_are_told_and_changes_replace_the_source() {
 fn delete_forgets_the_source_everywhere() {
     let cli = Cli::new();
     let keep = cli.write("keep.md", "# Kept\nthe ocelot stays\n");
-    let gone = cli.write("gone.md", "# Gone\nthe quetzalmarker leaves, with the ocelot\n");
-    cli.json(&["ingest", keep.to_str().unwrap(), gone.to_str().unwrap()]);
-    assert_eq!(cli.search("ocelot").len(), 2);
+    // Needles no stemmer changes; one in a note, one in an e-mail's subject (its title).
+    let gone = cli.write("gone.md", "# Gone\nthe qtz4417 leaves, with the ocelot\n");
+    let mail = cli.write(
+        "plans.eml",
+        "From: Ana <ana@example.org>\r\nTo: me@example.org\r\nSubject: Qsubj5530 plans\r\n\
+         Date: Tue, 1 Dec 2026 10:00:00 +0000\r\n\r\nThe ocelot comes on Friday.\r\n",
+    );
+    cli.json(&["ingest", keep.to_str().unwrap(), gone.to_str().unwrap(), mail.to_str().unwrap()]);
+    assert_eq!(cli.search("ocelot").len(), 3);
+    assert!(
+        cli.json(&["sources"]).to_string().contains("Qsubj5530 plans"),
+        "the subject is the title"
+    );
 
     let deleted = cli.json(&["delete", gone.to_str().unwrap()]);
     let id = deleted["deleted"].as_i64().unwrap();
-    assert!(cli.search("quetzalmarker").is_empty());
+    cli.json(&["delete", mail.to_str().unwrap()]);
+    assert!(cli.search("qtz4417").is_empty());
     let hits = cli.search("ocelot");
     assert_eq!(hits.len(), 1);
     assert!(top_origin(&hits).ends_with("keep.md"));
@@ -261,13 +272,23 @@ fn delete_forgets_the_source_everywhere() {
     let jobs = cli.json(&["jobs", "--all"]);
     assert!(jobs.as_array().unwrap().iter().all(|j| j["source_id"] != id), "{jobs}");
 
-    // The text is gone from the database files themselves, not only from query results.
-    for entry in std::fs::read_dir(cli.data_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            let bytes = std::fs::read(&path).unwrap();
+    // The text is gone from the files themselves, not only from query results: every file
+    // under the data directory, its log and index included.
+    fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { out.extend(files_under(&path)) } else { out.push(path) }
+        }
+        out
+    }
+    let files = files_under(cli.data_dir());
+    assert!(files.iter().any(|f| f.starts_with(cli.data_dir().join("logs"))), "{files:?}");
+    for path in files {
+        let bytes = std::fs::read(&path).unwrap().to_ascii_lowercase();
+        for needle in [&b"qtz4417"[..], b"qsubj5530"] {
             assert!(
-                !bytes.windows(14).any(|w| w == b"quetzalmarker "),
+                !bytes.windows(needle.len()).any(|w| w == needle),
                 "found in {}",
                 path.display()
             );
@@ -867,7 +888,17 @@ fn a_server_that_needs_no_key_works_without_a_keychain() {
         assert!(out.status.success(), "doppel {args:?}: {stdout}\n{stderr}");
         serde_json::from_str::<Value>(stdout.trim()).unwrap()
     };
-    let chosen = json(&["embedder", "ollama", "--url", &url, "--model", "m"]);
+    // The audit's cost guard: a server that would be sent passages is chosen only with --yes.
+    let refused = without_keychain(&cli)
+        .args(["--json", "embedder", "ollama", "--url", &url, "--model", "m"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let (code, message) = error_of(&serde_json::from_slice(&refused.stdout).unwrap());
+    assert_eq!(code, "confirmation_needed");
+    assert!(message.contains("sends 1 passage to it") && message.contains("--yes"), "{message}");
+    assert_eq!(json(&["embedder"])["kind"], "local", "nothing was chosen");
+    let chosen = json(&["embedder", "ollama", "--url", &url, "--model", "m", "--yes"]);
     assert_eq!((chosen["kind"].as_str(), &chosen["api_key"]), (Some("ollama"), &Value::Null));
     assert_eq!(chosen["status"]["dimension"], 4, "{chosen}");
     // Doctor reports the chat model this CLI lacks (exit 2); the vectors are all there.

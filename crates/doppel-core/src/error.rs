@@ -154,6 +154,11 @@ pub enum Error {
     #[error("{0}")]
     InvalidInput(String),
 
+    /// The request would cost something the person has not agreed to yet (sending every
+    /// passage to a model server); the message says what and how to go ahead.
+    #[error("{0}")]
+    ConfirmationNeeded(String),
+
     /// The work was cancelled by the user or by shutdown.
     #[error("cancelled")]
     Cancelled,
@@ -221,6 +226,15 @@ pub enum Error {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
 
+    /// A bug in Doppel stopped one piece of work (it failed alone; the rest goes on).
+    #[error(
+        "Doppel stopped {during} on an internal error (a bug, reported in the log); other files go on"
+    )]
+    Internal {
+        /// What was being done, in a few words.
+        during: &'static str,
+    },
+
     /// The database file failed an integrity check.
     #[error("database is corrupt: {0}")]
     Corrupt(String),
@@ -271,6 +285,7 @@ impl Error {
             Error::AlreadyExists { .. } => "already_exists",
             Error::InvalidSetting { .. } => "invalid_setting",
             Error::InvalidInput(_) => "invalid_input",
+            Error::ConfirmationNeeded(_) => "confirmation_needed",
             Error::Cancelled => "cancelled",
             Error::WorkerGone(_) => "worker_gone",
             Error::Database(_) => "database",
@@ -282,6 +297,27 @@ impl Error {
             Error::Generation { .. } => "generation",
             Error::Index { .. } => "index",
             Error::Corrupt(_) => "corrupt",
+            Error::Internal { .. } => "internal",
+        }
+    }
+
+    /// What the log may say of this error: its message, unless the message can carry words of
+    /// a document, of a server's answer or of what a person typed. Then only its code and where
+    /// it came from; the whole message stays on the job or the answer, for the window.
+    pub fn for_log(&self) -> String {
+        match self {
+            Error::UnsupportedFormat { .. }
+            | Error::Malformed { .. }
+            | Error::ArchiveRefused { .. }
+            | Error::Skipped { .. }
+            | Error::InvalidInput(_)
+            | Error::AlreadyExists { .. }
+            | Error::Embedding { .. }
+            | Error::Generation { .. } => format!("{} (details on the job)", self.code()),
+            Error::Fetch { url, .. } => format!("fetch of {url} failed"),
+            Error::EmbeddingServer { server, .. } => format!("embedding server {server} failed"),
+            Error::ChatServer { server, .. } => format!("chat model server {server} failed"),
+            other => other.to_string(),
         }
     }
 

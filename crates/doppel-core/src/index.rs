@@ -9,7 +9,8 @@
 //!
 //! Removing from an HNSW graph leaves the vector's bytes in the structure, so an index with
 //! removals is rebuilt from the live vectors before it is saved: a forgotten source's vectors
-//! leave the file too. The worker builds the new index beside the one that searches use and
+//! leave the file too. Until then there is no saved file (the worker removes it with the first
+//! removal), so no file holds a removed vector. The worker builds the new index beside the one that searches use and
 //! swaps it in, so searches never wait for a rebuild.
 
 use std::path::PathBuf;
@@ -100,6 +101,11 @@ impl VectorIndex {
                 .map_err(|e| failed("could not grow the vector index", e))?;
         }
         self.index.add(key, vector).map_err(|e| failed("could not add a vector", e))
+    }
+
+    /// The candidate list size searches use.
+    pub fn ef_search(&self) -> usize {
+        self.params.ef_search
     }
 
     /// Changes the candidate list size of searches on the live index (as a reload with new

@@ -17,6 +17,8 @@ pub mod download;
 mod embed;
 mod error;
 mod events;
+#[doc(hidden)]
+pub mod faults;
 mod fetch;
 mod index;
 mod ingest;
@@ -210,11 +212,22 @@ pub struct DoctorReport {
     pub model: std::result::Result<ModelInfo, String>,
     /// Entries in the vector index.
     pub index_entries: u64,
+    /// The candidate list searches use (setting `hnsw_ef_search`); 0 without an index.
+    pub ef_search: usize,
     /// Passages that have no vector from the model yet (they are embedded in the background).
     pub chunks_without_vectors: u64,
     /// Models used before, with the vectors they still hold (kept so that going back to one
     /// costs nothing; never mixed with the current model's).
     pub other_models: Vec<(ModelInfo, u64)>,
+}
+
+/// What a model server would be sent to embed (see [`Doppel::embedding_cost`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmbeddingCost {
+    /// Passages (distinct texts) without a vector from its model.
+    pub passages: u64,
+    /// Their tokens, estimated as chunking counts them (they err high).
+    pub tokens: u64,
 }
 
 /// What search by meaning can use right now; read without waiting for the worker.
@@ -227,6 +240,8 @@ pub struct VectorStatus {
     /// Passages still waiting for a vector from the model (after a change of model, until the
     /// re-embedding is done); searches use keywords meanwhile.
     pub waiting: u64,
+    /// The candidate list searches use (setting `hnsw_ef_search`); 0 without an index.
+    pub ef_search: usize,
 }
 
 /// An open data directory with its worker. Dropping it stops the worker (a running job goes
@@ -614,6 +629,22 @@ impl Doppel {
         self.readers.with(store::embedder_choice)
     }
 
+    /// What choosing `choice` would send to a model server to be embedded: the passages that
+    /// have no vector from its model yet, and an estimate of their tokens (what a paid API
+    /// charges for). Nothing for the local model, which never sends anything. Shells show it
+    /// and ask before they choose a server (the window's confirmation, the CLI's `--yes`).
+    pub fn embedding_cost(&self, choice: &EmbedderChoice) -> Result<EmbeddingCost> {
+        let EmbedderChoice::Remote { kind, url, model } = choice else {
+            return Ok(EmbeddingCost::default());
+        };
+        let fingerprint = embed::remote::info(*kind, url, model, 0).fingerprint;
+        let (passages, tokens) = self.readers.with(|c| {
+            let known = store::model_by_fingerprint(c, &fingerprint)?.map(|(id, _)| id);
+            store::texts_without_vectors(c, known)
+        })?;
+        Ok(EmbeddingCost { passages, tokens })
+    }
+
     /// Chooses the embedder. Vectors of different models never mix: after a change, every
     /// passage is embedded again in the background (with [`Event::Backfill`] progress), and
     /// searches use keywords until that is done. Vectors of the previous model are kept, so
@@ -744,13 +775,15 @@ impl Doppel {
     /// the worker, so a shell can poll it while the worker embeds.
     pub fn vector_status(&self) -> VectorStatus {
         let state = worker::lock(&self.shared.vectors).clone();
+        let index = worker::read(&self.shared.index);
         VectorStatus {
             model: match state.model {
                 Some((_, info)) => Ok(info),
                 None => Err(state.unavailable.unwrap_or_else(|| "not loaded".into())),
             },
-            index_entries: worker::read(&self.shared.index).as_ref().map_or(0, |i| i.len() as u64),
+            index_entries: index.as_ref().map_or(0, |i| i.len() as u64),
             waiting: state.pending,
+            ef_search: index.as_ref().map_or(0, index::VectorIndex::ef_search),
         }
     }
 
@@ -819,7 +852,7 @@ impl Doppel {
             ))
         })?;
         let state = worker::lock(&self.shared.vectors).clone();
-        let VectorStatus { model, index_entries, .. } = self.vector_status();
+        let VectorStatus { model, index_entries, ef_search, .. } = self.vector_status();
         // Counted in the database, not taken from the worker's running count: this is a check.
         let chunks_without_vectors = match &state.model {
             Some((id, _)) => self.readers.with(|c| store::count_without_vectors(c, *id))?,
@@ -843,6 +876,7 @@ impl Doppel {
         Ok(DoctorReport {
             model,
             index_entries,
+            ef_search,
             chunks_without_vectors,
             other_models,
             data_dir: self.dir.path().to_path_buf(),

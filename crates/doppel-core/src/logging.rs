@@ -1,8 +1,12 @@
 //! Logs go to `logs/doppel.log` in the data directory, never to the terminal; both shells (the
 //! CLI and the desktop window) start them here once they know the data directory.
 //!
-//! The level comes from `DOPPEL_LOG` (for example `debug`), default `info`. The core logs ids,
-//! states, counts and paths; never document text or secrets. A log over 10 MB is moved aside to
+//! The level comes from `DOPPEL_LOG` (`error`, `warn`, `info`, `debug` or `trace`), default
+//! `info`, and applies to Doppel's own crates only: the libraries under them (HTTP, parsers,
+//! the model runtimes) are not ours to vet, and their debug output can quote what they read,
+//! so they are silent at any level. Doppel logs ids, codes, states, counts, times and paths;
+//! never document text, a question, an answer, a server's answer or a secret (errors that may
+//! carry them are logged by code, `Error::for_log`). A log over 10 MB is moved aside to
 //! `doppel.log.1` at start, so logs stay bounded.
 
 use std::fs::OpenOptions;
@@ -28,10 +32,37 @@ pub fn init_logging(data_dir: &Path) {
     let Ok(file) = OpenOptions::new().create(true).append(true).open(&path) else {
         return;
     };
-    let filter = EnvFilter::try_from_env("DOPPEL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::new(directives(std::env::var("DOPPEL_LOG").ok().as_deref()));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
         .with_writer(Mutex::new(file))
         .try_init();
+}
+
+/// The filter for a `DOPPEL_LOG` value: its level for Doppel's crates, nothing from others. A
+/// value that is not a level (a filter of other targets, say) is taken as `info`.
+fn directives(value: Option<&str>) -> String {
+    let level = value
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| ["error", "warn", "info", "debug", "trace"].contains(&v.as_str()))
+        .unwrap_or_else(|| "info".into());
+    format!("off,doppel_core={level},doppel={level},doppel_desktop={level},doppel_parse={level}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_doppels_crates_log_whatever_the_level_asked() {
+        assert_eq!(
+            directives(Some("trace")),
+            "off,doppel_core=trace,doppel=trace,doppel_desktop=trace,doppel_parse=trace"
+        );
+        // Turning a library's own logging on is not a choice the variable offers.
+        for value in [None, Some("hyper=trace"), Some("trace,html5ever=trace"), Some("")] {
+            assert!(directives(value).starts_with("off,doppel_core=info,"), "{value:?}");
+        }
+    }
 }

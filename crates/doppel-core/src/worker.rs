@@ -245,6 +245,9 @@ pub(crate) struct Worker {
 
 /// How many chunk texts are embedded in one batch.
 const EMBED_BATCH: usize = 16;
+/// Further tries at recording a job's end, and the delay before the first (doubled each time).
+const RECORD_RETRIES: u32 = 4;
+const RECORD_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Longest idle wait before the worker looks at the queue again on its own.
 const IDLE_WAIT: Duration = Duration::from_secs(60);
@@ -351,7 +354,7 @@ impl Worker {
                     Ok(false) => {}
                     Err(e) => {
                         let reason = redact_urls(&e.to_string());
-                        warn!(error = %reason, "embedding of older passages postponed");
+                        warn!(error = %redact_urls(&e.for_log()), "embedding of older passages postponed");
                         lock(&self.shared.vectors).stalled = Some(reason.clone());
                         self.shared.events.publish(Event::BackfillStalled { reason });
                     }
@@ -567,6 +570,21 @@ impl Worker {
         let next = self.settings.with(key, value)?;
         let stored = next.get(key)?.to_string();
         store::set_setting(&self.conn, key, &stored)?;
+        // Each setting applies from the moment it is saved (those of the index's shape say in
+        // their help that they wait for its next rebuild).
+        match key {
+            "hnsw_ef_search" => {
+                if let Some(index) = write(&self.shared.index).as_mut() {
+                    index.change_ef_search(next.hnsw_ef_search as usize);
+                }
+            }
+            "embed_timeout_s" | "embed_retries" => {
+                if let Some(embedder) = lock(&self.shared.embedder).as_mut() {
+                    embedder.set_policy(RemotePolicy::of(&next))?;
+                }
+            }
+            _ => {}
+        }
         self.settings = next.clone();
         Ok(next)
     }
@@ -588,25 +606,46 @@ impl Worker {
             }
             events.publish(Event::SourceChanged { source, state: SourceState::Processing });
         }
-        let result = self.ingest(&job, claimed.payload_text);
+        // A panic (a bug in a parser, the chunker or the index) fails this job alone: its
+        // transaction rolls back as it unwinds, and the worker goes on with the next.
+        let ingested = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.ingest(&job, claimed.payload_text)
+        }));
+        let result = ingested.unwrap_or_else(|_| {
+            error!("a job stopped on an internal error; it failed alone");
+            Err(Error::Internal { during: "this job" })
+        });
         let stopping = self.shared.stopping.load(Ordering::Relaxed);
-        let recorded = match result {
-            Ok(finished) => self.record_done(&job, finished),
-            Err(Error::Cancelled) if stopping => {
-                info!("job interrupted by shutdown; it stays queued");
-                store::requeue_interrupted(&self.conn, &job)
+        // Recording the end is tried again a few times (a full disk may pass); if it still
+        // fails, the job row stays "running" and the next start puts it back in the queue.
+        let mut tries = 0;
+        loop {
+            let recorded = crate::faults::record_fault(&job.origin).and_then(|()| match &result {
+                Ok(finished) => self.record_done(&job, finished),
+                Err(Error::Cancelled) if stopping => {
+                    info!("job interrupted by shutdown; it stays queued");
+                    store::requeue_interrupted(&self.conn, &job)
+                }
+                Err(Error::Cancelled) => self.record_cancelled(&job),
+                Err(e) => self.record_failure(&job, e),
+            });
+            match recorded {
+                Ok(()) => break,
+                Err(e) if tries < RECORD_RETRIES => {
+                    warn!(error = %e, "could not record the end of a job; trying again");
+                    std::thread::sleep(RECORD_BACKOFF * (1 << tries));
+                    tries += 1;
+                }
+                Err(e) => {
+                    error!(error = %e, "could not record the end of a job; the next start runs it again");
+                    break;
+                }
             }
-            Err(Error::Cancelled) => self.record_cancelled(&job),
-            Err(e) => self.record_failure(&job, &e),
-        };
-        if let Err(e) = recorded {
-            // The job row stays "running"; the next start puts it back in the queue.
-            error!(error = %e, "could not record the end of a job");
         }
         self.shared.forget_cancel(job.id);
     }
 
-    fn record_done(&self, job: &Job, finished: Finished) -> Result<()> {
+    fn record_done(&self, job: &Job, finished: &Finished) -> Result<()> {
         info!(outcome = finished.outcome.as_str(), chunks = finished.chunks, "job done");
         let events = &self.shared.events;
         events.publish(Event::JobDone {
@@ -642,7 +681,7 @@ impl Worker {
             store::now_ms() + i64::from(self.settings.retry_backoff_ms) * (1i64 << exponent)
         });
         let message = e.to_string();
-        warn!(code = e.code(), error = %redact_urls(&message), will_retry = retry_at.is_some(), "job failed");
+        warn!(code = e.code(), error = %redact_urls(&e.for_log()), will_retry = retry_at.is_some(), "job failed");
         store::store_failure(&self.conn, job, e.code(), &message, retry_at)?;
         // A file that failed for good is not tried again by a watched folder's catch-up until
         // it changes.
@@ -767,6 +806,8 @@ impl Worker {
             .filter_map(|(id, c)| all_vectors.get(&c.text_hash).map(|v| (*id as u64, v)))
             .collect();
         apply_to_index(&self.shared, &[], &added);
+        // A test's fault lands here, mid-transaction, with vectors already in the index.
+        crate::faults::panic_if_armed(&job.origin);
         let edited = !removed.is_empty();
         let finish = |conn: &Connection| {
             store::finish_job(conn, job.id, JobOutcome::Ingested, Some(source_id), None)
@@ -879,7 +920,7 @@ impl Worker {
         let embedder = match self.load_embedder() {
             Ok(embedder) => embedder,
             Err(e) => {
-                warn!(error = %redact_urls(&e.to_string()), "vector search unavailable");
+                warn!(error = %redact_urls(&e.for_log()), "vector search unavailable");
                 lock(&self.shared.vectors).unavailable = Some(unavailable_reason(e));
                 return;
             }
@@ -912,11 +953,7 @@ impl Worker {
                         None
                     }),
                 };
-                let policy = RemotePolicy {
-                    timeout: Duration::from_secs(u64::from(self.settings.embed_timeout_s)),
-                    retries: self.settings.embed_retries,
-                    backoff: Duration::from_millis(500),
-                };
+                let policy = RemotePolicy::of(&self.settings);
                 let mut embedder = RemoteEmbedder::new(kind, &url, &model, key, policy, 0)?;
                 if let Some((_, dimension)) =
                     store::model_by_fingerprint(&self.conn, &embedder.info.fingerprint)?
@@ -1069,6 +1106,26 @@ impl Worker {
     fn update_index(&mut self, removed: &[i64], added: &[(u64, &Vec<f32>)]) {
         apply_to_index(&self.shared, removed, added);
         self.index_dirty = true;
+        if !removed.is_empty() {
+            self.remove_saved_index();
+        }
+    }
+
+    /// The saved index file holds vectors just removed (a deleted source's, an edit's old
+    /// passages): it goes at once, whatever the queue or the index size, and is written again,
+    /// rebuilt without them, when the queue is idle or the worker stops. A kill before then
+    /// costs a rebuild from the stored vectors at the next start, as any unsaved change does.
+    fn remove_saved_index(&self) {
+        let Some((_, info)) = lock(&self.shared.vectors).model.clone() else { return };
+        let (file, marker) = self.index_paths(&info);
+        // The marker first: an index file without it is rebuilt, never trusted.
+        for path in [marker, file] {
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                warn!(error = %e, file = %path.display(), "a saved index file could not be removed");
+            }
+        }
     }
 
     /// Vectors for a source's chunks: new ones embedded (in batches, cancellable, with

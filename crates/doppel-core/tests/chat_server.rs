@@ -121,14 +121,7 @@ fn open(data: &Path, kind: RemoteKind, url: &str) -> Doppel {
     for (key, value) in [("chat_timeout_s", "1"), ("chat_idle_s", "1"), ("embed_retries", "1")] {
         doppel.set_setting(key, value).unwrap();
     }
-    let queued = doppel
-        .add_text(TextRequest {
-            twin: DEFAULT_TWIN,
-            title: "Garden notes".into(),
-            text: "The tomatoes went in during May, after the last frost.".into(),
-        })
-        .unwrap();
-    doppel.wait_for(&[queued.job_id], |_| {}).unwrap();
+    common::learn_garden_note(&doppel);
     let server = ChatServer::new(kind, url, "tiny").unwrap();
     doppel.set_chat_model(&ChatModel::Remote(server)).unwrap();
     doppel

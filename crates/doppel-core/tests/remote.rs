@@ -325,6 +325,25 @@ fn server_errors_are_retried_a_bounded_number_of_times_then_fail_clearly() {
 }
 
 #[test]
+fn m1_the_embedding_timeout_and_retries_apply_when_saved_to_a_loaded_server() {
+    let data = tempfile::tempdir().unwrap();
+    let (failing, seen) =
+        serve(Arc::new(|_: &Request| Answer::Json(503, json!({ "error": "loading" }))));
+    let doppel = open(data.path());
+    use_server(&doppel, RemoteKind::Ollama, &failing, "busy");
+    // The server is in use with 2 retries; none from now on, without a restart.
+    doppel.set_setting("embed_retries", "0").unwrap();
+    assert_eq!(add(&doppel, "Garden", GARDEN).state, JobState::Failed);
+    assert_eq!(seen.lock().unwrap().len(), 1, "a retry that the saved setting ruled out");
+
+    let (hanging, _) = serve(Arc::new(|_: &Request| Answer::Hang));
+    use_server(&doppel, RemoteKind::Ollama, &hanging, "slow");
+    doppel.set_setting("embed_timeout_s", "2").unwrap();
+    let message = add(&doppel, "Bread", BREAD).last_error.unwrap();
+    assert!(message.contains("no answer within 2 s"), "{message}");
+}
+
+#[test]
 fn a_vector_of_the_wrong_dimension_is_refused_and_nothing_is_stored() {
     let data = tempfile::tempdir().unwrap();
     let dimension = Arc::new(AtomicUsize::new(16));

@@ -103,16 +103,54 @@ fn l3_without_a_model_search_falls_back_to_keywords_and_says_so() {
     assert_eq!(search(&doppel, "a bird standing near water", SearchMode::Vector).hits.len(), 1);
 }
 
+/// The FTS5 vocabulary entries among `terms` (what the keyword index still knows, whatever its
+/// bytes look like).
+fn fts_terms(data: &Path, terms: &[&str]) -> Vec<String> {
+    let db = rusqlite::Connection::open_with_flags(
+        data.join(DATABASE_FILE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    db.execute_batch("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, chunks_fts, row);")
+        .unwrap();
+    let mut found = Vec::new();
+    for term in terms {
+        let n: i64 = db
+            .query_row("SELECT count(*) FROM temp.vocab WHERE term = ?1", [term], |r| r.get(0))
+            .unwrap();
+        if n > 0 {
+            found.push(term.to_string());
+        }
+    }
+    found
+}
+
+/// Every file under `dir` (recursively) that holds one of `needles`, with what was found.
+fn holding(dir: &Path, needles: &[(&str, &[u8])]) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in common::walk(dir) {
+        let bytes = std::fs::read(&file).unwrap();
+        for (what, needle) in needles {
+            if bytes.windows(needle.len()).any(|w| w == *needle) {
+                found.push(format!("{what} in {}", file.display()));
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn cr4_forget_leaves_no_bytes_of_text_or_vectors() {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
     let keep =
         write(files.path(), "keep.md", "# Keep\nThe ordinary passage about gardening stays.");
+    // Needles no stemmer changes (letters then digits), starting with letters no other word of
+    // the index starts with, so that its prefix compression cannot split them.
     let gone = write(
         files.path(),
         "gone.md",
-        "# Secret\nThe zanzibarmarker recipe must be forgotten entirely.",
+        "# Qhx2209 notes\nThe qzv4417 recipe must be forgotten entirely.",
     );
     let doppel = open(data.path());
     ingest(&doppel, &[keep, gone.clone()]);
@@ -131,33 +169,59 @@ fn cr4_forget_leaves_no_bytes_of_text_or_vectors() {
         )
         .unwrap()
     };
-    assert_eq!(
-        search(&doppel, "zanzibarmarker recipe", SearchMode::Hybrid).hits[0].source_id,
-        source.id
-    );
-
-    doppel.delete_source(source.id).unwrap();
-    for mode in [SearchMode::Hybrid, SearchMode::Vector, SearchMode::Keyword] {
-        let hits = search(&doppel, "zanzibarmarker recipe forgotten", mode).hits;
-        assert!(hits.iter().all(|h| h.source_id != source.id), "{mode:?}");
-    }
-    drop(doppel);
-
-    let needles: [(&str, &[u8]); 3] = [
-        ("text", b"zanzibarmarker"),
+    assert_eq!(search(&doppel, "qzv4417 recipe", SearchMode::Hybrid).hits[0].source_id, source.id);
+    let terms = ["qzv4417", "qhx2209"];
+    assert_eq!(fts_terms(data.path(), &terms), terms, "the needles are indexed as written");
+    let needles: [(&str, &[u8]); 4] = [
+        ("text", b"qzv4417"),
+        ("title", b"Qhx2209"),
         ("vector head", &vector[..32]),
         ("vector tail", &vector[vector.len() - 32..]),
     ];
-    for file in common::walk(data.path()) {
-        let bytes = std::fs::read(&file).unwrap();
-        for (what, needle) in needles {
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle),
-                "{what} found in {}",
-                file.display()
-            );
+    assert!(!holding(data.path(), &needles[..2]).is_empty(), "the scan finds the text before");
+
+    // Another thread reads all along; the handle stays open.
+    let reading = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut searches = 0;
+            while reading.load(std::sync::atomic::Ordering::Relaxed) || searches == 0 {
+                search(&doppel, "ordinary gardening recipe", SearchMode::Hybrid);
+                searches += 1;
+            }
+            searches
+        });
+        doppel.delete_source(source.id).unwrap();
+        // Right after `delete` returns: the database, its log and the index file, every file.
+        assert_eq!(holding(data.path(), &needles), Vec::<String>::new());
+        assert_eq!(fts_terms(data.path(), &terms), Vec::<String>::new());
+        for mode in [SearchMode::Hybrid, SearchMode::Vector, SearchMode::Keyword] {
+            let hits = search(&doppel, "qzv4417 recipe forgotten", mode).hits;
+            assert!(hits.iter().all(|h| h.source_id != source.id), "{mode:?}");
         }
-    }
+        reading.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+    });
+    drop(doppel);
+    assert_eq!(holding(data.path(), &needles), Vec::<String>::new());
+
+    // The index written again at shutdown still finds the passage that stayed.
+    let doppel = open(data.path());
+    let results = search(&doppel, "ordinary gardening", SearchMode::Vector);
+    assert_eq!(results.hits[0].source_title, "Keep", "{results:?}");
+}
+
+#[test]
+fn m1_the_search_candidate_list_applies_when_saved() {
+    let data = tempfile::tempdir().unwrap();
+    let doppel = open(data.path());
+    assert_eq!(doppel.vector_status().ef_search, 128);
+    doppel.set_setting("hnsw_ef_search", "300").unwrap();
+    // The index searching now uses it, without a restart, and the check reports it.
+    assert_eq!(doppel.vector_status().ef_search, 300);
+    assert_eq!(doppel.doctor().unwrap().ef_search, 300);
+    drop(doppel);
+    assert_eq!(open(data.path()).vector_status().ef_search, 300);
 }
 
 #[test]

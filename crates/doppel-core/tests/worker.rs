@@ -173,6 +173,48 @@ fn failures_are_retried_with_backoff_then_recorded_on_job_and_source() {
 }
 
 #[test]
+fn m3_a_job_that_panics_fails_alone_with_a_reason_and_the_worker_goes_on() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    // Injected faults (doppel_core::faults): one file's job panics mid-transaction, with its
+    // vectors already in the index; another's end fails to be recorded twice.
+    faults::panic_in_jobs_of("m3panicmarker");
+    faults::fail_recording_jobs_of("m3recordmarker", 2);
+    let paths = [
+        write_files(files.path(), "m3panicmarker", 1, 3),
+        write_files(files.path(), "m3recordmarker", 1, 3),
+        write_files(files.path(), "m3fine", 2, 3),
+    ]
+    .concat();
+    let doppel = open(data.path());
+    let ended = doppel.wait_for(&ingest(&doppel, &paths), |_| {}).unwrap();
+    let job_of = |marker: &str| ended.iter().find(|j| j.origin.contains(marker)).unwrap();
+
+    let broken = job_of("m3panicmarker");
+    assert_eq!(broken.state, JobState::Failed);
+    assert_eq!(broken.last_error_code.as_deref(), Some("internal"));
+    let reason = broken.last_error.clone().unwrap();
+    assert!(reason.contains("internal error") && reason.contains("other files go on"), "{reason}");
+    let source = doppel.source(broken.source_id.unwrap()).unwrap();
+    assert_eq!(source.state, SourceState::Failed);
+    assert!(doppel.chunks(source.id).unwrap().is_empty(), "half a file was kept");
+    assert!(doppel.search(&keyword("m3panicmarkerx0y1")).unwrap().hits.is_empty());
+
+    // Recording that failed twice was tried again, and the others were done as usual.
+    for marker in ["m3recordmarker", "m3fine"] {
+        assert_eq!(job_of(marker).state, JobState::Done, "{marker}");
+    }
+    assert_eq!(doppel.search(&keyword("m3recordmarkerx0y1")).unwrap().hits.len(), 1);
+    assert_eq!(doppel.search(&keyword("m3finex1y2")).unwrap().hits.len(), 1);
+
+    // The worker still takes commands and jobs.
+    doppel.set_setting("top_k", "5").unwrap();
+    let more = write_files(&files.path().join("more"), "m3later", 1, 1);
+    let ended = doppel.wait_for(&ingest(&doppel, &more), |_| {}).unwrap();
+    assert_eq!(ended[0].state, JobState::Done);
+}
+
+#[test]
 fn nothing_stays_running_or_processing_after_a_crash() {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();

@@ -178,7 +178,29 @@ function EmbedderCard() {
     setBusy(true);
     setError(null);
     try {
-      take(kind === "local" ? await api.setEmbedder("local") : await api.setEmbedder(kind, url.trim(), model.trim()));
+      const choose = (confirmed?: boolean) =>
+        kind === "local" ? api.setEmbedder("local") : api.setEmbedder(kind, url.trim(), model.trim(), confirmed);
+      let chosen: Embedder;
+      try {
+        chosen = await choose();
+      } catch (err) {
+        const e = toAppError(err);
+        if (e.code !== "confirmation_needed") throw err;
+        // The audit's cost guard: nothing is sent to a server before the owner says so.
+        const ok = await app.confirm({
+          title: "Send your passages to this server?",
+          body: (
+            <>
+              <p data-testid="embedder-cost">{e.message}</p>
+              <p class="muted">Your twin learns them again by meaning; keyword search answers meanwhile.</p>
+            </>
+          ),
+          confirm: "Send and use this model",
+        });
+        if (!ok) return;
+        chosen = await choose(true);
+      }
+      take(chosen);
       app.models.reload();
       app.toast("Embedding model changed: passages are learnt again in the background", "success");
     } catch (err) {

@@ -120,6 +120,9 @@ pub struct AskRequest {
     pub options: GenerateOptions,
     /// How to answer; `None` uses the stored [`AnswerMode`].
     pub mode: Option<AnswerMode>,
+    /// The shell's id for this ask (1 to 64 letters, digits, `-` or `_`), carried by every log
+    /// line of it; `None` (or an id of any other shape) names it by its answer's message id.
+    pub request_id: Option<String>,
 }
 
 impl AskRequest {
@@ -131,6 +134,7 @@ impl AskRequest {
             twin: DEFAULT_TWIN,
             options: GenerateOptions::default(),
             mode: None,
+            request_id: None,
         }
     }
 }
@@ -234,6 +238,20 @@ impl Doppel {
                 reply,
             })
         })?;
+        let request_id = match &request.request_id {
+            Some(id)
+                if (1..=64).contains(&id.len())
+                    && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                id.clone()
+            }
+            _ => format!("message-{}", rows.answer),
+        };
+        // Ids, modes, counts and times only: never the question, a passage or the answer.
+        let span = tracing::info_span!("ask", request = %request_id);
+        let _entered = span.enter();
+        let started = Instant::now();
+        tracing::info!(message = rows.answer, "answer started");
         let mut notes = Vec::new();
         let mut text = String::new();
         // Saved at the first piece, then every SAVE_EVERY.
@@ -254,18 +272,28 @@ impl Doppel {
                 }
                 done
             }
-            Err(e) => FinishedAnswer {
-                message: 0,
-                content: text,
-                state: MessageState::Failed,
-                error: Some(e.to_string()),
-                model: None,
-                grounding: Grounding::Passages,
-                verified: false,
-                citations: Vec::new(),
-                draft: None,
-            },
+            Err(e) => {
+                tracing::warn!(code = e.code(), error = %e.for_log(), "answer failed");
+                FinishedAnswer {
+                    message: 0,
+                    content: text,
+                    state: MessageState::Failed,
+                    error: Some(e.to_string()),
+                    model: None,
+                    grounding: Grounding::Passages,
+                    verified: false,
+                    citations: Vec::new(),
+                    draft: None,
+                }
+            }
         };
+        tracing::info!(
+            state = ?finished.state,
+            grounding = ?finished.grounding,
+            citations = finished.citations.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "answer finished"
+        );
         let finished = FinishedAnswer { message: rows.answer, ..finished };
         self.finish(rows, finished, conversation, notes)
     }

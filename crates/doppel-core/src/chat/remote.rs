@@ -156,7 +156,8 @@ impl Call<'_> {
                 return Err(self.server.failed(reason));
             }
             let delay = self.policy.backoff.saturating_mul(1 << tries.min(16));
-            tracing::info!(server = %self.server.url, %reason, ?delay, "chat request will be retried");
+            // Not the reason: it may quote the server's answer.
+            tracing::info!(server = %self.server.url, ?delay, "chat request will be retried");
             match wait(tokio::time::sleep(delay), end, self.cancel).await {
                 Waited::Ready(()) => tries += 1,
                 Waited::Cancelled => return Ok(Finish::Cancelled),

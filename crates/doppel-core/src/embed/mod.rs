@@ -6,7 +6,7 @@
 //! L2-normalised and has the dimension recorded for its model.
 
 mod local;
-mod remote;
+pub(crate) mod remote;
 
 use std::path::{Path, PathBuf};
 
@@ -70,6 +70,15 @@ impl Embedder {
         match self {
             Embedder::Local(e) => e.embed(texts),
             Embedder::Remote(e) => e.embed(texts),
+        }
+    }
+
+    /// Applies new timeouts and retries to a model server's requests from now on (the local
+    /// model has none).
+    pub(crate) fn set_policy(&mut self, policy: remote::RemotePolicy) -> Result<()> {
+        match self {
+            Embedder::Local(_) => Ok(()),
+            Embedder::Remote(e) => e.set_policy(policy),
         }
     }
 }

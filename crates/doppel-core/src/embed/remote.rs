@@ -116,6 +116,30 @@ pub(crate) struct RemotePolicy {
     pub backoff: Duration,
 }
 
+impl RemotePolicy {
+    /// The policy the settings ask for.
+    pub(crate) fn of(settings: &crate::settings::Settings) -> RemotePolicy {
+        RemotePolicy {
+            timeout: Duration::from_secs(u64::from(settings.embed_timeout_s)),
+            retries: settings.embed_retries,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// An HTTP client whose every request ends within the policy's timeout.
+fn client_for(policy: RemotePolicy) -> Result<Client> {
+    Client::builder()
+        .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
+        .timeout(policy.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Doppel/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::ModelUnavailable {
+            reason: format!("could not set up the HTTP client: {e}"),
+        })
+}
+
 pub(crate) struct RemoteEmbedder {
     client: Client,
     kind: RemoteKind,
@@ -146,15 +170,7 @@ impl RemoteEmbedder {
         policy: RemotePolicy,
         dimension: usize,
     ) -> Result<RemoteEmbedder> {
-        let client = Client::builder()
-            .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
-            .timeout(policy.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Doppel/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::ModelUnavailable {
-                reason: format!("could not set up the HTTP client: {e}"),
-            })?;
+        let client = client_for(policy)?;
         let endpoint = endpoint(kind, url);
         Ok(RemoteEmbedder {
             client,
@@ -166,6 +182,13 @@ impl RemoteEmbedder {
             policy,
             info: info(kind, url, model, dimension),
         })
+    }
+
+    /// Applies new timeouts and retries to the requests from now on.
+    pub(crate) fn set_policy(&mut self, policy: RemotePolicy) -> Result<()> {
+        self.client = client_for(policy)?;
+        self.policy = policy;
+        Ok(())
     }
 
     fn failed(&self, reason: String, transient: bool) -> Error {
@@ -185,8 +208,8 @@ impl RemoteEmbedder {
                 Ok(answer) => break answer,
                 Err(failure) if failure.retry && tries < self.policy.retries => {
                     let delay = self.policy.backoff.saturating_mul(1 << tries.min(16));
-                    tracing::info!(server = %self.server, reason = %failure.reason, ?delay,
-                        "embedding request will be retried");
+                    // Not the reason: it may quote the server's answer.
+                    tracing::info!(server = %self.server, ?delay, "embedding request will be retried");
                     std::thread::sleep(delay);
                     tries += 1;
                 }
@@ -387,7 +410,7 @@ fn endpoint(kind: RemoteKind, url: &str) -> String {
 
 /// What a server's model is recorded as. Its weights cannot be read, so the fingerprint is that
 /// of the kind, URL and model name: another server or model never shares vectors with it.
-fn info(kind: RemoteKind, url: &str, model: &str, dimension: usize) -> ModelInfo {
+pub(crate) fn info(kind: RemoteKind, url: &str, model: &str, dimension: usize) -> ModelInfo {
     let identity = format!("{}\n{url}\n{model}", kind.as_str());
     ModelInfo {
         name: format!("{model} ({} at {url})", kind.as_str()),

@@ -188,6 +188,19 @@ pub(crate) fn count_without_vectors(conn: &Connection, model: i64) -> Result<u64
     )?)
 }
 
+/// The distinct passage texts without a vector from `model` (all of them for `None`, a model
+/// never used), and the sum of their estimated tokens.
+pub(crate) fn texts_without_vectors(conn: &Connection, model: Option<i64>) -> Result<(u64, u64)> {
+    Ok(conn.query_row(
+        "SELECT count(*), coalesce(sum(tokens), 0) FROM (
+           SELECT max(c.token_count) AS tokens FROM chunks c
+           WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ?1 AND e.text_hash = c.text_hash)
+           GROUP BY c.text_hash)",
+        [model.unwrap_or(-1)],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )?)
+}
+
 /// Removes vectors whose text no chunk holds any more.
 pub(crate) fn delete_orphan_embeddings(tx: &Transaction) -> Result<usize> {
     Ok(tx.execute(

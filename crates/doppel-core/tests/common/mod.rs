@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
-use doppel_core::{MODEL_CACHE_ENV, ModelFiles};
+use doppel_core::{DEFAULT_TWIN, Doppel, MODEL_CACHE_ENV, ModelFiles, TextRequest};
 use serde_json::Value;
 
 /// Every file below `dir`.
@@ -64,4 +64,16 @@ pub fn read_request(stream: &TcpStream) -> Option<Request> {
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
     Some(Request { path, authorization, body: serde_json::from_slice(&body).ok()? })
+}
+
+/// Teaches the twin of `doppel` one note of the garden, and waits until it is learnt.
+pub fn learn_garden_note(doppel: &Doppel) {
+    let queued = doppel
+        .add_text(TextRequest {
+            twin: DEFAULT_TWIN,
+            title: "Garden notes".into(),
+            text: "The tomatoes went in during May, after the last frost.".into(),
+        })
+        .unwrap();
+    doppel.wait_for(&[queued.job_id], |_| {}).unwrap();
 }

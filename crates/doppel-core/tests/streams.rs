@@ -1,0 +1,147 @@
+//! H4, measured: 200 answers from a chat model server, and 30 from the real local model (whose
+//! first token costs seconds in a debug build), cancelled at their first piece or abandoned in
+//! the middle, leave the process's threads and memory where they were. One test in a binary of
+//! its own, so that no other test's threads or memory are counted; the loopback server's own
+//! threads are named and left out of the count.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::{model_cache, read_request};
+use doppel_core::chat::remote::ChatServer;
+use doppel_core::chat::{AnswerMode, AskRequest, ChatModel, MessageState};
+use doppel_core::*;
+
+const SERVER_THREAD: &str = "loopback-chat";
+
+/// An OpenAI-compatible server that streams one piece after another until the client leaves.
+fn endless_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let accept = move || {
+        for mut stream in listener.incoming().flatten() {
+            let serve = move || {
+                if read_request(&stream).is_none() {
+                    return;
+                }
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                // Pieces that never repeat (a loop would be stopped as one), at the server's
+                // pace, not a wait of the test: one every 2 ms until the client closes.
+                for n in 0u64.. {
+                    let words = format!("The tomatoes went in during May, note {n}. ");
+                    let piece =
+                        serde_json::json!({"choices": [{"index": 0, "delta": {"content": words}}]});
+                    if stream.write_all(format!("data: {piece}\n\n").as_bytes()).is_err()
+                        || stream.flush().is_err()
+                    {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            };
+            std::thread::Builder::new().name(SERVER_THREAD.into()).spawn(serve).unwrap();
+        }
+    };
+    std::thread::Builder::new().name(SERVER_THREAD.into()).spawn(accept).unwrap();
+    base
+}
+
+/// The process's threads, the loopback server's left out.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            name.trim() != SERVER_THREAD
+        })
+        .count()
+}
+
+/// The process's resident memory, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Asks once; `stop_after` pieces arrive before the answer is cancelled (as the window does
+/// when its channel is gone).
+fn ask_and_leave(doppel: &Doppel, stop_after: usize) {
+    let cancel = AtomicBool::new(false);
+    let mut pieces = 0;
+    let mut request = AskRequest::new("When did the tomatoes go in?");
+    request.options.max_tokens = 200;
+    let answer = doppel
+        .ask(&request, &cancel, &mut |_| {
+            pieces += 1;
+            if pieces >= stop_after {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+    assert_eq!(answer.message.state, MessageState::Cancelled);
+}
+
+/// A data directory whose twin knows one note, answering with `model` in model mode.
+fn twin(data: &std::path::Path, models: std::path::PathBuf, model: ChatModel) -> Doppel {
+    let doppel = Doppel::open(Config { models: Some(models), ..Config::new(data) }).unwrap();
+    common::learn_garden_note(&doppel);
+    doppel.set_chat_model(&model).unwrap();
+    // The small local model answers itself only when asked to.
+    doppel.set_answer_mode(AnswerMode::Model).unwrap();
+    doppel
+}
+
+/// Threads and RSS before and after `rounds` asks (after `warm_up` more), even rounds cancelled
+/// at the first piece, odd ones abandoned after `later` pieces.
+fn measure(
+    doppel: &Doppel,
+    warm_up: usize,
+    rounds: usize,
+    later: usize,
+) -> ((usize, u64), (usize, u64)) {
+    for round in 0..warm_up {
+        ask_and_leave(doppel, 1 + round % 2 * (later - 1));
+    }
+    let before = (threads(), rss_kib());
+    for round in 0..rounds {
+        ask_and_leave(doppel, 1 + round % 2 * (later - 1));
+    }
+    (before, (threads(), rss_kib()))
+}
+
+#[test]
+fn h4_cancelled_and_abandoned_streams_leave_threads_and_memory_flat() {
+    // A model server: the HTTP client, its runtime and SQLite's caches warm up first.
+    let data = tempfile::tempdir().unwrap();
+    let server = ChatServer::new(RemoteKind::OpenAi, &endless_server(), "tiny").unwrap();
+    let remote = twin(data.path(), data.path().join("no-models"), ChatModel::Remote(server));
+    let ((threads_before, rss_before), (threads_after, rss_after)) = measure(&remote, 20, 200, 20);
+    println!(
+        "200 remote streams: threads {threads_before} -> {threads_after}, RSS {rss_before} KiB -> {rss_after} KiB"
+    );
+    assert_eq!(threads_after, threads_before, "no thread left behind");
+    // 200 stored answers grow the database's cache a little; a leaked stream per answer
+    // (a connection, its buffers, a runtime) would cost far more than 8 MiB in all.
+    assert!(rss_after < rss_before + 8 * 1024, "{rss_before} KiB -> {rss_after} KiB");
+    let first = &remote.conversations(DEFAULT_TWIN).unwrap()[0].id;
+    assert_eq!(remote.messages(first).unwrap().len(), 2);
+    drop(remote);
+
+    // The local model: its one generation thread stays loaded; nothing else may stay.
+    let data = tempfile::tempdir().unwrap();
+    let local = twin(data.path(), model_cache(), ChatModel::Local(None));
+    let ((threads_before, rss_before), (threads_after, rss_after)) = measure(&local, 2, 30, 4);
+    println!(
+        "30 local streams: threads {threads_before} -> {threads_after}, RSS {rss_before} KiB -> {rss_after} KiB"
+    );
+    assert_eq!(threads_after, threads_before, "no thread left behind");
+    assert!(rss_after < rss_before + 16 * 1024, "{rss_before} KiB -> {rss_after} KiB");
+}
