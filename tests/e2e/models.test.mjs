@@ -191,7 +191,11 @@ describe("models in the window", () => {
     await app.screenshot("models-07-banner");
     await app.click(byTestId("model-banner-open"));
     await app.waitFor("Settings at its models", byTestId("settings-models"));
-    const focused = await app.session.execute("return document.activeElement?.getAttribute('data-testid')");
+    // Focus moves once the view has rendered: waited for, not read at the first look.
+    const focused = await poll("focus on Settings' models", async () => {
+      const id = await app.session.execute("return document.activeElement?.getAttribute('data-testid')");
+      return id === "settings-models" && id;
+    });
     assert.equal(focused, "settings-models");
 
     // Back to the default model: the banner goes.
