@@ -1,8 +1,10 @@
-//! Vector index speed: Doppel's HNSW index (`VectorIndex`, usearch) next to hnswlib on the same
-//! vectors, in the same run: build time, memory, recall@10 and queries per second at recall 0.95.
+//! Vector index speed: Doppel's HNSW index (`doppel-hnsw`) next to usearch (the index Doppel
+//! used before) and hnswlib on the same vectors, in the same run: build time, memory, recall@10
+//! and queries per second at recall 0.95, deleting 1,025 vectors until no file holds them, and
+//! opening the saved file.
 //!
 //! `bench/index` runs this after making a Python environment with hnswlib. The data sets are
-//! written once under `/var/tmp/doppel-bench-index/NAME/` and shared by both sides: rows of 384
+//! written once under `/var/tmp/doppel-bench-index/NAME/` and shared by all sides: rows of 384
 //! little-endian f32 (`base.f32`, `queries.f32`) and the exact top 10 of every query by
 //! brute force (`truth.u32` ids, `truth.f32` similarities).
 //!
@@ -14,15 +16,17 @@
 //!   normalised, queries drawn from the same clusters.
 //!
 //! Each side runs in its own process (so that its memory figures are its own) and builds its
-//! index with the same parameters (the settings' defaults `m` 16, `ef_construction` 128) on one
-//! thread, one side after the other: Doppel adds one vector at a time, as its worker does. (Adding
+//! index with the same parameters (the settings' defaults `m` 16, `ef_construction` 128), one
+//! side after the other: Doppel and hnswlib on `BUILD_THREADS` threads, usearch on one (adding
 //! from several threads at once leaves some nodes unreachable in usearch 2.26, unum-cloud/USearch
-//! issue 735, so Doppel does not do it.) Then both sweep `ef_search` together, asked in turn at
-//! each value (queries on one thread, the fastest of three turns counts), writing the ids they
-//! found; this process scores both sides' answers the same way and prints the tables.
+//! issue 735). Then all sweep `ef_search` together, asked in turn at each value (queries on one
+//! thread, the fastest of three turns counts), writing the ids they found; this process scores
+//! every side's answers the same way and prints the tables. Last, each deletes the same 1,025
+//! vectors and saves (Doppel repairs its graph and zeroes their bytes; hnswlib only marks them;
+//! usearch keeps them in its file), then opens what it saved.
 //!
 //! Arguments (cargo adds `--bench`, which is ignored): the data sets (default `real 100k`).
-//! `side doppel DIR OUT` is the Doppel side's process. `$DOPPEL_BENCH_PYTHON` names a Python
+//! `side doppel|usearch DIR OUT` is a Rust side's process. `$DOPPEL_BENCH_PYTHON` names a Python
 //! with hnswlib and numpy (default `/var/tmp/doppel-bench-venv/bin/python`); the `real` set
 //! needs `$DOPPEL_MODEL_CACHE`.
 
@@ -36,7 +40,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use doppel_core::Settings;
-use doppel_core::bench::{HnswParams, LocalEmbedder, ModelFiles, VectorIndex};
+use doppel_core::bench::{LocalEmbedder, ModelFiles};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -67,8 +71,8 @@ const TARGET: f64 = 0.95;
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    if let ["side", "doppel", dir, out] = args.as_slice() {
-        return doppel_side(Path::new(dir), Path::new(out));
+    if let ["side", kind, dir, out] = args.as_slice() {
+        return rust_side(kind, Path::new(dir), Path::new(out));
     }
     let mut sets = Vec::new();
     for &arg in &args {
@@ -86,8 +90,9 @@ fn main() -> Result<()> {
         return Err(format!("{} is missing: bench/index makes it", python.display()).into());
     }
     println!(
-        "machine: {} cores; usearch {} ({}); builds and queries on 1 thread",
+        "machine: {} cores; Doppel's kernel {}; usearch {} ({})",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
+        doppel_hnsw::kernel(),
         usearch::version(),
         usearch::hardware_acceleration_available(),
     );
@@ -417,41 +422,89 @@ fn id_recall(found: &[u64], truth: &[u32]) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The sides. Each is a process that builds its index, prints `version V` (hnswlib), `build
-// SECONDS`, `memory BYTES` (resident memory grown by the build) and `ready`, then answers
-// commands on its standard input: `ef N` sets `ef_search`, runs the query set on one thread
-// (again until `PASS_SECONDS` have passed; the fastest pass counts), writes the ids found to
-// OUT/SIDE-efN.ids (`K` u64 per query) and prints `point N QPS ID_RECALL`; `peak` prints
-// `peak BYTES` and ends it. Both sides are alive during the sweep and are asked in turn, so that
-// other work on the machine slows both alike.
+// The sides. Each is a process that builds its index, prints `version V`, `build SECONDS`,
+// `memory BYTES` (resident memory grown by the build) and `ready`, then answers commands on its
+// standard input: `ef N` sets `ef_search`, runs the query set on one thread (again until
+// `PASS_SECONDS` have passed; the fastest pass counts), writes the ids found to
+// OUT/SIDE-efN.ids (`K` u64 per query) and prints `point N QPS ID_RECALL`; `delete` removes
+// `DELETED` vectors (ten clusters' worth), saves the index and prints `delete SECONDS` (both)
+// and `open SECONDS` (loading the saved file); `peak` prints `peak BYTES` and ends it. All sides
+// are alive during the sweep and are asked in turn, so that other work on the machine slows
+// them alike.
 
 /// Least time spent on one point in one turn.
 const PASS_SECONDS: f64 = 0.3;
 /// Turns per point; the fastest counts.
 const ROUNDS: usize = 3;
+/// Threads a build uses on the sides that build in parallel (Doppel's and hnswlib's).
+const BUILD_THREADS: usize = 2;
+/// Vectors removed by `delete`, as many as in the issue's measure of ingesting from a server.
+const DELETED: usize = 1025;
 
-fn doppel_side(dir: &Path, out: &Path) -> Result<()> {
+/// The keys `delete` removes: the first `DELETED` of the rows in clusters 0, 100, 200, ...
+/// (rows are dealt to clusters in turn), so that they are neighbours of each other, as a
+/// source's passages are.
+fn deleted_keys(rows: usize) -> Vec<u64> {
+    let mut keys: Vec<u64> =
+        (0..rows as u64).filter(|k| (k % CLUSTERS as u64).is_multiple_of(100)).collect();
+    keys.truncate(DELETED);
+    keys
+}
+
+/// One of the Rust sides: Doppel's index (`doppel-hnsw`) or usearch, the index Doppel used
+/// before.
+enum Built {
+    Doppel(Box<doppel_hnsw::Hnsw>),
+    Usearch(usearch::Index),
+}
+
+fn rust_side(kind: &str, dir: &Path, out: &Path) -> Result<()> {
     let base = read_f32(&dir.join("base.f32"))?;
     let queries = read_f32(&dir.join("queries.f32"))?;
     let truth = read_words(&dir.join("truth.u32"), u32::from_le_bytes)?;
     let settings = Settings::default();
-    let params = HnswParams {
-        m: settings.hnsw_m as usize,
-        ef_construction: settings.hnsw_ef_construction as usize,
-        ef_search: settings.hnsw_ef_search as usize,
-    };
+    let (m, ef_construction) = (settings.hnsw_m as usize, settings.hnsw_ef_construction as usize);
+    let rows = base.len() / DIM;
     let before = memory("VmRSS");
     let started = Instant::now();
-    let mut index = VectorIndex::new(out.join("doppel.usearch"), DIM, params)?;
-    for (key, vector) in base.chunks_exact(DIM).enumerate() {
-        index.add(key as u64, vector)?;
-    }
+    let mut index = match kind {
+        "doppel" => {
+            println!("version {}", doppel_hnsw::kernel());
+            let items: Vec<(u64, &[f32])> =
+                base.chunks_exact(DIM).enumerate().map(|(k, v)| (k as u64, v)).collect();
+            let mut index = doppel_hnsw::Hnsw::new(DIM, doppel_hnsw::Params { m, ef_construction });
+            index.build(&items, BUILD_THREADS, |_, _| {})?;
+            Built::Doppel(Box::new(index))
+        }
+        "usearch" => {
+            println!("version {}", usearch::version());
+            let options = usearch::IndexOptions {
+                dimensions: DIM,
+                metric: usearch::MetricKind::Cos,
+                quantization: usearch::ScalarKind::F32,
+                connectivity: m,
+                expansion_add: ef_construction,
+                expansion_search: settings.hnsw_ef_search as usize,
+                multi: false,
+            };
+            let index = usearch::Index::new(&options)?;
+            index.reserve(rows)?;
+            // One thread: concurrent adds lose nodes in usearch 2.26 (USearch issue 735).
+            for (key, vector) in base.chunks_exact(DIM).enumerate() {
+                index.add(key as u64, vector)?;
+            }
+            Built::Usearch(index)
+        }
+        other => return Err(format!("no side {other}").into()),
+    };
     println!("build {}", started.elapsed().as_secs_f64());
     println!("memory {}", memory("VmRSS").saturating_sub(before));
-    if index.len() != base.len() / DIM {
-        return Err(
-            format!("{} vectors in the index, not {}", index.len(), base.len() / DIM).into()
-        );
+    let len = match &index {
+        Built::Doppel(i) => i.len(),
+        Built::Usearch(i) => i.size(),
+    };
+    if len != rows {
+        return Err(format!("{len} vectors in the index, not {rows}").into());
     }
     println!("ready");
     std::io::stdout().flush()?;
@@ -461,23 +514,79 @@ fn doppel_side(dir: &Path, out: &Path) -> Result<()> {
         match line.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["ef", ef_search] => {
                 let ef_search: usize = ef_search.parse()?;
-                index.change_ef_search(ef_search);
+                if let Built::Usearch(i) = &index {
+                    i.change_expansion_search(ef_search);
+                }
                 let mut fastest = f64::INFINITY;
                 let mut total = 0.0;
                 while total < PASS_SECONDS {
                     let started = Instant::now();
                     for (query, found) in queries.chunks_exact(DIM).zip(found.chunks_exact_mut(K)) {
-                        let hits = index.search(query, K)?;
                         found.fill(u64::MAX);
-                        found.iter_mut().zip(&hits).for_each(|(f, (key, _))| *f = *key);
+                        match &index {
+                            Built::Doppel(i) => {
+                                let hits = i.search(query, K, ef_search);
+                                found.iter_mut().zip(&hits).for_each(|(f, (key, _))| *f = *key);
+                            }
+                            Built::Usearch(i) => {
+                                let hits = i.search(query, K)?;
+                                found.iter_mut().zip(&hits.keys).for_each(|(f, key)| *f = *key);
+                            }
+                        }
                     }
                     let secs = started.elapsed().as_secs_f64();
                     fastest = fastest.min(secs);
                     total += secs;
                 }
-                write_ids(&out.join(format!("doppel-ef{ef_search}.ids")), &found)?;
+                write_ids(&out.join(format!("{kind}-ef{ef_search}.ids")), &found)?;
                 let qps = (queries.len() / DIM) as f64 / fastest;
                 println!("point {ef_search} {qps} {}", id_recall(&found, &truth));
+            }
+            ["delete"] => {
+                let keys = deleted_keys(rows);
+                let file = out.join(format!("{kind}.index"));
+                let started = Instant::now();
+                match &mut index {
+                    Built::Doppel(i) => {
+                        // Searches wait only for `apply` (the write lock); the plan is made
+                        // behind the read lock.
+                        let plan = i.plan_removal(&keys);
+                        let held = Instant::now();
+                        i.apply(plan);
+                        println!("hold {}", held.elapsed().as_secs_f64());
+                        i.save(&file)?;
+                    }
+                    Built::Usearch(i) => {
+                        for &key in &keys {
+                            i.remove(key)?;
+                        }
+                        i.save(file.to_str().ok_or("path")?)?;
+                    }
+                }
+                println!("delete {}", started.elapsed().as_secs_f64());
+                let started = Instant::now();
+                let opened = match &index {
+                    Built::Doppel(_) => doppel_hnsw::Hnsw::load(
+                        &file,
+                        DIM,
+                        doppel_hnsw::Params { m, ef_construction },
+                    )?
+                    .len(),
+                    Built::Usearch(i) => {
+                        let fresh = usearch::Index::new(&usearch::IndexOptions {
+                            dimensions: DIM,
+                            connectivity: m,
+                            ..Default::default()
+                        })?;
+                        fresh.load(file.to_str().ok_or("path")?)?;
+                        let _ = i;
+                        fresh.size()
+                    }
+                };
+                println!("open {}", started.elapsed().as_secs_f64());
+                if opened != rows - keys.len() {
+                    return Err(format!("{opened} vectors after the delete").into());
+                }
             }
             ["peak"] => {
                 println!("peak {}", memory("VmHWM"));
@@ -493,15 +602,17 @@ fn doppel_side(dir: &Path, out: &Path) -> Result<()> {
 /// The hnswlib side, run by the Python of the bench's environment. Space "cosine" is hnswlib's
 /// equivalent of Doppel's cosine metric (it normalises what it stores and searches by inner
 /// product). The vectors are added in slices, so that hnswlib's normalised copy of its input
-/// stays small, on one thread. The queries go in one call with one thread, so no Python runs
-/// between queries.
+/// stays small, on `BUILD_THREADS` threads. The queries go in one call with one thread, so no
+/// Python runs between queries. Its delete marks the vectors deleted (hnswlib keeps their
+/// bytes) and saves.
 const HNSWLIB_SIDE: &str = r#"
 import sys, time
 from importlib.metadata import version
 import numpy as np, hnswlib
 folder, out = sys.argv[1], sys.argv[2]
 m, ef_construction = int(sys.argv[3]), int(sys.argv[4])
-pass_seconds = float(sys.argv[5])
+pass_seconds, threads = float(sys.argv[5]), int(sys.argv[6])
+deleted = [int(k) for k in sys.argv[7].split(",")]
 D, K = 384, 10
 def memory(field):
     for line in open("/proc/self/status"):
@@ -519,7 +630,7 @@ index = hnswlib.Index(space="cosine", dim=D)
 index.init_index(max_elements=len(base), M=m, ef_construction=ef_construction)
 step = 65536
 for start in range(0, len(base), step):
-    index.add_items(base[start:start + step], ids[start:start + step], num_threads=1)
+    index.add_items(base[start:start + step], ids[start:start + step], num_threads=threads)
 print("build", time.perf_counter() - started)
 print("memory", max(0, memory("VmRSS") - before))
 index.set_num_threads(1)
@@ -538,6 +649,16 @@ for line in sys.stdin:
         labels.astype("<u8").tofile(f"{out}/hnswlib-ef{ef}.ids")
         hits = sum(len(set(a.tolist()) & set(t.tolist())) for a, t in zip(labels, truth))
         print("point", ef, len(queries) / fastest, hits / truth.size, flush=True)
+    elif words[0] == "delete":
+        started = time.perf_counter()
+        for key in deleted:
+            index.mark_deleted(key)
+        index.save_index(f"{out}/hnswlib.index")
+        print("delete", time.perf_counter() - started)
+        started = time.perf_counter()
+        fresh = hnswlib.Index(space="cosine", dim=D)
+        fresh.load_index(f"{out}/hnswlib.index")
+        print("open", time.perf_counter() - started, flush=True)
     elif words[0] == "peak":
         print("peak", memory("VmHWM"), flush=True)
         break
@@ -547,9 +668,15 @@ for line in sys.stdin:
 #[derive(Default)]
 struct Side {
     label: String,
+    /// The prefix of its answer files.
+    file: String,
     build: f64,
     memory: u64,
     peak: u64,
+    delete: f64,
+    /// How long a delete held the write lock that searches wait for (Doppel's).
+    hold: Option<f64>,
+    open: f64,
     /// (ef_search, queries per second, recall@10).
     points: Vec<(usize, f64, f64)>,
 }
@@ -564,7 +691,7 @@ struct Running {
 
 impl Running {
     /// Starts the side and waits until its index is built.
-    fn start(label: &str, command: &mut Command) -> Result<Running> {
+    fn start(label: &str, file: &str, command: &mut Command) -> Result<Running> {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -572,12 +699,12 @@ impl Running {
             .spawn()?;
         let input = child.stdin.take().ok_or("no standard input")?;
         let output = BufReader::new(child.stdout.take().ok_or("no standard output")?);
-        let side = Side { label: label.to_string(), ..Side::default() };
+        let side = Side { label: label.to_string(), file: file.to_string(), ..Side::default() };
         let mut running = Running { side, child, input, output };
         loop {
             let words = running.line()?;
             match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-                ["version", v] => running.side.label = format!("{label} {v}"),
+                ["version", v] => running.side.label = format!("{label} ({v})"),
                 ["build", secs] => running.side.build = secs.parse()?,
                 ["memory", bytes] => running.side.memory = bytes.parse()?,
                 ["ready"] => return Ok(running),
@@ -604,6 +731,22 @@ impl Running {
                 Ok((qps.parse()?, recall.parse()?))
             }
             other => Err(format!("the {} side said {other:?}", self.side.label).into()),
+        }
+    }
+
+    fn delete(&mut self) -> Result<()> {
+        writeln!(self.input, "delete")?;
+        self.input.flush()?;
+        loop {
+            match self.line()?.as_slice() {
+                [word, secs] if word == "hold" => self.side.hold = Some(secs.parse()?),
+                [word, secs] if word == "delete" => self.side.delete = secs.parse()?,
+                [word, secs] if word == "open" => {
+                    self.side.open = secs.parse()?;
+                    return Ok(());
+                }
+                other => return Err(format!("the {} side said {other:?}", self.side.label).into()),
+            }
         }
     }
 
@@ -660,13 +803,20 @@ fn compare(name: &str, dir: &Path, python: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(&out)?;
     let settings = Settings::default();
-    eprintln!("{name}: building Doppel's index...");
-    let doppel = Running::start(
-        "Doppel (usearch)",
-        Command::new(std::env::current_exe()?).args(["side", "doppel"]).arg(dir).arg(&out),
-    )?;
+    let rows = std::fs::metadata(dir.join("base.f32"))?.len() as usize / (DIM * 4);
+    let deleted: Vec<String> = deleted_keys(rows).iter().map(u64::to_string).collect();
+    let mut running = Vec::new();
+    for (label, file) in [("Doppel", "doppel"), ("usearch", "usearch")] {
+        eprintln!("{name}: building the {label} index...");
+        running.push(Running::start(
+            label,
+            file,
+            Command::new(std::env::current_exe()?).args(["side", file]).arg(dir).arg(&out),
+        )?);
+    }
     eprintln!("{name}: building hnswlib's index...");
-    let hnswlib = Running::start(
+    running.push(Running::start(
+        "hnswlib",
         "hnswlib",
         Command::new(python)
             .arg("-c")
@@ -675,55 +825,63 @@ fn compare(name: &str, dir: &Path, python: &Path) -> Result<()> {
             .arg(&out)
             .arg(settings.hnsw_m.to_string())
             .arg(settings.hnsw_ef_construction.to_string())
-            .arg(PASS_SECONDS.to_string()),
-    )?;
+            .arg(PASS_SECONDS.to_string())
+            .arg(BUILD_THREADS.to_string())
+            .arg(deleted.join(",")),
+    )?);
     eprintln!("{name}: sweeping ef_search...");
-    let mut running = [doppel, hnswlib];
+    let sides = running.len();
     for &ef_search in EF_SEARCH {
-        let mut best = [(0.0f64, 0.0f64); 2];
+        let mut best = vec![(0.0f64, 0.0f64); sides];
         for round in 0..ROUNDS {
             // Each side first in turn.
-            for i in [round % 2, 1 - round % 2] {
+            for turn in 0..sides {
+                let i = (round + turn) % sides;
                 let (qps, found) = running[i].point(ef_search)?;
                 best[i] = (best[i].0.max(qps), found);
             }
         }
-        for (side, (qps, _)) in running.iter_mut().zip(best) {
-            side.side.points.push((ef_search, qps, 0.0));
+        for (side, (qps, _)) in running.iter_mut().zip(&best) {
+            side.side.points.push((ef_search, *qps, 0.0));
         }
         let default = settings.hnsw_ef_search as usize;
         if best.iter().all(|&(_, found)| found >= STOP) && ef_search >= default {
             break;
         }
     }
-    let [doppel, hnswlib] = running;
-    let (doppel, hnswlib) = (doppel.finish()?, hnswlib.finish()?);
+    eprintln!("{name}: deleting {DELETED} vectors...");
+    for side in &mut running {
+        side.delete()?;
+    }
+    let mut sides = Vec::new();
+    for side in running {
+        sides.push(side.finish()?);
+    }
 
     let base = read_f32(&dir.join("base.f32"))?;
     let queries = read_f32(&dir.join("queries.f32"))?;
     let truth = read_f32(&dir.join("truth.f32"))?;
-    let mut sides = [doppel, hnswlib];
-    for (side, file) in sides.iter_mut().zip(["doppel", "hnswlib"]) {
+    for side in &mut sides {
         for point in &mut side.points {
-            point.2 =
-                recall(&out.join(format!("{file}-ef{}.ids", point.0)), &base, &queries, &truth)?;
+            let file = out.join(format!("{}-ef{}.ids", side.file, point.0));
+            point.2 = recall(&file, &base, &queries, &truth)?;
         }
     }
-    let (rows, count) = (base.len() / DIM, queries.len() / DIM);
+    let count = queries.len() / DIM;
     let what = if name == "real" { "real all-MiniLM-L6-v2 passages" } else { "clustered random" };
     println!();
     println!(
-        "{name}: {rows} x {DIM} ({what}), {count} queries; m {}, ef_construction {}; \
-         builds and queries on 1 thread",
+        "{name}: {rows} x {DIM} ({what}), {count} queries; m {}, ef_construction {}; builds on \
+         {BUILD_THREADS} threads (usearch: 1), queries on 1 thread",
         settings.hnsw_m, settings.hnsw_ef_construction
     );
     println!();
     println!(
         "| index | build | memory (RSS growth) | peak RSS | qps at recall@10 {TARGET} | \
-         at ef_search {}: recall, qps |",
+         at ef_search {}: recall, qps | delete {DELETED} + save | open |",
         settings.hnsw_ef_search
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let mb = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     for side in &sides {
         let target = match at_target(&side.points) {
@@ -737,21 +895,46 @@ fn compare(name: &str, dir: &Path, python: &Path) -> Result<()> {
             .find(|p| p.0 == settings.hnsw_ef_search as usize)
             .map_or("-".into(), |p| format!("{:.3}, {:.0}", p.2, p.1));
         println!(
-            "| {} | {:.1} s | {:.0} MB | {:.0} MB | {target} | {default} |",
+            "| {} | {:.1} s | {:.0} MB | {:.0} MB | {target} | {default} | {:.2} s | {:.2} s |",
             side.label,
             side.build,
             mb(side.memory),
-            mb(side.peak)
+            mb(side.peak),
+            side.delete,
+            side.open
         );
     }
-    if let (Some((a, _)), Some((b, _))) = (at_target(&sides[0].points), at_target(&sides[1].points))
-    {
-        println!();
-        println!("Doppel / hnswlib queries per second at recall {TARGET}: {:.2}", a / b);
+    for side in &sides {
+        if let Some(hold) = side.hold {
+            println!();
+            println!(
+                "{}: the delete held the write lock (searches wait) for {:.1} ms",
+                side.label,
+                hold * 1000.0
+            );
+        }
+    }
+    let hnswlib = at_target(&sides[sides.len() - 1].points);
+    println!();
+    for side in &sides[..sides.len() - 1] {
+        if let (Some((a, _)), Some((b, _))) = (at_target(&side.points), hnswlib) {
+            println!(
+                "{} / hnswlib queries per second at recall {TARGET}: {:.2}",
+                side.label,
+                a / b
+            );
+        }
+        println!(
+            "{} / hnswlib build time: {:.2}",
+            side.label,
+            side.build / sides[sides.len() - 1].build
+        );
     }
     println!();
-    println!("| ef_search | Doppel recall@10 | Doppel qps | hnswlib recall@10 | hnswlib qps |");
-    println!("|---:|---:|---:|---:|---:|");
+    let header: Vec<String> =
+        sides.iter().map(|s| format!("{} recall@10 | qps", s.label)).collect();
+    println!("| ef_search | {} |", header.join(" | "));
+    println!("|---:|{}", "---:|---:|".repeat(sides.len()));
     let cell = |side: &Side, ef: usize| {
         side.points
             .iter()
@@ -760,7 +943,8 @@ fn compare(name: &str, dir: &Path, python: &Path) -> Result<()> {
     };
     for &ef in EF_SEARCH {
         if sides.iter().any(|s| s.points.iter().any(|p| p.0 == ef)) {
-            println!("| {ef} | {} | {} |", cell(&sides[0], ef), cell(&sides[1], ef));
+            let cells: Vec<String> = sides.iter().map(|s| cell(s, ef)).collect();
+            println!("| {ef} | {} |", cells.join(" | "));
         }
     }
     println!();

@@ -1,4 +1,4 @@
-//! The HNSW vector index (usearch), persisted beside the database.
+//! The HNSW vector index (`doppel-hnsw`, our own), persisted beside the database.
 //!
 //! The database is the source of truth: every vector lives in the `embeddings` table, written
 //! in the same transaction as its chunk. The index is a fast copy keyed by chunk id. Each change
@@ -7,15 +7,15 @@
 //! before saving) or that cannot be read is rebuilt from the stored vectors. Searches check
 //! every result against live rows, so a stale entry can never surface a deleted chunk.
 //!
-//! Removing from an HNSW graph leaves the vector's bytes in the structure, so an index with
-//! removals is rebuilt from the live vectors before it is saved: a forgotten source's vectors
-//! leave the file too. Until then there is no saved file (the worker removes it with the first
-//! removal), so no file holds a removed vector. The worker builds the new index beside the one that searches use and
-//! swaps it in, so searches never wait for a rebuild.
+//! A removal is made in place: the graph is repaired around the removed nodes and their bytes
+//! are zeroed, in time proportional to what is removed (plus one scan of the links), so the next
+//! save writes a file without them and nothing is rebuilt. The worker removes the saved file at
+//! the first removal and writes it again when the queue is idle, so no file holds a removed
+//! vector once `delete` returns.
 
 use std::path::PathBuf;
 
-use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+use doppel_hnsw::{Hnsw, Params};
 
 use crate::error::{Error, Result};
 
@@ -30,76 +30,70 @@ pub struct HnswParams {
     pub ef_search: usize,
 }
 
+impl HnswParams {
+    fn graph(&self) -> Params {
+        Params { m: self.m, ef_construction: self.ef_construction }
+    }
+}
+
 /// An HNSW index of chunk vectors, keyed by chunk id.
 pub struct VectorIndex {
-    index: Index,
-    dimension: usize,
+    index: Hnsw,
     params: HnswParams,
     path: PathBuf,
-    /// Whether keys were removed since it was built or loaded (it is rebuilt before a save).
-    removed: bool,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Index { reason: format!("{what}: {e}") }
 }
 
+/// Threads a build uses: every core.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl VectorIndex {
     /// An empty index that will be saved at `path`.
     pub fn new(path: PathBuf, dimension: usize, params: HnswParams) -> Result<VectorIndex> {
-        let options = IndexOptions {
-            dimensions: dimension,
-            metric: MetricKind::Cos,
-            quantization: ScalarKind::F32,
-            connectivity: params.m,
-            expansion_add: params.ef_construction,
-            expansion_search: params.ef_search,
-            multi: false,
-        };
-        let index =
-            Index::new(&options).map_err(|e| failed("could not create the vector index", e))?;
-        index.reserve(1024).map_err(|e| failed("could not reserve index space", e))?;
-        Ok(VectorIndex { index, dimension, params, path, removed: false })
+        Ok(VectorIndex { index: Hnsw::new(dimension, params.graph()), params, path })
     }
 
     /// Loads the index saved at `path`; `None` when there is no readable file that fits.
     pub fn load(path: PathBuf, dimension: usize, params: HnswParams) -> Option<VectorIndex> {
-        let fresh = VectorIndex::new(path.clone(), dimension, params).ok()?;
-        fresh.index.load(path.to_str()?).ok()?;
-        if fresh.index.dimensions() != dimension {
-            return None;
+        match Hnsw::load(&path, dimension, params.graph()) {
+            Ok(index) => Some(VectorIndex { index, params, path }),
+            Err(e) => {
+                if !matches!(&e, doppel_hnsw::LoadError::Io(io) if io.kind() == std::io::ErrorKind::NotFound)
+                {
+                    tracing::warn!(error = %e, "the saved vector index is not used");
+                }
+                None
+            }
         }
-        fresh.index.change_expansion_search(params.ef_search);
-        Some(fresh)
     }
 
     /// How many vectors it holds.
     pub fn len(&self) -> usize {
-        self.index.size()
+        self.index.len()
     }
 
     /// Whether it holds no vector.
     pub fn is_empty(&self) -> bool {
-        self.index.size() == 0
+        self.index.is_empty()
+    }
+
+    /// Whether it holds `key`.
+    pub fn contains(&self, key: u64) -> bool {
+        self.index.contains(key)
+    }
+
+    /// Every key it holds, in no order.
+    pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.index.keys()
     }
 
     /// Adds (or replaces) the vector of `key`.
     pub fn add(&mut self, key: u64, vector: &[f32]) -> Result<()> {
-        if vector.len() != self.dimension {
-            return Err(failed(
-                "wrong vector length",
-                format!("{} instead of {}", vector.len(), self.dimension),
-            ));
-        }
-        if self.index.contains(key) {
-            self.index.remove(key).map_err(|e| failed("could not replace a vector", e))?;
-        }
-        if self.index.size() + 1 > self.index.capacity() {
-            let capacity = (self.index.capacity() * 2).max(1024);
-            self.index
-                .reserve(capacity)
-                .map_err(|e| failed("could not grow the vector index", e))?;
-        }
         self.index.add(key, vector).map_err(|e| failed("could not add a vector", e))
     }
 
@@ -111,73 +105,58 @@ impl VectorIndex {
     /// Changes the candidate list size of searches on the live index (as a reload with new
     /// parameters would).
     pub fn change_ef_search(&mut self, ef_search: usize) {
-        self.index.change_expansion_search(ef_search);
         self.params.ef_search = ef_search;
     }
 
-    /// Removes `key`; the index must then be rebuilt before it is saved.
-    pub fn remove(&mut self, key: u64) -> Result<()> {
-        if self.index.contains(key) {
-            self.index.remove(key).map_err(|e| failed("could not remove a vector", e))?;
-            self.removed = true;
-        }
-        Ok(())
+    /// Removes `keys` in place (the graph is repaired around them and their bytes zeroed).
+    pub fn remove(&mut self, keys: &[u64]) {
+        self.index.remove(keys);
+    }
+
+    /// Works out the removal of `keys` without changing the index: the costly part of a
+    /// removal, which can run behind a read lock while searches go on.
+    pub fn plan_removal(&self, keys: &[u64]) -> doppel_hnsw::Removal {
+        self.index.plan_removal(keys)
+    }
+
+    /// Makes a planned removal (planned again if the index changed since).
+    pub fn apply(&mut self, plan: doppel_hnsw::Removal) {
+        self.index.apply(plan);
     }
 
     /// The nearest keys with their cosine similarity, best first.
     pub fn search(&self, query: &[f32], count: usize) -> Result<Vec<(u64, f32)>> {
-        if self.index.size() == 0 || count == 0 {
-            return Ok(Vec::new());
+        if query.len() != self.index.dim() {
+            return Err(failed(
+                "wrong query length",
+                format!("{} instead of {}", query.len(), self.index.dim()),
+            ));
         }
-        let matches =
-            self.index.search(query, count).map_err(|e| failed("vector search failed", e))?;
-        Ok(matches.keys.into_iter().zip(matches.distances).map(|(k, d)| (k, 1.0 - d)).collect())
+        Ok(self.index.search(query, count, self.params.ef_search))
     }
 
-    /// Whether keys were removed since the last save: their vectors are still in the graph, so
-    /// the index must be rebuilt (see [`VectorIndex::rebuilt`]) before it is saved.
-    pub fn needs_rebuild(&self) -> bool {
-        self.removed
-    }
-
-    /// A fresh index at this one's path, with these parameters, holding `vectors`; `progress`
-    /// is told `(done, total)` every 1,000 vectors and at the end.
+    /// A fresh index at this one's path, with these parameters, holding `vectors`, built on
+    /// every core; `progress` is told `(done, total)` every 1,000 vectors or so and at the end.
     pub fn rebuilt(
         &self,
         vectors: &[(u64, Vec<f32>)],
         mut progress: impl FnMut(u64, u64),
     ) -> Result<VectorIndex> {
-        let mut fresh = VectorIndex::new(self.path.clone(), self.dimension, self.params)?;
-        let total = vectors.len() as u64;
+        let mut fresh = VectorIndex::new(self.path.clone(), self.index.dim(), self.params)?;
+        let items: Vec<(u64, &[f32])> = vectors.iter().map(|(k, v)| (*k, v.as_slice())).collect();
         fresh
             .index
-            .reserve(vectors.len().max(1024))
-            .map_err(|e| failed("could not reserve index space", e))?;
-        for (done, (key, vector)) in vectors.iter().enumerate() {
-            if done % 1000 == 0 {
-                progress(done as u64, total);
-            }
-            fresh.add(*key, vector)?;
-        }
-        progress(total, total);
+            .build(&items, threads(), |done, total| progress(done as u64, total as u64))
+            .map_err(|e| failed("could not build the vector index", e))?;
         Ok(fresh)
     }
 
-    /// Writes the index to its file, atomically (through a temporary file). An index with
-    /// removals is refused: its file would still hold the removed vectors.
+    /// Writes the index to its file, atomically (a temporary file beside it, synced, renamed).
     pub fn save(&self) -> Result<()> {
-        if self.removed {
-            return Err(failed("not saved", "removed vectors are still in the graph"));
-        }
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let temporary = self.path.with_extension("usearch.tmp");
-        let name = temporary
-            .to_str()
-            .ok_or_else(|| failed("index path is not UTF-8", temporary.display()))?;
-        self.index.save(name).map_err(|e| failed("could not save the vector index", e))?;
-        std::fs::rename(&temporary, &self.path).map_err(|e| Error::io(&self.path, e))
+        self.index.save(&self.path).map_err(|e| Error::io(&self.path, e))
     }
 }
 
@@ -249,7 +228,7 @@ mod tests {
         // The defaults from the settings: the recall promised is the recall a user gets.
         let params = crate::Settings::default().hnsw();
         let dir = tempfile::tempdir().unwrap();
-        let mut index = VectorIndex::new(dir.path().join("i.usearch"), 384, params).unwrap();
+        let mut index = VectorIndex::new(dir.path().join("i.hnsw"), 384, params).unwrap();
         for (key, v) in &indexed {
             index.add(*key, v).unwrap();
         }

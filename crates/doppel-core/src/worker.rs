@@ -407,7 +407,9 @@ impl Worker {
                 drop(reply.send(self.set_setting(&key, &value)))
             }
             Command::CheckIndex { reply } => {
-                drop(reply.send(store::check_keyword_index(&self.conn)))
+                drop(reply.send(
+                    store::check_keyword_index(&self.conn).and_then(|()| self.check_vectors()),
+                ))
             }
             Command::SetEmbedder { choice, reply } => drop(reply.send(self.set_embedder(&choice))),
             Command::ReloadEmbedder { reply } => {
@@ -806,6 +808,11 @@ impl Worker {
             .filter_map(|(id, c)| all_vectors.get(&c.text_hash).map(|v| (*id as u64, v)))
             .collect();
         apply_to_index(&self.shared, &[], &added);
+        // Taken back out if the job fails from here on, by an error or a panic.
+        let provisional = Provisional {
+            shared: &self.shared,
+            ids: added.iter().map(|(id, _)| *id as i64).collect(),
+        };
         // A test's fault lands here, mid-transaction, with vectors already in the index.
         crate::faults::panic_if_armed(&job.origin);
         let edited = !removed.is_empty();
@@ -815,12 +822,9 @@ impl Worker {
         if !edited {
             finish(&tx)?;
         }
-        if let Err(e) = tx.commit() {
-            // The ids may be given to other chunks later: take back what was added.
-            let ids: Vec<i64> = added.iter().map(|(id, _)| *id as i64).collect();
-            apply_to_index(&self.shared, &ids, &[]);
-            return Err(e.into());
-        }
+        // The ids may be given to other chunks later: a failed commit takes back what was added.
+        tx.commit()?;
+        provisional.keep();
         self.shared.events.publish(Event::JobProgress { job: job.id, done: total, total });
         self.update_index(&removed, &[]);
         // An edit forgets what it took out: its pages leave the write-ahead log as a delete's
@@ -1030,7 +1034,9 @@ impl Worker {
         for entry in entries.flatten() {
             let path = entry.path();
             let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-            if Some(stem) != current.as_deref()
+            // Files of an older index format (`.usearch`) go too.
+            let kept = path.extension().is_some_and(|e| e == "hnsw" || e == "generation");
+            if (Some(stem) != current.as_deref() || !kept)
                 && let Err(e) = std::fs::remove_file(&path)
             {
                 warn!(error = %e, file = %path.display(), "an old index file could not be removed");
@@ -1039,7 +1045,7 @@ impl Worker {
     }
 
     fn index_paths(&self, info: &ModelInfo) -> (PathBuf, PathBuf) {
-        let file = self.index_dir.join(format!("{}.usearch", info.fingerprint));
+        let file = self.index_dir.join(format!("{}.hnsw", info.fingerprint));
         (file.clone(), file.with_extension("generation"))
     }
 
@@ -1068,27 +1074,33 @@ impl Worker {
         Ok(index)
     }
 
-    /// Saves the index with the generation it now holds. After removals, a new index is built
-    /// from the live vectors while searches go on with the current one, then swapped in: only
-    /// this thread changes the index, so nothing is missed in between.
+    /// The index and the database agree both ways: every live vector is in the index, and the
+    /// index holds nothing else. Only this thread changes either, so no change is half-made.
+    fn check_vectors(&self) -> Result<()> {
+        let Some((model, _)) = lock(&self.shared.vectors).model.clone() else { return Ok(()) };
+        let stored: std::collections::HashSet<u64> =
+            store::live_vector_ids(&self.conn, model)?.into_iter().collect();
+        let guard = read(&self.shared.index);
+        let Some(index) = guard.as_ref() else { return Ok(()) };
+        let missing = stored.iter().filter(|&&id| !index.contains(id)).count();
+        let extra = index.keys().filter(|id| !stored.contains(id)).count();
+        if missing + extra == 0 {
+            return Ok(());
+        }
+        Err(Error::Corrupt(format!(
+            "the vector index lacks {missing} of the stored vectors and holds {extra} that are not \
+             stored; restart to rebuild it"
+        )))
+    }
+
+    /// Saves the index with the generation it now holds (removals were made in place, so the
+    /// file holds only live vectors).
     fn save_index(&mut self) {
         let Some((model, info)) = lock(&self.shared.vectors).model.clone() else { return };
         let result = store::generation(&self.conn, model).and_then(|generation| {
-            let stale = read(&self.shared.index).as_ref().map(VectorIndex::needs_rebuild);
-            match stale {
+            match read(&self.shared.index).as_ref() {
+                Some(index) => index.save()?,
                 None => return Ok(()),
-                Some(true) => {
-                    let live = store::live_vectors(&self.conn, model)?;
-                    let fresh = match read(&self.shared.index).as_ref() {
-                        Some(index) => index.rebuilt(&live, |_, _| {})?,
-                        None => return Ok(()),
-                    };
-                    *write(&self.shared.index) = Some(fresh);
-                }
-                Some(false) => {}
-            }
-            if let Some(index) = read(&self.shared.index).as_ref() {
-                index.save()?;
             }
             let (_, marker) = self.index_paths(&info);
             std::fs::write(&marker, generation.to_string()).map_err(|e| Error::io(&marker, e))
@@ -1113,7 +1125,7 @@ impl Worker {
 
     /// The saved index file holds vectors just removed (a deleted source's, an edit's old
     /// passages): it goes at once, whatever the queue or the index size, and is written again,
-    /// rebuilt without them, when the queue is idle or the worker stops. A kill before then
+    /// without them, when the queue is idle or the worker stops. A kill before then
     /// costs a rebuild from the stored vectors at the next start, as any unsaved change does.
     fn remove_saved_index(&self) {
         let Some((_, info)) = lock(&self.shared.vectors).model.clone() else { return };
@@ -1215,7 +1227,12 @@ impl Worker {
         let added: Vec<(u64, &Vec<f32>)> =
             rows.iter().zip(&vectors).map(|((id, _, _), v)| (*id as u64, v)).collect();
         apply_to_index(&self.shared, &[], &added);
+        let provisional = Provisional {
+            shared: &self.shared,
+            ids: added.iter().map(|(id, _)| *id as i64).collect(),
+        };
         tx.commit()?;
+        provisional.keep();
         self.index_dirty = true;
         let remaining = store::count_without_vectors(&self.conn, model)?;
         {
@@ -1247,17 +1264,48 @@ pub(crate) fn call<T>(
     answer.recv().map_err(|_| Error::WorkerGone("it stopped before answering".into()))?
 }
 
+/// Index entries added ahead of their commit, removed again unless the commit succeeded.
+struct Provisional<'a> {
+    shared: &'a Shared,
+    ids: Vec<i64>,
+}
+
+impl Provisional<'_> {
+    fn keep(mut self) {
+        self.ids.clear();
+    }
+}
+
+impl Drop for Provisional<'_> {
+    fn drop(&mut self) {
+        if !self.ids.is_empty() {
+            apply_to_index(self.shared, &self.ids, &[]);
+        }
+    }
+}
+
 /// Removes and adds index entries. A failure only costs a rebuild at the next start: results
 /// are checked against live rows, and the generation marks the saved file stale.
+///
+/// Searches wait for neither for long: a removal is worked out behind the read lock (only this
+/// thread changes the index, so the plan stays true) and only written behind the write lock,
+/// and additions take the write lock a few at a time.
 fn apply_to_index(shared: &Shared, removed: &[i64], added: &[(u64, &Vec<f32>)]) {
-    let mut guard = write(&shared.index);
-    let Some(index) = guard.as_mut() else { return };
-    let result = removed
-        .iter()
-        .try_for_each(|id| index.remove(*id as u64))
-        .and_then(|()| added.iter().try_for_each(|(id, v)| index.add(*id, v)));
-    if let Err(e) = result {
-        warn!(error = %e, "vector index update failed; it will be rebuilt");
+    const ADDS_PER_LOCK: usize = 16;
+    if !removed.is_empty() {
+        let removed: Vec<u64> = removed.iter().map(|&id| id as u64).collect();
+        let plan = read(&shared.index).as_ref().map(|index| index.plan_removal(&removed));
+        if let (Some(plan), Some(index)) = (plan, write(&shared.index).as_mut()) {
+            index.apply(plan);
+        }
+    }
+    for batch in added.chunks(ADDS_PER_LOCK) {
+        let mut guard = write(&shared.index);
+        let Some(index) = guard.as_mut() else { return };
+        if let Err(e) = batch.iter().try_for_each(|(id, v)| index.add(*id, v)) {
+            warn!(error = %e, "vector index update failed; it will be rebuilt");
+            return;
+        }
     }
 }
 

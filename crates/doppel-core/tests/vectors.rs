@@ -298,11 +298,14 @@ fn m6_a_stale_or_corrupt_index_is_rebuilt_from_the_stored_vectors() {
     ];
     ingest(&open(data.path()), &paths);
     let index_dir = data.path().join(INDEX_DIR);
+    let mut spoiled = 0;
     for file in common::walk(&index_dir) {
-        if file.extension().is_some_and(|e| e == "usearch") {
+        if file.extension().is_some_and(|e| e == "hnsw") {
             std::fs::write(&file, b"garbage").unwrap();
+            spoiled += 1;
         }
     }
+    assert_eq!(spoiled, 1, "the index file is {INDEX_DIR}/<model>.hnsw");
     let doppel = open(data.path());
     let report = doppel.doctor().unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -343,4 +346,26 @@ fn cancelling_while_embedding_stops_between_batches_and_keeps_nothing() {
     .unwrap();
     let vectors: i64 = db.query_row("SELECT count(*) FROM embeddings", [], |r| r.get(0)).unwrap();
     assert_eq!(vectors, 0);
+}
+
+#[test]
+fn m6_a_job_that_fails_after_indexing_leaves_no_entry_in_the_index() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    // The fault lands mid-transaction, once the file's vectors are in the index.
+    faults::panic_in_jobs_of("m6provisional");
+    let paths = [
+        write(files.path(), "m6provisional.md", "# Comets\nComets shed dust near the sun."),
+        write(files.path(), "kept.md", "# Moss\nMoss grows on the north side of trees."),
+    ];
+    let doppel = open(data.path());
+    let ended = ingest(&doppel, &paths);
+    let failed = ended.iter().find(|j| j.origin.contains("m6provisional")).unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    // doctor compares the index with the stored vectors both ways.
+    let report = doppel.doctor().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.index_entries, report.chunks);
+    let hits = search(&doppel, "icy bodies orbiting the sun", SearchMode::Vector).hits;
+    assert!(hits.iter().all(|h| h.source_title != "Comets"), "{hits:?}");
 }

@@ -164,6 +164,16 @@ pub(crate) fn live_vectors(conn: &Connection, model: i64) -> Result<Vec<(u64, Ve
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The ids of [`live_vectors`], without the vectors: what doctor compares the index with.
+pub(crate) fn live_vector_ids(conn: &Connection, model: i64) -> Result<Vec<u64>> {
+    let mut stmt = conn.prepare(
+        "SELECT c.id FROM chunks c
+         JOIN embeddings e ON e.model_id = ?1 AND e.text_hash = c.text_hash",
+    )?;
+    let rows = stmt.query_map([model], |r| Ok(r.get::<_, i64>(0)? as u64))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Chunks whose text has no vector from `model` yet: `(chunk id, text hash, text)`.
 pub(crate) fn chunks_without_vectors(
     conn: &Connection,
