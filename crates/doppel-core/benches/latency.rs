@@ -160,6 +160,8 @@ fn doctor(doppel: &Doppel) -> Result<doppel_core::DoctorReport> {
 
 /// The data directory opened with the loopback server as its embedder; no local model.
 fn open(cache: &Path) -> Result<Doppel> {
+    // The store's own log (logs/doppel.log) says where a delete's time goes.
+    doppel_core::init_logging(&cache.join("data"));
     Ok(Doppel::open(Config {
         models: Some(cache.join("no-local-model")),
         ..Config::new(cache.join("data"))

@@ -515,17 +515,27 @@ impl Worker {
     }
 
     fn delete(&mut self, source: SourceId) -> Result<()> {
+        let started = std::time::Instant::now();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let removed = store::delete_source(&tx, source)?;
         tx.commit()?;
+        let database = started.elapsed();
         self.update_index(&removed, &[]);
         self.remove_other_index_files();
+        let index = started.elapsed() - database;
         // A delete can only lower the count of passages waiting for vectors.
         if lock(&self.shared.vectors).pending > 0 {
             self.count_pending();
         }
         self.checkpoint();
-        info!(source, "source deleted");
+        info!(
+            source,
+            passages = removed.len(),
+            database_ms = database.as_millis() as u64,
+            index_ms = index.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "source deleted"
+        );
         self.shared.events.publish(Event::SourceDeleted { source });
         Ok(())
     }
