@@ -330,34 +330,16 @@ impl<'a> View<'a> {
         visited: &mut Visited,
         links: &mut Vec<u32>,
     ) -> Vec<Near> {
-        let mut candidates = BinaryHeap::new();
-        let mut found = BinaryHeap::with_capacity(ef + 1);
-        visited.first(entry.slot);
-        candidates.push(std::cmp::Reverse(entry));
-        found.push(entry);
-        while let Some(std::cmp::Reverse(near)) = candidates.pop() {
-            let worst = found.peek().map_or(f32::INFINITY, |n: &Near| n.distance);
-            if near.distance > worst && found.len() >= ef {
-                break;
-            }
+        let mut frontier = Frontier::new(entry, ef, visited);
+        while let Some(near) = frontier.next() {
             self.copy_links(near.slot, level, links);
             for &next in links.iter() {
-                if !self.usable(next) || !visited.first(next) {
-                    continue;
-                }
-                let distance = self.distance(query, next);
-                let worst = found.peek().map_or(f32::INFINITY, |n| n.distance);
-                if found.len() < ef || distance < worst {
-                    let near = Near { distance, slot: next };
-                    candidates.push(std::cmp::Reverse(near));
-                    found.push(near);
-                    if found.len() > ef {
-                        found.pop();
-                    }
+                if self.usable(next) && visited.first(next) {
+                    frontier.offer(Near { distance: self.distance(query, next), slot: next });
                 }
             }
         }
-        found.into_sorted_vec()
+        frontier.found.into_sorted_vec()
     }
 
     /// The paper's neighbour heuristic: from `candidates` (nearest first), keeps a candidate
@@ -458,6 +440,46 @@ impl<'a> View<'a> {
         self.set_ready(slot);
         if let Some(mut guard) = held {
             *guard = Top { entry: slot, level };
+        }
+    }
+}
+
+/// The state of a best-first search of one level: candidates still to visit (nearest first) and
+/// the `ef` nearest found so far.
+struct Frontier {
+    candidates: BinaryHeap<std::cmp::Reverse<Near>>,
+    found: BinaryHeap<Near>,
+    ef: usize,
+    /// The farthest of `found`.
+    worst: f32,
+}
+
+impl Frontier {
+    fn new(entry: Near, ef: usize, visited: &mut Visited) -> Frontier {
+        visited.first(entry.slot);
+        let mut candidates = BinaryHeap::with_capacity(ef * 4);
+        candidates.push(std::cmp::Reverse(entry));
+        let mut found = BinaryHeap::with_capacity(ef + 1);
+        found.push(entry);
+        Frontier { candidates, found, ef, worst: entry.distance }
+    }
+
+    /// The next candidate to visit; `None` when none can improve what was found.
+    fn next(&mut self) -> Option<Near> {
+        let std::cmp::Reverse(near) = self.candidates.pop()?;
+        (near.distance <= self.worst || self.found.len() < self.ef).then_some(near)
+    }
+
+    /// Takes `near` if it is among the `ef` nearest so far.
+    #[inline(always)]
+    fn offer(&mut self, near: Near) {
+        if self.found.len() < self.ef || near.distance < self.worst {
+            self.candidates.push(std::cmp::Reverse(near));
+            self.found.push(near);
+            if self.found.len() > self.ef {
+                self.found.pop();
+            }
+            self.worst = self.found.peek().map_or(f32::INFINITY, |n| n.distance);
         }
     }
 }
@@ -1081,16 +1103,8 @@ impl Hnsw {
         ef: usize,
         visited: &mut Visited,
     ) -> Vec<Near> {
-        let mut candidates = BinaryHeap::with_capacity(ef * 4);
-        let mut found: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
-        visited.first(entry.slot);
-        candidates.push(std::cmp::Reverse(entry));
-        found.push(entry);
-        let mut worst = entry.distance;
-        while let Some(std::cmp::Reverse(near)) = candidates.pop() {
-            if near.distance > worst && found.len() >= ef {
-                break;
-            }
+        let mut frontier = Frontier::new(entry, ef, visited);
+        while let Some(near) = frontier.next() {
             // SAFETY: `&self` here means no writer (they take `&mut self`).
             let links = unsafe { view.links(near.slot, 0) };
             if let Some(&first) = links.first() {
@@ -1100,22 +1114,12 @@ impl Hnsw {
                 if let Some(&after) = links.get(i + 1) {
                     prefetch(view.block(after), PREFETCH_LINES);
                 }
-                if !visited.first(next) {
-                    continue;
-                }
-                let distance = view.distance(query, next);
-                if found.len() < ef || distance < worst {
-                    let near = Near { distance, slot: next };
-                    candidates.push(std::cmp::Reverse(near));
-                    found.push(near);
-                    if found.len() > ef {
-                        found.pop();
-                    }
-                    worst = found.peek().map_or(f32::INFINITY, |n| n.distance);
+                if visited.first(next) {
+                    frontier.offer(Near { distance: view.distance(query, next), slot: next });
                 }
             }
         }
-        found.into_sorted_vec()
+        frontier.found.into_sorted_vec()
     }
 }
 
