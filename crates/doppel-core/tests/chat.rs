@@ -193,26 +193,8 @@ fn forgetting_a_cited_source_leaves_its_citation_as_source_deleted() {
     assert!(!markdown.contains("Secret"), "{markdown}");
     drop(doppel);
     // Only the question keeps the word; the passage's own words are gone from every file.
-    for file in common::walk(data.path()) {
-        let bytes = std::fs::read(&file).unwrap();
-        let needle = b"must be forgotten";
-        assert!(
-            !bytes.windows(needle.len()).any(|w| w == needle),
-            "passage text found in {}",
-            file.display()
-        );
-    }
-}
-
-/// Whether any file under `dir` holds `needle`.
-fn found_in_files(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
-    common::walk(dir)
-        .into_iter()
-        .filter(|f| {
-            let bytes = std::fs::read(f).unwrap();
-            bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
-        })
-        .collect()
+    let needles: [(&str, &[u8]); 1] = [("passage text", b"must be forgotten")];
+    assert_eq!(common::files_holding(data.path(), &needles), Vec::<String>::new());
 }
 
 const SECRET: &str = "The vault code qz41 sits under the blue tile qz42 by the kitchen sink.";
@@ -257,7 +239,8 @@ fn cr4_forgetting_a_source_reaches_the_verified_answers_drawn_from_it() {
     assert_ne!(again.message.grounding, Some(Grounding::Verified), "{:?}", again.message);
     assert!(!again.message.content.contains("qz42"), "{:?}", again.message);
     drop(doppel);
-    assert_eq!(found_in_files(data.path(), "blue tile qz42"), Vec::<std::path::PathBuf>::new());
+    let needles: [(&str, &[u8]); 1] = [("secret", b"blue tile qz42")];
+    assert_eq!(common::files_holding(data.path(), &needles), Vec::<String>::new());
 }
 
 #[test]
@@ -324,7 +307,8 @@ fn cr4_editing_a_paragraph_out_of_a_file_forgets_it_as_deleting_the_file_would()
     assert!(gate.content.contains("painted green and squeaks"), "{:?}", gate.content);
     // Right after the edit, with the handle open: no file holds the removed words, and keyword
     // search no longer knows them.
-    assert_eq!(found_in_files(data.path(), "vk4417"), Vec::<std::path::PathBuf>::new());
+    let needles: [(&str, &[u8]); 1] = [("answer", b"vk4417")];
+    assert_eq!(common::files_holding(data.path(), &needles), Vec::<String>::new());
     let hits = doppel.search(&SearchRequest::new("vk4417")).unwrap().hits;
     assert!(hits.is_empty(), "{hits:?}");
 }

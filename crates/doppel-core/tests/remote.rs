@@ -151,20 +151,6 @@ fn search(doppel: &Doppel, query: &str, mode: SearchMode) -> SearchResults {
 const GARDEN: &str = "The tomatoes went into the garden beds in May, after the last frost.";
 const BREAD: &str = "Sourdough bread bakes at 250 degrees in a covered cast iron pot.";
 
-/// Every file under `dir` that contains `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_containing(&path, needle));
-        } else if std::fs::read(&path).unwrap().windows(needle.len()).any(|w| w == needle) {
-            found.push(path.display().to_string());
-        }
-    }
-    found
-}
-
 fn keychain_lookup(url: &str) -> Option<String> {
     let out = std::process::Command::new("secret-tool")
         .args(["lookup", "service", KEYCHAIN_SERVICE, "username", &keychain_account(url)])
@@ -213,7 +199,10 @@ fn an_ollama_server_embeds_passages_and_queries_with_the_key_from_the_keychain()
     drop(doppel);
 
     // The key is in the keychain only: no file of the data directory holds it.
-    assert_eq!(files_containing(data.path(), key.as_bytes()), Vec::<String>::new());
+    assert_eq!(
+        common::files_holding(data.path(), &[("key", key.as_bytes())]),
+        Vec::<String>::new()
+    );
     let doppel = open(data.path());
     assert!(doppel.delete_api_key().unwrap());
     assert_eq!(keychain_lookup(&url), None);

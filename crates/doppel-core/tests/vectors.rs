@@ -125,20 +125,6 @@ fn fts_terms(data: &Path, terms: &[&str]) -> Vec<String> {
     found
 }
 
-/// Every file under `dir` (recursively) that holds one of `needles`, with what was found.
-fn holding(dir: &Path, needles: &[(&str, &[u8])]) -> Vec<String> {
-    let mut found = Vec::new();
-    for file in common::walk(dir) {
-        let bytes = std::fs::read(&file).unwrap();
-        for (what, needle) in needles {
-            if bytes.windows(needle.len()).any(|w| w == *needle) {
-                found.push(format!("{what} in {}", file.display()));
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn cr4_forget_leaves_no_bytes_of_text_or_vectors() {
     let data = tempfile::tempdir().unwrap();
@@ -178,11 +164,23 @@ fn cr4_forget_leaves_no_bytes_of_text_or_vectors() {
         ("vector head", &vector[..32]),
         ("vector tail", &vector[vector.len() - 32..]),
     ];
-    assert!(!holding(data.path(), &needles[..2]).is_empty(), "the scan finds the text before");
+    assert!(
+        !common::files_holding(data.path(), &needles[..2]).is_empty(),
+        "the scan finds the text before"
+    );
 
     // Another thread reads all along; the handle stays open.
     let reading = std::sync::atomic::AtomicBool::new(true);
+    // A failed assertion below stops the reader too: the scope would otherwise wait for it for
+    // ever instead of reporting the failure.
+    struct StopReader<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for StopReader<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|scope| {
+        let _stop = StopReader(&reading);
         let reader = scope.spawn(|| {
             let mut searches = 0;
             while reading.load(std::sync::atomic::Ordering::Relaxed) || searches == 0 {
@@ -193,7 +191,7 @@ fn cr4_forget_leaves_no_bytes_of_text_or_vectors() {
         });
         doppel.delete_source(source.id).unwrap();
         // Right after `delete` returns: the database, its log and the index file, every file.
-        assert_eq!(holding(data.path(), &needles), Vec::<String>::new());
+        assert_eq!(common::files_holding(data.path(), &needles), Vec::<String>::new());
         assert_eq!(fts_terms(data.path(), &terms), Vec::<String>::new());
         for mode in [SearchMode::Hybrid, SearchMode::Vector, SearchMode::Keyword] {
             let hits = search(&doppel, "qzv4417 recipe forgotten", mode).hits;
@@ -203,7 +201,7 @@ fn cr4_forget_leaves_no_bytes_of_text_or_vectors() {
         assert!(reader.join().unwrap() > 0);
     });
     drop(doppel);
-    assert_eq!(holding(data.path(), &needles), Vec::<String>::new());
+    assert_eq!(common::files_holding(data.path(), &needles), Vec::<String>::new());
 
     // The index written again at shutdown still finds the passage that stayed.
     let doppel = open(data.path());

@@ -9,14 +9,40 @@ use std::path::{Path, PathBuf};
 use doppel_core::{DEFAULT_TWIN, Doppel, MODEL_CACHE_ENV, ModelFiles, TextRequest};
 use serde_json::Value;
 
-/// Every file below `dir`.
+/// Every file below `dir`. A folder that vanishes while it is listed (the app runs beside the
+/// scan) is passed over: it holds nothing any more.
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
+        Err(e) => panic!("{}: {e}", dir.display()),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
         if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
     }
     out
+}
+
+/// Every file below `dir` (recursively) that holds one of `needles`, as "what in path". Safe to
+/// run while the app works: a file removed between the listing and its reading (an index file
+/// replaced by its next save) holds nothing, and one created meanwhile is read by the next scan.
+pub fn files_holding(dir: &Path, needles: &[(&str, &[u8])]) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in walk(dir) {
+        let bytes = match std::fs::read(&file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("{}: {e}", file.display()),
+        };
+        for (what, needle) in needles {
+            if bytes.windows(needle.len()).any(|w| w == *needle) {
+                found.push(format!("{what} in {}", file.display()));
+            }
+        }
+    }
+    found
 }
 
 /// The model cache that `scripts/test` fills (`DOPPEL_MODEL_CACHE`), checked to hold the model.
