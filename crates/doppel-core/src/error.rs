@@ -163,6 +163,10 @@ pub enum Error {
     #[error("cancelled")]
     Cancelled,
 
+    /// The queue is paused, so waiting for its jobs would never end.
+    #[error("the queue is paused: resume it (`doppel resume`, or Resume in the window) to go on")]
+    QueuePaused,
+
     /// The worker thread is gone (it panicked or the handle was shut down).
     #[error("the background worker has stopped: {0}")]
     WorkerGone(String),
@@ -287,6 +291,7 @@ impl Error {
             Error::InvalidInput(_) => "invalid_input",
             Error::ConfirmationNeeded(_) => "confirmation_needed",
             Error::Cancelled => "cancelled",
+            Error::QueuePaused => "queue_paused",
             Error::WorkerGone(_) => "worker_gone",
             Error::Database(_) => "database",
             Error::ModelUnavailable { .. } => "model_unavailable",

@@ -12,6 +12,7 @@
 
 pub mod catalogue;
 pub mod chat;
+pub mod coverage;
 mod datadir;
 pub mod download;
 mod embed;
@@ -20,12 +21,14 @@ mod events;
 #[doc(hidden)]
 pub mod faults;
 mod fetch;
+pub mod find;
 mod index;
 mod ingest;
 mod llm;
 mod logging;
 mod model;
 pub mod models;
+pub mod queue;
 mod retrieve;
 mod sandbox;
 mod secrets;
@@ -49,6 +52,7 @@ pub use events::Event;
 pub use logging::init_logging;
 pub use model::*;
 pub use models::{ModelProblem, ModelSearch};
+pub use queue::QueueProgress;
 pub use retrieve::{SearchRequest, SearchResults};
 pub use sandbox::{PARSER_ARG, ParserCommand, run_parser_child};
 pub use secrets::{KEYCHAIN_SERVICE, keychain_account, masked};
@@ -221,6 +225,31 @@ pub struct DoctorReport {
     pub other_models: Vec<(ModelInfo, u64)>,
 }
 
+/// The sources of a twin that changed since a moment (see [`Doppel::sources_changed_since`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceChanges {
+    /// The sources whose row changed at or after the moment asked for, oldest first. Deleted
+    /// sources are not among them: [`Event::SourceDeleted`] tells of each.
+    pub sources: Vec<Source>,
+    /// What to ask from next time: nothing changed later than this is missed.
+    pub cursor: Millis,
+}
+
+/// What the search view asks for: a search, and which sources it looks in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindRequest {
+    /// The twin whose sources are searched.
+    pub twin: TwinId,
+    /// The person's words, as typed.
+    pub query: String,
+    /// Keyword, meaning (vector) or both.
+    pub mode: SearchMode,
+    /// How many passages at most; `None` takes `top_k` from the settings.
+    pub limit: Option<u32>,
+    /// Which sources to look in.
+    pub filter: coverage::SourceFilter,
+}
+
 /// What a model server would be sent to embed (see [`Doppel::embedding_cost`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EmbeddingCost {
@@ -280,6 +309,8 @@ impl Doppel {
         let database = dir.database();
         let conn = store::open_writer(&database)?;
         let shared = Arc::new(Shared::default());
+        // Before the worker starts: a queue paused in an earlier run claims nothing.
+        shared.queue.set(queue::stored_paused(&store::stored_settings(&conn)?));
         if let Some(subscriber) = config.subscriber {
             shared.events.attach(subscriber);
         }
@@ -457,6 +488,109 @@ impl Doppel {
     /// The sources of a twin, oldest first.
     pub fn sources(&self, twin: TwinId) -> Result<Vec<Source>> {
         self.readers.with(|c| store::sources(c, twin))
+    }
+
+    /// The sources of a twin whose row changed at or after `since` (ms since the epoch), with
+    /// the cursor to ask from next time. A window reloads only these after events, instead of
+    /// every source.
+    pub fn sources_changed_since(&self, twin: TwinId, since: Millis) -> Result<SourceChanges> {
+        let sources = self.readers.with(|c| store::sources_changed_since(c, twin, since))?;
+        let cursor = sources.iter().map(|s| s.updated_at).fold(since, Millis::max);
+        Ok(SourceChanges { sources, cursor })
+    }
+
+    /// What a twin knows: its sources by state, format and folder, its passages and how many
+    /// are embedded, the space taken, and every failure and skip with its reason.
+    pub fn coverage(&self, twin: TwinId) -> Result<coverage::Coverage> {
+        let model = {
+            let state = worker::lock(&self.shared.vectors);
+            match &state.model {
+                Some(model) => Ok(model.clone()),
+                None => Err(state.unavailable.clone().unwrap_or_else(|| "not loaded".into())),
+            }
+        };
+        self.readers.with(|c| {
+            store::twin(c, twin)?;
+            coverage::coverage(c, twin, model, self.dir.path())
+        })
+    }
+
+    /// "Why isn't this found?": the sources named like `text`, where the keyword index finds
+    /// each of its words, and what search by keywords and by meaning find for it.
+    pub fn explain(&self, twin: TwinId, text: &str) -> Result<coverage::Explanation> {
+        let search = |mode| SearchRequest {
+            twin,
+            query: text.to_string(),
+            limit: Some(5),
+            sources: Vec::new(),
+            mode,
+        };
+        let keyword = self.search(&search(SearchMode::Keyword))?;
+        // Without a model, say why in its own words (a search would fall back to keywords).
+        let meaning = match self.vector_status().model {
+            Err(reason) => Err(reason),
+            Ok(_) => Ok(self.search(&search(SearchMode::Vector))?),
+        };
+        self.readers.with(|c| coverage::explain(c, twin, text, keyword, meaning))
+    }
+
+    /// Searches as [`Doppel::search`] does, in the sources the filter allows, and marks the
+    /// query's words in each passage found.
+    pub fn find(&self, request: &FindRequest) -> Result<find::Found> {
+        let mut search = SearchRequest {
+            twin: request.twin,
+            query: request.query.clone(),
+            limit: request.limit,
+            sources: Vec::new(),
+            mode: request.mode,
+        };
+        if !request.filter.is_empty() {
+            search.sources =
+                self.readers.with(|c| coverage::filtered(c, request.twin, &request.filter))?;
+            if search.sources.is_empty() {
+                return Ok(find::Found { passages: Vec::new(), mode: request.mode, note: None });
+            }
+        }
+        let results = self.search(&search)?;
+        self.readers.with(|c| find::mark(c, &request.query, results))
+    }
+
+    /// Pauses the whole queue: no further job starts (one running finishes) and nothing is
+    /// embedded in the background until [`Doppel::resume_queue`]. Kept across restarts.
+    pub fn pause_queue(&self) -> Result<QueueProgress> {
+        self.shared.queue.set(true);
+        if let Err(e) = self.store_paused(true) {
+            self.shared.queue.set(false);
+            return Err(e);
+        }
+        self.queue_progress()
+    }
+
+    /// Lets a paused queue go on.
+    pub fn resume_queue(&self) -> Result<QueueProgress> {
+        // Cleared first: storing it wakes the worker, which must then find the queue open.
+        self.shared.queue.set(false);
+        if let Err(e) = self.store_paused(false) {
+            self.shared.queue.set(true);
+            return Err(e);
+        }
+        self.queue_progress()
+    }
+
+    /// Whether the queue is paused.
+    pub fn queue_paused(&self) -> bool {
+        self.shared.queue.paused()
+    }
+
+    /// How far the queue's current run is: files, passages, the time left.
+    pub fn queue_progress(&self) -> Result<QueueProgress> {
+        let run = self.readers.with(|c| store::current_run(c, queue::RECENT))?;
+        Ok(queue::progress(&run, self.shared.queue.paused()))
+    }
+
+    fn store_paused(&self, paused: bool) -> Result<()> {
+        let values = vec![(queue::PAUSED_KEY.to_string(), if paused { "1" } else { "0" }.into())];
+        self.call(|reply| Command::Chat(worker::ChatWrite::SetSettings { values, reply }))
     }
 
     /// One source.
@@ -815,6 +949,10 @@ impl Doppel {
                     }
                 }
             }
+            // A paused queue embeds nothing: waiting would never end.
+            if self.shared.queue.paused() {
+                return Err(Error::QueuePaused);
+            }
             match events.recv_timeout(Duration::from_secs(5)) {
                 Ok(Event::BackfillStalled { reason }) => {
                     return Err(Error::ModelUnavailable { reason });
@@ -932,6 +1070,10 @@ impl Doppel {
             }
             if current.iter().all(|j| j.state.is_final()) {
                 return Ok(current);
+            }
+            // A paused queue runs nothing: waiting would never end.
+            if self.shared.queue.paused() {
+                return Err(Error::QueuePaused);
             }
             // Events wake the wait at once; the timeout only guards against a worker that died.
             match events.recv_timeout(Duration::from_secs(5)) {

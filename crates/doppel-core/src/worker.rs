@@ -187,6 +187,8 @@ pub(crate) struct Shared {
     pub cancel: Mutex<HashSet<JobId>>,
     /// Set when the handle is dropped: the running job is put back in the queue.
     pub stopping: AtomicBool,
+    /// Whether the queue is paused: no job is claimed and nothing embedded in the background.
+    pub queue: crate::queue::QueueGate,
 }
 
 impl std::fmt::Debug for Shared {
@@ -339,7 +341,7 @@ impl Worker {
             if self.shared.stopping.load(Ordering::Relaxed) {
                 return;
             }
-            if self.process_queue {
+            if self.process_queue && !self.shared.queue.paused() {
                 match store::claim_job(&self.conn) {
                     Ok(Some(claimed)) => {
                         self.run_job(claimed);
@@ -381,7 +383,7 @@ impl Worker {
         if self.wal_pending {
             return CHECKPOINT_RETRY;
         }
-        if !self.process_queue {
+        if !self.process_queue || self.shared.queue.paused() {
             return IDLE_WAIT;
         }
         match store::next_due(&self.conn) {

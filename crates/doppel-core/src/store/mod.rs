@@ -6,6 +6,7 @@
 //! from anywhere but the worker fails loudly. User text reaches SQL only as bound parameters.
 
 pub(crate) mod chat;
+mod overview;
 mod read;
 mod vectors;
 mod write;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Row};
 
+pub(crate) use overview::*;
 pub(crate) use read::*;
 pub(crate) use vectors::*;
 pub(crate) use write::*;
