@@ -9,6 +9,7 @@ mod chat;
 mod input;
 mod json;
 mod models;
+mod status;
 mod wait;
 mod watch;
 
@@ -62,6 +63,19 @@ enum Command {
     },
     /// Process queued jobs until none is left.
     Wait,
+    /// What the twin knows: sources by state, format and folder, passages, what is embedded,
+    /// the space taken, the queue, and every failure and skip with its reason.
+    Status {
+        /// Also say why this word or file name is found or not: sources named like it, the
+        /// passages that hold its words, and what search by meaning finds.
+        #[arg(long, value_name = "TEXT")]
+        why: Option<String>,
+    },
+    /// Pause the whole queue: no further file is read until `doppel resume` (kept across
+    /// restarts, in the app too).
+    Pause,
+    /// Let a paused queue go on.
+    Resume,
     /// List the sources.
     Sources,
     /// Show a source (by id or path) and its passages.
@@ -331,10 +345,19 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             }
             let ids: Vec<i64> = report.queued.iter().map(|q| q.job_id).collect();
             let skipped: Vec<Value> = report.skipped.iter().map(json::error_value).collect();
-            if no_wait {
+            // A paused queue would never process them: they wait for `doppel resume`.
+            let paused = doppel.queue_paused();
+            if no_wait || paused {
                 let queued: Vec<Value> = report.queued.iter().map(json::enqueued).collect();
-                out.value(json!({ "queued": queued, "skipped": skipped }), || {
-                    format!("{} file(s) queued; run `doppel wait` to process them", ids.len())
+                out.value(json!({ "queued": queued, "skipped": skipped, "paused": paused }), || {
+                    if paused {
+                        format!(
+                            "{} file(s) queued; the queue is paused: `doppel resume` lets it go on",
+                            ids.len()
+                        )
+                    } else {
+                        format!("{} file(s) queued; run `doppel wait` to process them", ids.len())
+                    }
                 });
                 return Ok(Outcome::Ok);
             }
@@ -363,6 +386,9 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             }
             out.finish_jobs(&doppel, &jobs, Vec::new())
         }
+        Command::Status { why } => status::status(&doppel, &out, why),
+        Command::Pause => status::pause(&doppel, &out, true),
+        Command::Resume => status::pause(&doppel, &out, false),
         Command::Reingest { source, no_wait } => {
             let source = doppel.find_source(DEFAULT_TWIN, &source)?;
             let queued = doppel.reingest(source.id)?;

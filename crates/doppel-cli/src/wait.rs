@@ -1,9 +1,11 @@
 //! Waiting for jobs with progress: a bar for the batch and one for the file being indexed when
-//! stderr is a terminal, a line per finished file otherwise.
+//! stderr is a terminal, a line per finished file otherwise; both say about how long the rest
+//! will take (the core's estimate from the pace of the latest files).
 
 use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use doppel_core::{Doppel, Error, Event, Job, JobId, JobOutcome, VectorStatus};
+use doppel_core::{Doppel, Error, Event, Job, JobId, JobOutcome, Millis, VectorStatus};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::Printer;
@@ -19,9 +21,10 @@ pub(crate) fn jobs(doppel: &Doppel, ids: &[JobId], out: &Printer) -> Result<Vec<
         let multi = MultiProgress::new();
         let batch = multi.add(ProgressBar::new(ids.len() as u64));
         batch.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg}")
+            ProgressStyle::with_template("{bar:30} {pos}/{len} files, {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
+        batch.set_message("estimating the time left");
         let file = multi.add(ProgressBar::new(0));
         file.set_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} passages {wide_msg}")
@@ -29,6 +32,16 @@ pub(crate) fn jobs(doppel: &Doppel, ids: &[JobId], out: &Printer) -> Result<Vec<
         );
         (multi, batch, file)
     });
+    let mut pace = Pace::new(ids.len());
+    // One file ended: the batch moves on, and says about how long the rest will take.
+    let mut ended = |bars: &Option<(MultiProgress, ProgressBar, ProgressBar)>| -> String {
+        let line = pace.ended();
+        if let Some((_, batch, _)) = bars {
+            batch.inc(1);
+            batch.set_message(pace.time_left());
+        }
+        line
+    };
     let say = |line: String| match &bars {
         Some((multi, _, _)) => drop(multi.println(line)),
         None => out.note(&line),
@@ -60,25 +73,19 @@ pub(crate) fn jobs(doppel: &Doppel, ids: &[JobId], out: &Printer) -> Result<Vec<
                     )
                 }
             };
-            say(format!("{}: {what}", name(*job)));
-            if let Some((_, batch, _)) = &bars {
-                batch.inc(1);
-            }
+            let progress = ended(&bars);
+            say(format!("{}: {what} · {progress}", name(*job)));
         }
         Event::JobFailed { job, message, retry_at, .. } => match retry_at {
             Some(_) => say(format!("{}: {message} (will retry)", name(*job))),
             None => {
-                say(format!("{}: failed: {message}", name(*job)));
-                if let Some((_, batch, _)) = &bars {
-                    batch.inc(1);
-                }
+                let progress = ended(&bars);
+                say(format!("{}: failed: {message} · {progress}", name(*job)));
             }
         },
         Event::JobCancelled { job } => {
-            say(format!("{}: cancelled", name(*job)));
-            if let Some((_, batch, _)) = &bars {
-                batch.inc(1);
-            }
+            let progress = ended(&bars);
+            say(format!("{}: cancelled · {progress}", name(*job)));
         }
         _ => {}
     });
@@ -88,6 +95,42 @@ pub(crate) fn jobs(doppel: &Doppel, ids: &[JobId], out: &Printer) -> Result<Vec<
         let _ = multi.clear();
     }
     jobs
+}
+
+/// How many files of a batch ended, and when the latest of them did.
+struct Pace {
+    total: usize,
+    count: usize,
+    recent: std::collections::VecDeque<Millis>,
+}
+
+impl Pace {
+    fn new(total: usize) -> Pace {
+        Pace { total, count: 0, recent: Default::default() }
+    }
+
+    /// Counts one more file as ended; returns "3 of 12 files, about 20 s left".
+    fn ended(&mut self) -> String {
+        self.count += 1;
+        let now =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis);
+        self.recent.push_back(now);
+        if self.recent.len() > doppel_core::queue::RECENT as usize {
+            self.recent.pop_front();
+        }
+        format!("{} of {} files, {}", self.count, self.total, self.time_left())
+    }
+
+    fn time_left(&self) -> String {
+        if self.count >= self.total {
+            return "all done".into();
+        }
+        let remaining = (self.total - self.count) as u64;
+        let recent: Vec<Millis> = self.recent.iter().copied().collect();
+        doppel_core::queue::time_left(remaining, &recent)
+            .map(crate::status::time_left_text)
+            .unwrap_or_else(|| "estimating the time left".into())
+    }
 }
 
 /// Waits until every passage has a vector from the current model, with a bar on a terminal.
