@@ -2,7 +2,8 @@
 //!
 //! The codes are the core's stable codes ([`doppel_core::Error::code`]), the same that
 //! `doppel --json` prints; the shell adds only `internal` (a background thread of the shell itself
-//! failed) and `open_failed` (the system could not open a source's file).
+//! failed), `open_failed` (the system could not open a source's file) and `notify_failed` (the
+//! desktop could not show a notification).
 //! `Serialize` is written by hand so that the shape cannot drift with a derive attribute; the
 //! tests pin the exact JSON.
 

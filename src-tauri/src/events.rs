@@ -1,18 +1,26 @@
 //! The core's background events, forwarded to the window as the Tauri event `doppel://event`.
 //!
 //! One thread per open data directory receives [`doppel_core::Event`]s from
-//! `Doppel::subscribe` and emits each as a JSON object with a `type` tag and camelCase fields
-//! (docs/ipc.md, "Events"). The thread holds no handle to the core: it ends when the core is
-//! dropped and its event channel closes.
+//! `Doppel::subscribe` and emits them as JSON objects with a `type` tag and camelCase fields
+//! (docs/ipc.md, "Events"), in batches: the events that arrive within [`BATCH_WINDOW`] of the
+//! first go out as one array, in order. Each Tauri event costs the page a script evaluation, so
+//! a folder of thousands of files (two events each as it is queued) costs it a few batches,
+//! not thousands of evaluations. The thread holds no handle to the core: it ends when the core
+//! is dropped and its event channel closes.
 
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use doppel_core::Event as CoreEvent;
 use serde::Serialize;
 use tauri::{AppHandle, Emitter};
 
-/// The Tauri event that carries core events.
+/// The Tauri event that carries core events, an array of them at a time.
 pub const EVENT: &str = "doppel://event";
+/// How long events are gathered after the first of a batch arrives.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(25);
+/// Most events in one batch.
+pub const BATCH_MAX: usize = 5000;
 /// The Tauri event that carries download progress.
 pub const DOWNLOAD: &str = "doppel://download";
 
@@ -115,19 +123,42 @@ impl Event {
     }
 }
 
-/// Forwards every event of `events` to the window until the core closes the channel.
+/// Forwards every event of `events` to the window, in batches, until the core closes the
+/// channel.
 pub fn forward(app: AppHandle, events: Receiver<CoreEvent>) {
     let spawned = std::thread::Builder::new().name("doppel-events".into()).spawn(move || {
-        for event in events {
-            let Some(event) = Event::from_core(event) else { continue };
-            if let Err(e) = app.emit(EVENT, &event) {
-                tracing::warn!(error = %e, "could not forward an event to the window");
+        while let Some(batch) = next_batch(&events) {
+            if batch.is_empty() {
+                continue;
+            }
+            if let Err(e) = app.emit(EVENT, &batch) {
+                tracing::warn!(error = %e, "could not forward events to the window");
             }
         }
     });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "could not start the event thread; progress will not show");
     }
+}
+
+/// The next batch: the first event to arrive, and those that follow it within
+/// [`BATCH_WINDOW`] (at most [`BATCH_MAX`]). `None` once the channel is closed and empty.
+fn next_batch(events: &Receiver<CoreEvent>) -> Option<Vec<Event>> {
+    let first = events.recv().ok()?;
+    let deadline = Instant::now() + BATCH_WINDOW;
+    let mut batch: Vec<Event> = Event::from_core(first).into_iter().collect();
+    while batch.len() < BATCH_MAX {
+        // What has arrived already joins the batch however late it is; then the window waits.
+        let next = match events.try_recv() {
+            Ok(event) => Ok(event),
+            Err(_) => events.recv_timeout(deadline.saturating_duration_since(Instant::now())),
+        };
+        match next {
+            Ok(event) => batch.extend(Event::from_core(event)),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    Some(batch)
 }
 
 #[cfg(test)]
@@ -159,6 +190,20 @@ mod tests {
             }),
             r#"{"type":"jobFailed","job":12,"source":7,"code":"malformed","message":"file is malformed: bad xref","retryAt":null}"#
         );
+    }
+
+    #[test]
+    fn a_burst_of_events_goes_out_as_one_batch_in_order() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for job in 1..=3000 {
+            tx.send(CoreEvent::JobQueued { job, source: job }).unwrap();
+        }
+        drop(tx);
+        let batch = next_batch(&rx).unwrap();
+        assert_eq!(batch.len(), 3000);
+        assert_eq!(batch[0], Event::JobQueued { job: 1, source: 1 });
+        assert_eq!(batch[2999], Event::JobQueued { job: 3000, source: 3000 });
+        assert_eq!(next_batch(&rx), None);
     }
 
     #[test]

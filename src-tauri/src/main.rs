@@ -10,6 +10,7 @@ mod commands;
 mod dto;
 mod error;
 mod events;
+mod overview;
 mod state;
 
 use std::process::ExitCode;
@@ -21,67 +22,75 @@ use crate::state::Shell;
 /// Lists the commands once, for Tauri's handler and for the test that checks them against
 /// docs/ipc.md.
 macro_rules! commands {
-    ($($name:ident),* $(,)?) => {
+    ($($module:ident :: $name:ident),* $(,)?) => {
         /// Every command the window may invoke, by name.
         #[cfg(test)]
         const COMMANDS: &[&str] = &[$(stringify!($name)),*];
 
         fn handler() -> impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static {
-            tauri::generate_handler![$(commands::$name),*]
+            tauri::generate_handler![$($module::$name),*]
         }
     };
 }
 
 commands![
-    app_info,
-    twins,
-    create_twin,
-    rename_twin,
-    sources,
-    source_detail,
-    ingest_paths,
-    add_text,
-    add_url,
-    delete_source,
-    reingest_source,
-    jobs,
-    cancel_job,
-    search,
-    settings,
-    set_setting,
-    embedder,
-    set_embedder,
-    set_embedder_key,
-    delete_embedder_key,
-    chat_model,
-    set_chat_model,
-    set_chat_key,
-    delete_chat_key,
-    chat_models,
-    open_source,
-    answer_mode,
-    set_answer_mode,
-    download_chat_model,
-    cancel_download,
-    import_chat_model,
-    model_status,
-    catalogue,
-    get_catalogue_model,
-    conversations,
-    messages,
-    ask,
-    cancel_ask,
-    export_conversation,
-    conversation_markdown,
-    verify_message,
-    verified_answers,
-    delete_verified,
-    persona,
-    set_persona,
-    watched_folders,
-    watch_folder,
-    unwatch_folder,
-    ping,
+    commands::app_info,
+    commands::twins,
+    commands::create_twin,
+    commands::rename_twin,
+    commands::sources,
+    commands::source_detail,
+    commands::ingest_paths,
+    commands::add_text,
+    commands::add_url,
+    commands::delete_source,
+    commands::reingest_source,
+    commands::jobs,
+    commands::cancel_job,
+    commands::search,
+    commands::settings,
+    commands::set_setting,
+    commands::embedder,
+    commands::set_embedder,
+    commands::set_embedder_key,
+    commands::delete_embedder_key,
+    commands::chat_model,
+    commands::set_chat_model,
+    commands::set_chat_key,
+    commands::delete_chat_key,
+    commands::chat_models,
+    commands::open_source,
+    commands::answer_mode,
+    commands::set_answer_mode,
+    commands::download_chat_model,
+    commands::cancel_download,
+    commands::import_chat_model,
+    commands::model_status,
+    commands::catalogue,
+    commands::get_catalogue_model,
+    commands::conversations,
+    commands::messages,
+    commands::ask,
+    commands::cancel_ask,
+    commands::export_conversation,
+    commands::conversation_markdown,
+    commands::verify_message,
+    commands::verified_answers,
+    commands::delete_verified,
+    commands::persona,
+    commands::set_persona,
+    commands::watched_folders,
+    commands::watch_folder,
+    commands::unwatch_folder,
+    commands::ping,
+    overview::sources_changed,
+    overview::coverage,
+    overview::why_not_found,
+    overview::find,
+    overview::queue_progress,
+    overview::pause_queue,
+    overview::resume_queue,
+    overview::notify,
 ];
 
 fn main() -> ExitCode {
