@@ -175,6 +175,61 @@ export type DoppelEvent =
 
 export type DownloadProgress = { done: number; total: number | null };
 
+/** The sources whose row changed at or after a moment; ask from `cursor` next time. */
+export type SourceChanges = { sources: Source[]; cursor: number };
+/** Sources of one format or folder. */
+export type Group = { name: string; sources: number; passages: number };
+export type ProblemKind = "failed" | "skipped" | "stale";
+/** A source that failed, was passed over, or whose last update failed, with the reason. */
+export type Problem = {
+  kind: ProblemKind;
+  sourceId: number;
+  title: string;
+  origin: string | null;
+  code: string;
+  reason: string;
+  retryable: boolean;
+  at: number;
+};
+/** What a twin knows, as a whole. */
+export type Coverage = {
+  states: { ready: number; queued: number; processing: number; failed: number; skipped: number };
+  formats: Group[];
+  folders: Group[];
+  otherFolders: number;
+  passages: number;
+  embedded: number;
+  model: string | null;
+  modelProblem: string | null;
+  contentBytes: number;
+  diskBytes: number;
+  problems: Problem[];
+};
+/** Why a word or a file name may not be found. */
+export type Explanation = {
+  named: Source[];
+  words: { word: string; passages: number; sources: number }[];
+  keyword: Hit[];
+  meaning: Hit[] | null;
+  meaningProblem: string | null;
+};
+export type SearchMode = "hybrid" | "vector" | "keyword";
+export type Filter = { sources?: number[]; folder?: string; format?: string; from?: number; until?: number };
+export type TextPart = { text: string; marked: boolean };
+export type FoundPassage = { hit: Hit; parts: TextPart[] };
+export type FindResults = { passages: FoundPassage[]; mode: SearchMode; notes: string[] };
+/** How far the queue's current run is. */
+export type Queue = {
+  paused: boolean;
+  startedAt: number | null;
+  total: number;
+  ended: number;
+  failed: number;
+  running: number;
+  passages: number;
+  timeLeftMs: number | null;
+};
+
 export const EVENT = "doppel://event";
 export const DOWNLOAD_EVENT = "doppel://download";
 
@@ -305,12 +360,24 @@ export const api = {
   watchFolder: (twin: number, path: string) => call<WatchedFolder>("watch_folder", { twin, path }),
   unwatchFolder: (folder: number) => call<null>("unwatch_folder", { folder }),
   ping: () => call<null>("ping"),
+
+  sourcesChanged: (twin: number, since: number) => call<SourceChanges>("sources_changed", { twin, since }),
+  coverage: (twin: number) => call<Coverage>("coverage", { twin }),
+  whyNotFound: (twin: number, text: string) => call<Explanation>("why_not_found", { twin, text }),
+  find: (twin: number, query: string, mode: SearchMode, filter: Filter, topK?: number) =>
+    call<FindResults>("find", topK === undefined ? { twin, query, mode, filter } : { twin, query, mode, filter, topK }),
+  queueProgress: () => call<Queue>("queue_progress"),
+  pauseQueue: () => call<Queue>("pause_queue"),
+  resumeQueue: () => call<Queue>("resume_queue"),
+  /** A desktop notification (rejects with `notify_failed` when the desktop shows none). */
+  notify: (title: string, body: string) => call<null>("notify", { title, body }),
 };
 
 // ---- Events ----
 
-export function onDoppelEvent(handler: (ev: DoppelEvent) => void): Promise<UnlistenFn> {
-  return listen<DoppelEvent>(EVENT, (e) => handler(e.payload));
+/** Receives the core's events, a batch at a time (the shell sends those that arrived together). */
+export function onDoppelEvents(handler: (events: DoppelEvent[]) => void): Promise<UnlistenFn> {
+  return listen<DoppelEvent[] | DoppelEvent>(EVENT, (e) => handler(Array.isArray(e.payload) ? e.payload : [e.payload]));
 }
 
 export function onDownloadProgress(handler: (p: DownloadProgress) => void): Promise<UnlistenFn> {

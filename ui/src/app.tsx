@@ -2,28 +2,32 @@
 // and confirmations. Views get what they share through `useApp()`.
 
 import { createContext, type ComponentChildren } from "preact";
-import { useCallback, useContext, useEffect, useMemo, useReducer, useRef, useState } from "preact/hooks";
-import { api, onDoppelEvent, toAppError, type DoppelEvent, type IngestReport, type Twin } from "./api";
+import { useCallback, useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { api, onDoppelEvents, toAppError, type DoppelEvent, type IngestReport, type Queue, type Twin } from "./api";
 import { ConfirmDialog, type ConfirmOptions } from "./components/Modal";
 import { Icon } from "./components/Icon";
 import { ProgressBar } from "./components/Progress";
 import { pickFiles, pickFolder } from "./pickers";
-import { debounced, initialSources, sourcesReducer, type SourcesAction, type SourcesState } from "./state/sources";
+import { debounced, SourceStore } from "./state/sources";
+import { QueueTracker } from "./state/queue";
 import { applyTheme, loadTheme, nextTheme, systemIsDark, type ThemePref } from "./theme";
 import { plural } from "./format";
 import { markFirstQuestionSeen, SourcesView } from "./views/Sources";
 import { ChatView } from "./views/Chat";
 import { useModels, type ModelsState } from "./views/Models";
-
-/**
- * Events gather until the tasks already queued have run: the events of a burst (a large folder
- * queues thousands at once) then cost one state change and one render, not one each.
- */
-const EVENT_BATCH_MS = 0;
 import { TwinView } from "./views/Twin";
 import { SettingsView } from "./views/Settings";
+import { CoverageView } from "./views/Coverage";
+import { SearchView } from "./views/Search";
+import { QueueStatus } from "./views/Queue";
 
-export type View = "sources" | "chat" | "twin" | "settings";
+/**
+ * Events gather until the tasks already queued have run: the batches the shell sends in a burst
+ * then cost one state change and one render, not one each.
+ */
+const EVENT_BATCH_MS = 0;
+
+export type View = "sources" | "coverage" | "search" | "chat" | "twin" | "settings";
 type ToastKind = "info" | "error" | "success";
 type Toast = { id: number; kind: ToastKind; text: string };
 
@@ -38,9 +42,14 @@ export type AppContext = {
   /** Shows a failed command's message. */
   fail: (e: unknown) => void;
   confirm: (opts: ConfirmOptions) => Promise<boolean>;
-  sources: SourcesState;
-  dispatchSources: (a: SourcesAction) => void;
+  /** The sources of the current twin (mutated in place; `sourcesVersion` says when). */
+  sources: SourceStore;
+  sourcesVersion: number;
   reloadSources: () => void;
+  /** How far the queue's current run is, and whether it is paused (null until known). */
+  queue: Queue | null;
+  pauseQueue: () => Promise<void>;
+  resumeQueue: () => Promise<void>;
   /** The route of a drop and of the pickers: queue paths for the current twin. */
   ingest: (paths: string[]) => Promise<void>;
   showReport: (report: IngestReport) => void;
@@ -75,6 +84,8 @@ declare global {
 
 const NAV: { view: View; label: string; icon: string }[] = [
   { view: "sources", label: "Sources", icon: "sources" },
+  { view: "coverage", label: "Knowledge", icon: "knowledge" },
+  { view: "search", label: "Search", icon: "search" },
   { view: "chat", label: "Chat", icon: "chat" },
   { view: "twin", label: "Twin", icon: "twin" },
   { view: "settings", label: "Settings", icon: "settings" },
@@ -88,9 +99,9 @@ export function App(props: { initialView?: View }) {
   const [confirmState, setConfirmState] = useState<(ConfirmOptions & { resolve: (ok: boolean) => void }) | null>(
     null,
   );
-  const [sources, dispatchSources] = useReducer(sourcesReducer, initialSources);
-  const sourcesRef = useRef(sources);
-  sourcesRef.current = sources;
+  const sources = useMemo(() => new SourceStore(), []);
+  const [sourcesVersion, setSourcesVersion] = useState(0);
+  const [queue, setQueue] = useState<Queue | null>(null);
   const [dragging, setDragging] = useState(false);
   const [theme, setTheme] = useState<ThemePref>(loadTheme);
   const [newChatSignal, setNewChatSignal] = useState(0);
@@ -149,17 +160,22 @@ export function App(props: { initialView?: View }) {
     }
   }, []);
 
-  // Reloads of the sources list, coalesced: events in a burst cause one reload.
+  // Reloads of the sources list, coalesced: events in a burst cause one reload, of the rows that
+  // changed since the last one (all of them the first time).
   const reloader = useMemo(
     () =>
       debounced(async () => {
         const id = twinRef.current;
         if (id === null) return;
-        // Events that arrive while the lists are read mark the state stale again (see `marks`).
-        const marks = sourcesRef.current.marks;
+        // Events that arrive while the rows are read mark the store stale again (see `marks`).
+        const marks = sources.marks;
+        const first = !sources.loaded;
         try {
-          const [list, jobs] = await Promise.all([api.sources(id), api.jobs(true).catch(() => undefined)]);
-          if (twinRef.current === id) dispatchSources({ type: "loaded", sources: list, jobs, marks });
+          const [changes, jobs] = await Promise.all([
+            api.sourcesChanged(id, sources.cursor),
+            first ? api.jobs(true).catch(() => undefined) : undefined,
+          ]);
+          if (twinRef.current === id) sources.applyChanges(changes.sources, changes.cursor, marks, jobs);
         } catch (e) {
           fail(e);
         }
@@ -167,14 +183,52 @@ export function App(props: { initialView?: View }) {
     [],
   );
 
+  // The queue's progress, read again after jobs end (at most once a second).
+  const queueTracker = useMemo(() => new QueueTracker(), []);
+  const queueReloader = useMemo(
+    () =>
+      debounced(async () => {
+        try {
+          const q = await api.queueProgress();
+          setQueue(q);
+          const ended = queueTracker.update(q, Date.now());
+          if (ended) {
+            void api.notify(ended.title, ended.body).catch(() => undefined);
+          }
+        } catch {
+          // The queue's bar waits for the next event.
+        }
+      }, 1000),
+    [],
+  );
+
   useEffect(() => {
-    dispatchSources({ type: "reset" });
+    sources.reset();
     if (twin) void reloader.now();
   }, [twin?.id]);
 
+  useEffect(
+    () =>
+      sources.subscribe(() => {
+        setSourcesVersion(sources.version);
+        if (sources.stale) reloader.schedule();
+      }),
+    [],
+  );
+
   useEffect(() => {
-    if (sources.stale) reloader.schedule();
-  }, [sources]);
+    void queueReloader.now();
+    // Whether the window is in front, for the notification at the end of a long ingest.
+    const onFocus = () => queueTracker.setFocused(true);
+    const onBlur = () => queueTracker.setFocused(false);
+    window.addEventListener("focus", onFocus);
+    window.addEventListener("blur", onBlur);
+    return () => {
+      window.removeEventListener("focus", onFocus);
+      window.removeEventListener("blur", onBlur);
+      queueReloader.cancel();
+    };
+  }, []);
 
   useEffect(() => {
     let unlisten: (() => void) | null = null;
@@ -182,13 +236,14 @@ export function App(props: { initialView?: View }) {
     // Events are applied in batches (see EVENT_BATCH_MS).
     let batch: DoppelEvent[] = [];
     let flush: ReturnType<typeof setTimeout> | null = null;
-    onDoppelEvent((event) => {
-      batch.push(event);
+    onDoppelEvents((events) => {
+      for (const event of events) batch.push(event);
       flush ??= setTimeout(() => {
         const events = batch;
         batch = [];
         flush = null;
-        dispatchSources({ type: "events", events });
+        sources.events(events);
+        if (events.some((e) => queueTracker.concerns(e))) queueReloader.schedule();
       }, EVENT_BATCH_MS);
     })
       .then((u) => (gone ? u() : (unlisten = u)))
@@ -222,7 +277,8 @@ export function App(props: { initialView?: View }) {
       setView("sources");
       try {
         const report = await api.ingestPaths(id, paths);
-        dispatchSources({ type: "ingested", report, twin: id, now: Date.now() });
+        sources.ingested(report, id, Date.now());
+        queueReloader.schedule();
         showReport(report);
       } catch (e) {
         fail(e);
@@ -297,6 +353,22 @@ export function App(props: { initialView?: View }) {
     return () => window.removeEventListener("keydown", onKey);
   }, []);
 
+  const pauseQueue = useCallback(async () => {
+    try {
+      setQueue(await api.pauseQueue());
+    } catch (e) {
+      fail(e);
+    }
+  }, [fail]);
+  const resumeQueue = useCallback(async () => {
+    try {
+      setQueue(await api.resumeQueue());
+      queueReloader.schedule();
+    } catch (e) {
+      fail(e);
+    }
+  }, [fail]);
+
   const ctx: AppContext = {
     twin,
     twins,
@@ -308,8 +380,11 @@ export function App(props: { initialView?: View }) {
     fail,
     confirm,
     sources,
-    dispatchSources,
+    sourcesVersion,
     reloadSources: reloader.schedule,
+    queue,
+    pauseQueue,
+    resumeQueue,
     ingest,
     showReport,
     addFiles,
@@ -369,6 +444,7 @@ export function App(props: { initialView?: View }) {
             ))}
           </ul>
           <div class="sidebar-foot">
+            <QueueStatus compact />
             {bg && (
               <div class={`bg-status ${bg.error ? "error" : ""}`} data-testid="background-status" role="status">
                 <span>{bg.label}</span>
@@ -396,6 +472,14 @@ export function App(props: { initialView?: View }) {
         <main class="main">
           <Panel id="sources" view={view}>
             <SourcesView />
+          </Panel>
+          {view === "coverage" && (
+            <Panel id="coverage" view={view}>
+              <CoverageView />
+            </Panel>
+          )}
+          <Panel id="search" view={view}>
+            <SearchView />
           </Panel>
           <Panel id="chat" view={view}>
             <ChatView />

@@ -205,8 +205,46 @@ const catalogue: Catalogue = {
   ],
 };
 
+let queuePaused = false;
+
+function mockQueue() {
+  const active = jobs.filter((j) => j.state === "queued" || j.state === "running").length;
+  const ended = jobs.filter((j) => j.state === "done" || j.state === "failed").length;
+  return {
+    paused: queuePaused,
+    startedAt: active ? now : null,
+    total: active ? active + ended : 0,
+    ended: active ? ended : 0,
+    failed: 0,
+    running: jobs.filter((j) => j.state === "running").length,
+    passages: 0,
+    timeLeftMs: active && !queuePaused ? active * 4000 : null,
+  };
+}
+
+function mockCoverage(twin: number) {
+  const mine = sources.filter((s) => s.twinId === twin);
+  const count = (state: Source["state"]) => mine.filter((s) => s.state === state).length;
+  const passages = mine.reduce((n, s) => n + s.chunkCount, 0);
+  return {
+    states: { ready: count("ready"), queued: count("queued"), processing: count("processing"), failed: count("failed"), skipped: 0 },
+    formats: [{ name: "Markdown", sources: mine.length, passages }],
+    folders: [{ name: "/home/ada/notes", sources: mine.length, passages }],
+    otherFolders: 0,
+    passages,
+    embedded: passages,
+    model: "all-MiniLM-L6-v2",
+    modelProblem: null,
+    contentBytes: mine.reduce((n, s) => n + (s.byteSize ?? 0), 0),
+    diskBytes: 3_400_000,
+    problems: mine
+      .filter((s) => s.state === "failed")
+      .map((s) => ({ kind: "failed", sourceId: s.id, title: s.title, origin: s.origin, code: "malformed", reason: s.error ?? "", retryable: true, at: s.updatedAt })),
+  };
+}
+
 function event(e: DoppelEvent) {
-  void emit("doppel://event", e);
+  void emit("doppel://event", [e]);
 }
 
 function hint(key: string) {
@@ -408,6 +446,33 @@ function handle(cmd: string, a: Args): unknown {
     }
     case "search":
       return { hits: [], notes: [] };
+    case "sources_changed": {
+      // The canned backend has no clock of its own: every row of the twin, each time.
+      const rows = sources.filter((s) => s.twinId === a.twin).map((s) => ({ ...s }));
+      return { sources: rows, cursor: 0 };
+    }
+    case "coverage":
+      return mockCoverage(a.twin as number);
+    case "why_not_found":
+      return {
+        named: sources.filter((s) => s.twinId === a.twin && s.title.toLowerCase().includes(String(a.text).toLowerCase())),
+        words: [{ word: String(a.text).toLowerCase(), passages: 0, sources: 0 }],
+        keyword: [],
+        meaning: [],
+        meaningProblem: null,
+      };
+    case "find":
+      return { passages: [], mode: a.mode, notes: [] };
+    case "queue_progress":
+      return mockQueue();
+    case "pause_queue":
+      queuePaused = true;
+      return mockQueue();
+    case "resume_queue":
+      queuePaused = false;
+      return mockQueue();
+    case "notify":
+      return null;
     case "settings":
       return settings;
     case "set_setting": {

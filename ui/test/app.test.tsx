@@ -41,20 +41,55 @@ describe("sources", () => {
     expect(row(11).textContent).toContain("talk.vtt");
   });
 
-  it("a folder of thousands shows the first rows, says how many more, and shows more on request", async () => {
-    const list: Source[] = Array.from({ length: 700 }, (_, i) => ({ ...ready, id: 100 + i, title: `page-${i}.html` }));
+  it("renders only the rows in view of 50,000 sources, and a filter searches them all", async () => {
+    const list: Source[] = Array.from({ length: 50_000 }, (_, i) => ({ ...ready, id: 100 + i, title: `page-${i}.html` }));
     fakeShell({ ...baseHandlers(), sources: () => list });
     await mount(<App />);
-    await until(() => $$(tid("source-row")).length === 300);
-    expect($(tid("more-sources")).textContent).toContain("Showing 300 of 700");
-    click($("button", $(tid("more-sources"))));
-    await until(() => $$(tid("source-row")).length === 600);
-    // A filter searches all of them, not only the rows shown.
+    await until(() => $(tid("source-list")).dataset.count === "50000");
+    const shown = $$(tid("source-row"));
+    expect(shown.length).toBeGreaterThan(5);
+    expect(shown.length).toBeLessThan(60);
+    // Newest first, and the list is as tall as all of its rows.
+    expect(shown[0]!.dataset.sourceId).toBe("50099");
+    expect(parseInt($(tid("source-list")).style.height)).toBe(50_000 * 66);
+    expect($(tid("sources-summary")).textContent).toContain("50,000 sources ready");
     const filter = $(tid("source-filter")) as HTMLInputElement;
-    filter.value = "page-699.html";
+    filter.value = "page-49999.html";
     filter.dispatchEvent(new Event("input"));
     await until(() => $$(tid("source-row")).length === 1);
-    expect(row(799).textContent).toContain("page-699.html");
+    expect(row(50_099).textContent).toContain("page-49999.html");
+  });
+
+  it("moves through the rows by keyboard, bringing the next ones into view", async () => {
+    const list: Source[] = Array.from({ length: 500 }, (_, i) => ({ ...ready, id: 1 + i, title: `note-${i}.md` }));
+    fakeShell({ ...baseHandlers(), sources: () => list });
+    await mount(<App />);
+    await until(() => $$(tid("source-row")).length > 0);
+    $("button", row(500)).focus();
+    await key(document.activeElement!, "ArrowDown");
+    await until(() => document.activeElement === $("button", row(499)));
+    await key(document.activeElement!, "End");
+    await until(() => document.activeElement === $("button", row(1)));
+    await key(document.activeElement!, "Home");
+    await until(() => document.activeElement === $("button", row(500)));
+  });
+
+  it("after an event reloads only the sources changed since the last reload", async () => {
+    let list: Source[] = [{ ...ready, id: 7, title: "notes.pdf", state: "queued", chunkCount: 0, updatedAt: 1000 }];
+    const shell = fakeShell({
+      ...baseHandlers(),
+      sources_changed: (a) => ({ sources: list.filter((s) => s.updatedAt >= (a.since as number)), cursor: Math.max(a.since as number, ...list.map((s) => s.updatedAt)) }),
+    });
+    await mount(<App />);
+    await until(() => row(7));
+    expect(shell.called("sources_changed")[0]!.args).toEqual({ twin: 1, since: 0 });
+    list = [{ ...list[0]!, title: "Field notes", state: "ready", chunkCount: 12, updatedAt: 2000 }];
+    await shellEvent({ type: "jobDone", job: 3, source: 7, outcome: "ingested", chunks: 12 });
+    // The reload waits for the quarter second that spaces reloads.
+    await until(() => row(7).textContent!.includes("Field notes"), 1000);
+    expect(shell.called("sources_changed").at(-1)!.args).toEqual({ twin: 1, since: 1000 });
+    expect(row(7).dataset.state).toBe("ready");
+    expect(shell.called("sources")).toHaveLength(0);
   });
 
   it("follows events: progress bar, failure with its reason, deletion", async () => {
@@ -82,9 +117,9 @@ describe("sources", () => {
     await shellEvent({ type: "sourceDeleted", source: 7 });
     expect($$(`${tid("source-row")}[data-source-id="7"]`)).toHaveLength(0);
     // Progress events never cause reloads; a burst of state changes causes few.
-    const before = shell.called("sources").length;
+    const before = shell.called("sources_changed").length;
     for (let i = 1; i <= 30; i++) await shellEvent({ type: "jobProgress", job: 13, done: i, total: 30 });
-    expect(shell.called("sources").length).toBe(before);
+    expect(shell.called("sources_changed").length).toBe(before);
   });
 
   it("forgets a source only after the confirmation, which explains what is removed", async () => {

@@ -18,7 +18,10 @@ export function fakeShell(handlers: Record<string, Handler>) {
     async (cmd, args) => {
       const a = (args ?? {}) as Record<string, unknown>;
       calls.push({ cmd, args: a });
-      const h = handlers[cmd];
+      let h = handlers[cmd];
+      // A test that lists its sources answers the window's "changed since" reads with all of them.
+      const list = handlers.sources;
+      if (!h && cmd === "sources_changed" && list) h = (args) => ({ sources: list(args), cursor: 0 });
       if (!h) throw { code: "not_found", message: `no handler for ${cmd}` };
       return h(a);
     },
@@ -115,6 +118,18 @@ export async function key(el: EventTarget, k: string, opts: KeyboardEventInit = 
   await settle(2);
 }
 
+/** The queue with nothing waiting. */
+export const idleQueue = {
+  paused: false,
+  startedAt: null,
+  total: 0,
+  ended: 0,
+  failed: 0,
+  running: 0,
+  passages: 0,
+  timeLeftMs: null,
+};
+
 /** A baseline shell with one twin and nothing learnt; tests override what they need. */
 export function baseHandlers(): Record<string, Handler> {
   return {
@@ -132,5 +147,6 @@ export function baseHandlers(): Record<string, Handler> {
     app_info: () => ({ version: "0.1.0", dataDir: "/data", schemaVersion: 4 }),
     model_status: () => ({ problems: [], dirs: [] }),
     catalogue: () => ({ chat: [], embedding: [] }),
+    queue_progress: () => idleQueue,
   };
 }

@@ -26,6 +26,10 @@ const paths: Record<string, string> = {
   eye: "M2 12s4-7 10-7 10 7 10 7-4 7-10 7S2 12 2 12z M12 15a3 3 0 1 0 0-6 3 3 0 0 0 0 6z",
   alert: "M12 3l10 18H2z M12 10v5 M12 18v.5",
   quote: "M7 7h4v5H7c0 3 1 4 3 5 M14 7h4v5h-4c0 3 1 4 3 5",
+  pause: "M8 5v14 M16 5v14",
+  play: "M7 4l13 8-13 8z",
+  knowledge: "M4 19V5 M4 19h16 M8 16v-5 M12 16V8 M16 16v-3",
+  panel: "M3 4h18v16H3z M9 4v16",
 };
 
 export function Icon(props: { name: keyof typeof paths | string; size?: number; class?: string }) {

@@ -1,52 +1,16 @@
-// The sources list as the person sees it: the shell's rows, updated at once by background events,
-// and reconciled by a (debounced) reload whenever an event says more changed than it carries.
+// The sources list as the person sees it, for any number of sources: the shell's rows, updated at
+// once by background events, and reconciled by reloading only the rows that changed since the
+// last reload (`sources_changed`). Nothing here costs time in proportion to the number of
+// sources for an event about one: rows live in a map, the order is an array of ids kept sorted,
+// counts by state and the filtered view are updated row by row.
 
-import type { DoppelEvent, IngestReport, Job, Source, SourceState } from "../api";
+import type { DoppelEvent, IngestReport, Source, SourceState } from "../api";
 
 export type Progress = { phase: "reading" | "embedding"; done: number; total: number };
 
-export type SourcesState = {
-  /** Rows by id, in the order the shell listed them (new ones first). */
-  rows: Source[];
-  /** Which source each known job fills. */
-  jobSource: Record<number, number>;
-  /** The active (queued or running) job of a source, for "Cancel". */
-  activeJob: Record<number, number>;
-  /** Live progress of sources being processed. */
-  progress: Record<number, Progress>;
-  /** When a failed job will be tried again, by source. */
-  retryAt: Record<number, number>;
-  /** Background work that is not one source's: re-embedding, index rebuilds. */
-  background: { label: string; done?: number; total?: number; error?: boolean } | null;
-  /** Set when an event told of a change the state cannot apply by itself. */
-  stale: boolean;
-  /**
-   * How many times the state was marked stale: a reload clears `stale` only if no event marked
-   * it again while the reload ran (its rows may predate that event's change).
-   */
-  marks: number;
-};
+export type Background = { label: string; done?: number; total?: number; error?: boolean } | null;
 
-export const initialSources: SourcesState = {
-  rows: [],
-  jobSource: {},
-  activeJob: {},
-  progress: {},
-  retryAt: {},
-  background: null,
-  stale: false,
-  marks: 0,
-};
-
-export type SourcesAction =
-  /** `marks`: the state's `marks` when the reload began. */
-  | { type: "loaded"; sources: Source[]; jobs?: Job[]; marks?: number }
-  | { type: "ingested"; report: IngestReport; twin: number; now: number }
-  | { type: "event"; event: DoppelEvent }
-  /** Events that arrived together (a large folder queues thousands at once): one state, one render. */
-  | { type: "events"; events: DoppelEvent[] }
-  | { type: "removed"; source: number }
-  | { type: "reset" };
+export type Counts = Record<SourceState, number>;
 
 function basename(path: string): string {
   const trimmed = path.replace(/[\\/]+$/, "");
@@ -54,208 +18,368 @@ function basename(path: string): string {
   return i >= 0 ? trimmed.slice(i + 1) || trimmed : trimmed;
 }
 
-function without<T>(rec: Record<number, T>, key: number | null | undefined): Record<number, T> {
-  if (key == null || !(key in rec)) return rec;
-  const next = { ...rec };
-  delete next[key];
-  return next;
-}
-
-function patchRow(rows: Source[], id: number, patch: Partial<Source>): Source[] {
-  return rows.map((r) => (r.id === id ? { ...r, ...patch } : r));
-}
-
-function setState(s: SourcesState, id: number, state: SourceState, extra: Partial<Source> = {}): SourcesState {
-  if (!s.rows.some((r) => r.id === id)) return { ...s, stale: true };
-  return { ...s, rows: patchRow(s.rows, id, { state, ...extra }) };
-}
-
-export function sourcesReducer(s: SourcesState, a: SourcesAction): SourcesState {
-  const next = reduce(s, a);
-  if (a.type !== "loaded" && a.type !== "reset" && next.stale && next !== s) {
-    return { ...next, marks: s.marks + 1 };
+/** The index of `id` in an ascending array, or where it would go (as a negative `-(at + 1)`). */
+function search(ids: number[], id: number): number {
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const v = ids[mid]!;
+    if (v === id) return mid;
+    if (v < id) lo = mid + 1;
+    else hi = mid;
   }
-  return next;
+  return -(lo + 1);
 }
 
-function reduce(s: SourcesState, a: SourcesAction): SourcesState {
-  switch (a.type) {
-    case "reset":
-      return { ...initialSources, marks: s.marks };
-    case "loaded": {
-      const ids = new Set(a.sources.map((r) => r.id));
-      const keep = <T>(rec: Record<number, T>) =>
-        Object.fromEntries(Object.entries(rec).filter(([k]) => ids.has(Number(k)))) as Record<number, T>;
-      let jobSource = s.jobSource;
-      let activeJob = keep(s.activeJob);
-      if (a.jobs) {
-        jobSource = { ...s.jobSource };
-        activeJob = {};
-        for (const j of a.jobs) {
-          if (j.sourceId == null) continue;
-          jobSource[j.id] = j.sourceId;
-          if (j.state === "queued" || j.state === "running") activeJob[j.sourceId] = j.id;
-        }
+function insertId(ids: number[], id: number) {
+  const at = search(ids, id);
+  if (at >= 0) return;
+  const pos = -at - 1;
+  // Ids grow: a new source nearly always goes at the end.
+  if (pos === ids.length) ids.push(id);
+  else ids.splice(pos, 0, id);
+}
+
+function removeId(ids: number[], id: number) {
+  const at = search(ids, id);
+  if (at >= 0) ids.splice(at, 1);
+}
+
+/** Whether a row matches the filter box (by title, path or state label). */
+export type RowFilter = (s: Source) => boolean;
+
+/**
+ * The sources of the current twin. Mutated in place; `version` grows with every change, and
+ * subscribers are told (once per batch of changes).
+ */
+export class SourceStore {
+  private byId = new Map<number, Source>();
+  /** Source ids, ascending (the list shows them newest first). */
+  private ids: number[] = [];
+  private filter: RowFilter | null = null;
+  /** Ids matching `filter`, ascending; null without a filter. */
+  private matching: number[] | null = null;
+
+  counts: Counts = { queued: 0, processing: 0, ready: 0, failed: 0 };
+  /** Live progress of sources being processed. */
+  progress = new Map<number, Progress>();
+  /** Which source each known job fills. */
+  jobSource = new Map<number, number>();
+  /** The active (queued or running) job of a source, for "Cancel". */
+  activeJob = new Map<number, number>();
+  /** When a failed job will be tried again, by source. */
+  retryAt = new Map<number, number>();
+  /** Background work that is not one source's: re-embedding, index rebuilds. */
+  background: Background = null;
+  /** Whether the first full load arrived. */
+  loaded = false;
+  /** Where the next `sources_changed` starts. */
+  cursor = 0;
+  /** Set when an event told of a change the events alone do not carry (titles, counts, new rows). */
+  stale = false;
+  /**
+   * Counts the events that changed a row's state or made the store stale: a reload clears
+   * `stale` only if none arrived while it read, and a row whose state such an event set keeps
+   * it over an older one the reload brings (see `applyChanges`).
+   */
+  marks = 0;
+  private markedAt = new Map<number, number>();
+  version = 0;
+  private listeners = new Set<() => void>();
+
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private changed() {
+    this.version++;
+    for (const l of this.listeners) l();
+  }
+
+  get total(): number {
+    return this.ids.length;
+  }
+
+  /** How many rows the list shows (all of them, or those matching the filter). */
+  get shown(): number {
+    return (this.matching ?? this.ids).length;
+  }
+
+  /** The row shown at `index`, newest first. */
+  at(index: number): Source | undefined {
+    const ids = this.matching ?? this.ids;
+    const id = ids[ids.length - 1 - index];
+    return id === undefined ? undefined : this.byId.get(id);
+  }
+
+  /** Where the row of `id` is shown, or -1. */
+  indexOf(id: number): number {
+    const ids = this.matching ?? this.ids;
+    const at = search(ids, id);
+    return at < 0 ? -1 : ids.length - 1 - at;
+  }
+
+  get(id: number): Source | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Shows only rows for which `filter` holds (computed once here, then row by row). */
+  setFilter(filter: RowFilter | null) {
+    this.filter = filter;
+    this.matching = filter ? this.ids.filter((id) => filter(this.byId.get(id)!)) : null;
+    this.changed();
+  }
+
+  /** Everything anew (the first load, a twin switch). */
+  reset() {
+    this.byId.clear();
+    this.ids = [];
+    this.matching = this.filter ? [] : null;
+    this.counts = { queued: 0, processing: 0, ready: 0, failed: 0 };
+    this.progress.clear();
+    this.jobSource.clear();
+    this.activeJob.clear();
+    this.retryAt.clear();
+    this.markedAt.clear();
+    this.background = null;
+    this.loaded = false;
+    this.cursor = 0;
+    this.stale = false;
+    this.changed();
+  }
+
+  /** Puts a row in (or replaces it), keeping counts and the filtered view in step. */
+  private put(row: Source) {
+    const old = this.byId.get(row.id);
+    if (old) this.counts[old.state]--;
+    else insertId(this.ids, row.id);
+    this.counts[row.state]++;
+    this.byId.set(row.id, row);
+    if (this.matching && this.filter) {
+      if (this.filter(row)) insertId(this.matching, row.id);
+      else removeId(this.matching, row.id);
+    }
+    // Progress only means something while a source is processed.
+    if (row.state !== "processing") this.progress.delete(row.id);
+  }
+
+  private drop(id: number) {
+    const old = this.byId.get(id);
+    if (!old) return;
+    this.counts[old.state]--;
+    this.byId.delete(id);
+    removeId(this.ids, id);
+    if (this.matching) removeId(this.matching, id);
+    this.progress.delete(id);
+    this.activeJob.delete(id);
+    this.retryAt.delete(id);
+    this.markedAt.delete(id);
+  }
+
+  private patch(id: number, patch: Partial<Source>): boolean {
+    const old = this.byId.get(id);
+    if (!old) return false;
+    this.put({ ...old, ...patch });
+    return true;
+  }
+
+  /** Marks a row's state as set by an event (see `marks`). */
+  private mark(id: number) {
+    this.markedAt.set(id, ++this.marks);
+  }
+
+  private markStale() {
+    this.stale = true;
+    this.marks++;
+  }
+
+  /**
+   * Rows read by `sources_changed`; `marks` is `this.marks` when that read began. A row whose
+   * state an event set since then keeps that state (a ready row must not fall back to
+   * "processing"), and the store stays stale so that it is read once more.
+   */
+  applyChanges(sources: Source[], cursor: number, marks: number, jobs?: { id: number; sourceId: number | null; state: string }[]) {
+    for (const row of sources) {
+      const markedAt = this.markedAt.get(row.id);
+      const known = this.byId.get(row.id);
+      if (known && markedAt !== undefined && markedAt > marks) {
+        this.put({ ...row, state: known.state, error: known.error });
+      } else {
+        this.put(row);
       }
-      // Progress only means something while a source is processed.
-      const progress = Object.fromEntries(
-        Object.entries(s.progress).filter(([k]) => {
-          const row = a.sources.find((r) => r.id === Number(k));
-          return row && row.state === "processing";
-        }),
-      );
-      // Overtaken by events: its rows may be older than the states those events set, which are
-      // kept (a ready row must not fall back to "processing"); the next reload settles the rest.
-      const stale = a.marks !== undefined && a.marks !== s.marks;
-      let rows = a.sources;
-      if (stale) {
-        const known = new Map(s.rows.map((r) => [r.id, r]));
-        rows = rows.map((r) => {
-          const k = known.get(r.id);
-          return k ? { ...r, state: k.state, error: k.error } : r;
+    }
+    if (jobs) {
+      for (const j of jobs) {
+        if (j.sourceId == null) continue;
+        this.jobSource.set(j.id, j.sourceId);
+        if (j.state === "queued" || j.state === "running") this.activeJob.set(j.sourceId, j.id);
+      }
+    }
+    this.cursor = Math.max(this.cursor, cursor);
+    this.loaded = true;
+    // Marks older than this read are settled; anything newer is read once more.
+    for (const [id, at] of this.markedAt) if (at <= marks) this.markedAt.delete(id);
+    this.stale = this.marks !== marks;
+    this.changed();
+  }
+
+  /** Files just queued: each appears at once, named after its file, until it is read. */
+  ingested(report: IngestReport, twin: number, now: number) {
+    for (const q of report.queued) {
+      this.jobSource.set(q.jobId, q.sourceId);
+      this.activeJob.set(q.sourceId, q.jobId);
+      if (this.byId.has(q.sourceId)) {
+        this.patch(q.sourceId, { state: "queued", error: null });
+      } else {
+        this.put({
+          id: q.sourceId,
+          twinId: twin,
+          kind: "file",
+          origin: q.origin,
+          title: basename(q.origin),
+          mediaType: null,
+          byteSize: null,
+          state: "queued",
+          error: null,
+          chunkCount: 0,
+          createdAt: now,
+          updatedAt: now,
         });
       }
-      return { ...s, rows, jobSource, activeJob, progress, retryAt: keep(s.retryAt), stale };
+      this.mark(q.sourceId);
     }
-    case "ingested": {
-      // Every queued file appears at once; the reload that follows fills in the details.
-      let rows = s.rows;
-      const jobSource = { ...s.jobSource };
-      const activeJob = { ...s.activeJob };
-      const fresh: Source[] = [];
-      for (const q of a.report.queued) {
-        jobSource[q.jobId] = q.sourceId;
-        activeJob[q.sourceId] = q.jobId;
-        if (rows.some((r) => r.id === q.sourceId)) {
-          rows = patchRow(rows, q.sourceId, { state: "queued", error: null });
-        } else if (!fresh.some((r) => r.id === q.sourceId)) {
-          fresh.push({
-            id: q.sourceId,
-            twinId: a.twin,
-            kind: "file",
-            origin: q.origin,
-            title: basename(q.origin),
-            mediaType: null,
-            byteSize: null,
-            state: "queued",
-            error: null,
-            chunkCount: 0,
-            createdAt: a.now,
-            updatedAt: a.now,
-          });
-        }
-      }
-      return { ...s, rows: [...fresh, ...rows], jobSource, activeJob, stale: true };
-    }
-    case "removed":
-      return {
-        ...s,
-        rows: s.rows.filter((r) => r.id !== a.source),
-        progress: without(s.progress, a.source),
-        activeJob: without(s.activeJob, a.source),
-      };
-    case "event":
-      return applyEvent(s, a.event);
-    case "events":
-      return a.events.reduce(applyEvent, s);
+    this.markStale();
+    this.changed();
   }
-}
 
-function applyEvent(s: SourcesState, ev: DoppelEvent): SourcesState {
-  switch (ev.type) {
-    case "jobQueued": {
-      const next = {
-        ...s,
-        jobSource: { ...s.jobSource, [ev.job]: ev.source },
-        activeJob: { ...s.activeJob, [ev.source]: ev.job },
-      };
-      return next.rows.some((r) => r.id === ev.source) ? setState(next, ev.source, "queued") : { ...next, stale: true };
+  /** A source forgotten through the window. */
+  removed(id: number) {
+    this.drop(id);
+    this.changed();
+  }
+
+  /** Events that arrived together: one change for subscribers. */
+  events(events: DoppelEvent[]) {
+    for (const ev of events) this.apply(ev);
+    this.changed();
+  }
+
+  private setState(id: number, state: SourceState, extra: Partial<Source> = {}) {
+    if (!this.patch(id, { state, ...extra })) {
+      this.markStale();
+      return;
     }
-    case "jobStarted": {
-      if (ev.source == null) return s;
-      const next = {
-        ...s,
-        jobSource: { ...s.jobSource, [ev.job]: ev.source },
-        activeJob: { ...s.activeJob, [ev.source]: ev.job },
-        progress: { ...s.progress, [ev.source]: { phase: "reading" as const, done: 0, total: 0 } },
-        retryAt: without(s.retryAt, ev.source),
-      };
-      return setState(next, ev.source, "processing");
-    }
-    case "jobProgress":
-    case "jobEmbedding": {
-      const source = s.jobSource[ev.job];
-      if (source === undefined) return { ...s, stale: true };
-      const phase: Progress["phase"] = ev.type === "jobProgress" ? "reading" : "embedding";
-      const next: SourcesState = { ...s, progress: { ...s.progress, [source]: { phase, done: ev.done, total: ev.total } } };
-      const row = s.rows.find((r) => r.id === source);
-      return row && row.state !== "processing" ? setState(next, source, "processing") : next;
-    }
-    case "jobDone": {
-      const source = ev.source ?? s.jobSource[ev.job];
-      const next = {
-        ...s,
-        progress: without(s.progress, source),
-        activeJob: without(s.activeJob, source),
-        stale: true,
-      };
-      return next;
-    }
-    case "jobFailed": {
-      const source = ev.source ?? s.jobSource[ev.job];
-      if (source == null) return s;
-      let next: SourcesState = { ...s, progress: without(s.progress, source) };
-      const row = s.rows.find((r) => r.id === source);
-      if (!row) return { ...next, stale: true };
-      if (ev.retryAt != null) {
-        // It will be tried again: it waits in the queue with the reason shown.
-        next = { ...next, retryAt: { ...next.retryAt, [source]: ev.retryAt } };
-        return setState(next, source, "queued", { error: ev.message });
+    this.mark(id);
+  }
+
+  private apply(ev: DoppelEvent) {
+    switch (ev.type) {
+      case "jobQueued":
+        this.jobSource.set(ev.job, ev.source);
+        this.activeJob.set(ev.source, ev.job);
+        this.setState(ev.source, "queued");
+        return;
+      case "jobStarted":
+        if (ev.source == null) return;
+        this.jobSource.set(ev.job, ev.source);
+        this.activeJob.set(ev.source, ev.job);
+        this.retryAt.delete(ev.source);
+        this.setState(ev.source, "processing");
+        this.progress.set(ev.source, { phase: "reading", done: 0, total: 0 });
+        return;
+      case "jobProgress":
+      case "jobEmbedding": {
+        const source = this.jobSource.get(ev.job);
+        if (source === undefined) {
+          this.markStale();
+          return;
+        }
+        const row = this.byId.get(source);
+        if (row && row.state !== "processing") this.setState(source, "processing");
+        this.progress.set(source, { phase: ev.type === "jobProgress" ? "reading" : "embedding", done: ev.done, total: ev.total });
+        return;
       }
-      next = { ...next, activeJob: without(next.activeJob, source), retryAt: without(next.retryAt, source) };
-      if (row.state === "ready" || row.chunkCount > 0) {
-        // A failed update keeps the last good content; the shell tells the exact state.
-        return { ...setState(next, source, row.state, { error: ev.message }), stale: true };
+      case "jobDone": {
+        const source = ev.source ?? this.jobSource.get(ev.job);
+        if (source != null) {
+          this.progress.delete(source);
+          this.activeJob.delete(source);
+        }
+        this.markStale();
+        return;
       }
-      return setState(next, source, "failed", { error: ev.message });
-    }
-    case "jobCancelled": {
-      const source = s.jobSource[ev.job];
-      return { ...s, progress: without(s.progress, source), activeJob: without(s.activeJob, source), stale: true };
-    }
-    case "sourceChanged": {
-      let next = s;
-      if (ev.state !== "processing") next = { ...next, progress: without(next.progress, ev.source) };
-      if (ev.state === "ready" || ev.state === "failed") next = { ...next, activeJob: without(next.activeJob, ev.source) };
-      next = setState(next, ev.source, ev.state, ev.state === "ready" ? { error: null } : {});
-      // A ready source has a new chunk count and dates: fetch them.
-      return ev.state === "ready" || ev.state === "failed" ? { ...next, stale: true } : next;
-    }
-    case "sourceDeleted":
-      return sourcesReducer(s, { type: "removed", source: ev.source });
-    case "watchChanged":
-      return { ...s, stale: true };
-    case "indexRebuild":
-      return {
-        ...s,
-        background: ev.done >= ev.total ? null : { label: "Rebuilding the search index", done: ev.done, total: ev.total },
-      };
-    case "backfill":
-      return {
-        ...s,
-        background:
+      case "jobFailed": {
+        const source = ev.source ?? this.jobSource.get(ev.job);
+        if (source == null) return;
+        this.progress.delete(source);
+        const row = this.byId.get(source);
+        if (!row) {
+          this.markStale();
+          return;
+        }
+        if (ev.retryAt != null) {
+          // It will be tried again: it waits in the queue with the reason shown.
+          this.retryAt.set(source, ev.retryAt);
+          this.setState(source, "queued", { error: ev.message });
+          return;
+        }
+        this.activeJob.delete(source);
+        this.retryAt.delete(source);
+        if (row.state === "ready" || row.chunkCount > 0) {
+          // A failed update keeps the last good content; the shell tells the exact state.
+          this.setState(source, row.state, { error: ev.message });
+          this.markStale();
+          return;
+        }
+        this.setState(source, "failed", { error: ev.message });
+        return;
+      }
+      case "jobCancelled": {
+        const source = this.jobSource.get(ev.job);
+        if (source !== undefined) {
+          this.progress.delete(source);
+          this.activeJob.delete(source);
+        }
+        this.markStale();
+        return;
+      }
+      case "sourceChanged":
+        if (ev.state === "ready" || ev.state === "failed") this.activeJob.delete(ev.source);
+        this.setState(ev.source, ev.state, ev.state === "ready" ? { error: null } : {});
+        // A ready source has a new title, passage count and dates: read its row again.
+        if (ev.state === "ready" || ev.state === "failed") this.markStale();
+        return;
+      case "sourceDeleted":
+        this.drop(ev.source);
+        return;
+      case "watchChanged":
+        this.markStale();
+        return;
+      case "indexRebuild":
+        this.background =
+          ev.done >= ev.total ? null : { label: "Rebuilding the search index", done: ev.done, total: ev.total };
+        return;
+      case "backfill": {
+        // `embedded` counts the passages of this step; the bar shows the whole re-embedding.
+        const prev = this.background && !this.background.error ? this.background : null;
+        const total = Math.max(prev?.total ?? 0, (prev?.done ?? 0) + ev.embedded + ev.remaining);
+        this.background =
           ev.remaining === 0
             ? null
             : {
                 label: `Learning passages by meaning: ${ev.remaining.toLocaleString()} to go`,
-                done: ev.embedded,
-                total: ev.embedded + ev.remaining,
-              },
-      };
-    case "backfillStalled":
-      return { ...s, background: { label: `Embedding paused: ${ev.reason}`, error: true } };
+                done: total - ev.remaining,
+                total,
+              };
+        return;
+      }
+      case "backfillStalled":
+        this.background = { label: `Embedding paused: ${ev.reason}`, error: true };
+        return;
+    }
   }
-  return s;
 }
 
 /** Progress as a whole percentage, or null while the total is not known. */

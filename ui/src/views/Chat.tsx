@@ -2,7 +2,7 @@
 // open the passage they quote.
 
 import { useEffect, useMemo, useReducer, useRef, useState } from "preact/hooks";
-import { api, newId, toAppError, type Chunk, type Citation, type Conversation, type Message, type Unsupported } from "../api";
+import { api, newId, toAppError, type Citation, type Conversation, type Message, type Unsupported } from "../api";
 import { useApp } from "../app";
 import { ModelBanner } from "./Models";
 import { Icon } from "../components/Icon";
@@ -10,8 +10,20 @@ import { formatRelative } from "../format";
 import { pickSavePath } from "../pickers";
 import { blocks, inlines, type Inline } from "../markdown";
 import { chatReducer, isBusy, newChat, noteText, splitCitations, type Turn } from "../state/chat";
+import { PassagePanel } from "../components/PassagePanel";
 
 type OpenCitation = { citation: Citation; message: number };
+
+/** Where hiding the conversations list is remembered. */
+const CONVERSATIONS_HIDDEN_KEY = "doppel.conversationsHidden";
+
+function storedHidden(): boolean {
+  try {
+    return localStorage.getItem(CONVERSATIONS_HIDDEN_KEY) === "1";
+  } catch {
+    return false;
+  }
+}
 
 export function ChatView() {
   const app = useApp();
@@ -21,6 +33,16 @@ export function ChatView() {
   const [draft, setDraft] = useState("");
   const [cite, setCite] = useState<OpenCitation | null>(null);
   const [revised, setRevised] = useState<Record<number, string>>({});
+  const [listHidden, setListHidden] = useState(storedHidden);
+  const toggleList = () => {
+    const hidden = !listHidden;
+    setListHidden(hidden);
+    try {
+      localStorage.setItem(CONVERSATIONS_HIDDEN_KEY, hidden ? "1" : "0");
+    } catch {
+      // Storage may be unavailable: the choice holds for this session.
+    }
+  };
   const composer = useRef<HTMLTextAreaElement>(null);
   const bottom = useRef<HTMLDivElement>(null);
   const busy = isBusy(state);
@@ -159,8 +181,8 @@ export function ChatView() {
   const empty = state.messages.length === 0 && !turn;
 
   return (
-    <div class={`chat-layout ${cite ? "with-panel" : ""}`}>
-      <aside class="pane conv-pane" aria-label="Conversations">
+    <div class={`chat-layout ${cite ? "with-panel" : ""} ${listHidden ? "no-conversations" : ""}`}>
+      <aside class="pane conv-pane" id="conversations" aria-label="Conversations" hidden={listHidden}>
         <button type="button" class="btn primary block" data-testid="new-chat" onClick={startNew} title="Ctrl+N">
           <Icon name="plus" />
           New chat
@@ -187,7 +209,24 @@ export function ChatView() {
 
       <div class="pane chat-main">
         <header class="chat-head">
+          <button
+            type="button"
+            class="btn ghost icon-only"
+            data-testid="toggle-conversations"
+            aria-controls="conversations"
+            aria-expanded={!listHidden}
+            aria-label={listHidden ? "Show the conversations" : "Hide the conversations"}
+            title={listHidden ? "Show the conversations" : "Hide the conversations"}
+            onClick={toggleList}
+          >
+            <Icon name="panel" />
+          </button>
           <h1 class="chat-title">{current?.title || "New chat"}</h1>
+          {listHidden && (
+            <button type="button" class="btn ghost icon-only" data-testid="new-chat-head" aria-label="New chat (Ctrl+N)" title="New chat (Ctrl+N)" onClick={startNew}>
+              <Icon name="plus" />
+            </button>
+          )}
           {current && (
             <div class="actions">
               <button type="button" class="btn ghost" data-testid="copy-conversation" onClick={() => void copyMd()}>
@@ -212,7 +251,7 @@ export function ChatView() {
               <h2>Ask {twin?.name ?? "your twin"} anything</h2>
               <p>
                 Answers come from your sources, in your voice, with numbered citations you can open.
-                {app.sources.rows.length === 0 && " Add a few documents first so there is something to draw on."}
+                {app.sources.total === 0 && " Add a few documents first so there is something to draw on."}
               </p>
             </div>
           )}
@@ -294,7 +333,13 @@ export function ChatView() {
         <p class="composer-hint muted small">Enter sends · Shift+Enter new line · Esc stops</p>
       </div>
 
-      {cite && <PassagePanel open={cite} onClose={() => setCite(null)} />}
+      {cite && (
+        <PassagePanel
+          passage={cite.citation}
+          opened={`${cite.message}:${cite.citation.number}`}
+          onClose={() => setCite(null)}
+        />
+      )}
     </div>
   );
 }
@@ -637,24 +682,6 @@ function PendingTurn(props: { turn: Turn }) {
   );
 }
 
-/** "Open" and "Show in folder" for a cited source; a failure is said in a toast. */
-function OpenButtons(props: { source: number; file: boolean }) {
-  const app = useApp();
-  const open = (reveal: boolean) => api.openSource(props.source, reveal).catch(app.fail);
-  return (
-    <div class="actions">
-      <button type="button" class="btn ghost sm" data-testid="open-source" onClick={() => void open(false)}>
-        Open
-      </button>
-      {props.file && (
-        <button type="button" class="btn ghost sm" data-testid="reveal-source" onClick={() => void open(true)}>
-          Show in folder
-        </button>
-      )}
-    </div>
-  );
-}
-
 /** The model's answer that was not shown, behind a toggle, with the reason. */
 function Draft(props: { draft: string; note: string | null }) {
   const [open, setOpen] = useState(false);
@@ -681,113 +708,3 @@ function Draft(props: { draft: string; note: string | null }) {
   );
 }
 
-function PassagePanel(props: { open: OpenCitation; onClose: () => void }) {
-  const c = props.open.citation;
-  const [chunk, setChunk] = useState<Chunk | null>(null);
-  const [gone, setGone] = useState(c.deleted);
-  const ref = useRef<HTMLElement>(null);
-
-  useEffect(() => {
-    setChunk(null);
-    setGone(c.deleted);
-    if (c.deleted || c.sourceId == null || c.chunkId == null) return;
-    let live = true;
-    api
-      .sourceDetail(c.sourceId)
-      .then((d) => {
-        if (!live) return;
-        const found = d.chunks.find((x) => x.id === c.chunkId) ?? null;
-        setChunk(found);
-      })
-      .catch((e) => {
-        if (live && toAppError(e).code === "not_found") setGone(true);
-      });
-    return () => {
-      live = false;
-    };
-  }, [c.number, c.chunkId, c.sourceId, c.deleted, props.open.message]);
-
-  useEffect(() => {
-    ref.current?.focus();
-  }, [props.open]);
-
-  return (
-    <aside
-      ref={ref}
-      class="pane passage-panel"
-      tabIndex={-1}
-      aria-label={`Passage ${c.number}`}
-      data-testid="passage-panel"
-      data-number={c.number}
-      onKeyDown={(e) => {
-        if (e.key === "Escape") {
-          e.preventDefault();
-          props.onClose();
-        }
-      }}
-    >
-      <header class="detail-head">
-        <div class="detail-title">
-          <span class="cite static">{c.number}</span>
-          <h2 data-testid="passage-source">{gone ? "Source deleted" : c.sourceTitle}</h2>
-        </div>
-        <button type="button" class="btn icon-only ghost" aria-label="Close passage" data-testid="passage-close" onClick={props.onClose}>
-          <Icon name="x" />
-        </button>
-      </header>
-      {gone ? (
-        <p class="callout" data-testid="passage-deleted">
-          <Icon name="alert" />
-          <span>
-            This source was forgotten after the answer was written, so the passage is no longer kept.
-            {c.sourceTitle && c.sourceTitle !== "Source deleted" ? ` It was “${c.sourceTitle}”.` : ""}
-          </span>
-        </p>
-      ) : (
-        <>
-          {c.origin && (
-            <div class="passage-origin-row">
-              <p class="passage-origin small" data-testid="passage-origin" title={c.origin}>
-                {c.origin}
-              </p>
-              {c.sourceId != null && <OpenButtons source={c.sourceId} file={!/^https?:/.test(c.origin)} />}
-            </div>
-          )}
-          {(chunk?.location.label || c.location) && (
-            <p class="passage-loc small" data-testid="passage-location">
-              {chunk?.location.label || c.location}
-              {chunk?.location.page != null && ` · page ${chunk.location.page}`}
-              {chunk?.location.lineStart != null &&
-                ` · lines ${chunk.location.lineStart}–${chunk.location.lineEnd ?? chunk.location.lineStart}`}
-            </p>
-          )}
-          {chunk ? (
-            <blockquote class="quote" data-testid="passage-quote" data-whole="true">
-              <Highlighted text={chunk.text} part={c.quote} />
-            </blockquote>
-          ) : (
-            c.quote && (
-              <blockquote class="quote" data-testid="passage-quote" data-whole="false">
-                {c.quote}
-              </blockquote>
-            )
-          )}
-        </>
-      )}
-    </aside>
-  );
-}
-
-/** The whole passage with the quoted part marked, when the quote is found in it. */
-function Highlighted(props: { text: string; part: string | null }) {
-  const { text, part } = props;
-  const at = part ? text.indexOf(part) : -1;
-  if (!part || at < 0 || part.length === text.length) return <>{text}</>;
-  return (
-    <>
-      {text.slice(0, at)}
-      <mark>{part}</mark>
-      {text.slice(at + part.length)}
-    </>
-  );
-}

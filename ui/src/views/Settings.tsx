@@ -1,6 +1,7 @@
 // Settings: models (embedder and chat), API keys written once, model downloads, watched folders and
 // the validated tunables.
 
+import { Segmented } from "../components/Segmented";
 import { useEffect, useRef, useState } from "preact/hooks";
 import {
   api,
@@ -282,31 +283,6 @@ function ServerFields(props: {
           onInput={(e) => props.setModel((e.target as HTMLInputElement).value)}
         />
       </label>
-    </div>
-  );
-}
-
-function Segmented(props: {
-  name: string;
-  options: { value: string; label: string; help?: string }[];
-  value: string;
-  onChange: (v: string) => void;
-}) {
-  return (
-    <div class="segmented" role="radiogroup" aria-label={props.name}>
-      {props.options.map((o) => (
-        <label key={o.value} class={`segment ${props.value === o.value ? "on" : ""}`} title={o.help}>
-          <input
-            type="radio"
-            name={props.name}
-            value={o.value}
-            checked={props.value === o.value}
-            data-testid={`${props.name}-${o.value}`}
-            onChange={() => props.onChange(o.value)}
-          />
-          <span>{o.label}</span>
-        </label>
-      ))}
     </div>
   );
 }

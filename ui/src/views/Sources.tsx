@@ -1,21 +1,26 @@
 // Sources: what the twin has learnt, each with its live state, and the ways to add more.
 
 import { memo } from "preact/compat";
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { api, type Chunk, type Source, type SourceDetail } from "../api";
 import { useApp } from "../app";
 import { Icon } from "../components/Icon";
 import { Modal } from "../components/Modal";
 import { ProgressBar } from "../components/Progress";
 import { formatBytes, formatDate, formatRelative, plural } from "../format";
-import { percent, type Progress } from "../state/sources";
+import { percent, type Counts, type Progress } from "../state/sources";
+import { rowStyle, VirtualList } from "../components/VirtualList";
 import { ModelBanner, ModelOffer, WelcomeModels } from "./Models";
+import { QueueStatus } from "./Queue";
 
 /** Where closing the first-question tip (or visiting Chat) is remembered. */
 export const FIRST_QUESTION_KEY = "doppel.firstQuestionSeen";
 
-/** Rows the sources list shows before "show more". */
-const ROWS_AT_ONCE = 300;
+/** The User Timing mark set when the sources list first shows rows after the page loaded. */
+export const SHOWN_MARK = "doppel:sources-shown";
+
+/** The height of a row of the sources list, in pixels (every row has it: see `VirtualList`). */
+const ROW_HEIGHT = 66;
 
 const STATE_LABEL: Record<Source["state"], string> = {
   queued: "Queued",
@@ -26,32 +31,35 @@ const STATE_LABEL: Record<Source["state"], string> = {
 
 export function SourcesView() {
   const app = useApp();
-  const { rows, progress, activeJob, retryAt } = app.sources;
+  const store = app.sources;
+  const { progress, activeJob, retryAt } = store;
   const [filter, setFilter] = useState("");
   const [selected, setSelected] = useState<number | null>(null);
   const [dialog, setDialog] = useState<"text" | "url" | null>(null);
 
-  const [limit, setLimit] = useState(ROWS_AT_ONCE);
-  const matching = useMemo(() => {
+  // The filter is applied once here, then row by row as rows change (see SourceStore).
+  useEffect(() => {
     const f = filter.trim().toLowerCase();
-    if (!f) return rows;
-    return rows.filter(
-      (r) =>
-        r.title.toLowerCase().includes(f) ||
-        (r.origin ?? "").toLowerCase().includes(f) ||
-        STATE_LABEL[r.state].toLowerCase() === f,
+    store.setFilter(
+      f
+        ? (r) =>
+            r.title.toLowerCase().includes(f) ||
+            (r.origin ?? "").toLowerCase().includes(f) ||
+            STATE_LABEL[r.state].toLowerCase() === f
+        : null,
     );
-  }, [rows, filter]);
-  // A folder of thousands of files would make every update re-render thousands of rows.
-  const shown = matching.length > limit ? matching.slice(0, limit) : matching;
+  }, [filter, store]);
+  useEffect(() => () => store.setFilter(null), [store]);
 
-  const counts = useMemo(() => {
-    const c = { queued: 0, processing: 0, ready: 0, failed: 0 };
-    for (const r of rows) c[r.state]++;
-    return c;
-  }, [rows]);
-
-  const current = rows.find((r) => r.id === selected) ?? null;
+  const counts = store.counts;
+  const total = store.total;
+  // The moment the list first shows rows, for bench/ui-scale (a User Timing mark, nothing more).
+  useEffect(() => {
+    if (total > 0 && app.view === "sources" && performance.getEntriesByName(SHOWN_MARK).length === 0) {
+      requestAnimationFrame(() => performance.mark(SHOWN_MARK));
+    }
+  }, [total > 0, app.view]);
+  const current = selected === null ? null : (store.get(selected) ?? null);
 
   const forget = async (s: Source) => {
     const ok = await app.confirm({
@@ -74,7 +82,7 @@ export function SourcesView() {
     if (!ok) return;
     try {
       await api.deleteSource(s.id);
-      app.dispatchSources({ type: "removed", source: s.id });
+      store.removed(s.id);
       if (selected === s.id) setSelected(null);
       app.toast(`Forgot “${s.title}”`, "success");
     } catch (e) {
@@ -85,19 +93,14 @@ export function SourcesView() {
   const reingest = async (s: Source) => {
     try {
       const enq = await api.reingestSource(s.id);
-      app.dispatchSources({
-        type: "ingested",
-        report: { queued: [enq], skipped: [] },
-        twin: s.twinId,
-        now: Date.now(),
-      });
+      store.ingested({ queued: [enq], skipped: [] }, s.twinId, Date.now());
     } catch (e) {
       app.fail(e);
     }
   };
 
   const cancel = async (s: Source) => {
-    const job = activeJob[s.id];
+    const job = activeJob.get(s.id);
     if (job === undefined) return;
     try {
       await api.cancelJob(job);
@@ -137,8 +140,9 @@ export function SourcesView() {
           </div>
         </header>
 
-        {rows.length > 0 && <ModelBanner />}
-        {rows.length === 0 ? (
+        {(total > 0 || app.queue?.paused) && <QueueStatus />}
+        {total > 0 && <ModelBanner />}
+        {total === 0 ? (
           <div class="welcome-scroll">
             <Welcome />
           </div>
@@ -156,27 +160,32 @@ export function SourcesView() {
                 onInput={(e) => setFilter((e.target as HTMLInputElement).value)}
               />
             </div>
-            <ul class="source-list" aria-label="Sources" data-testid="source-list">
-              {shown.map((s) => (
-                <SourceRow
-                  key={s.id}
-                  source={s}
-                  progress={progress[s.id]}
-                  retryAt={retryAt[s.id]}
-                  selected={s.id === selected}
-                  onSelect={() => setSelected(s.id === selected ? null : s.id)}
-                />
-              ))}
-              {shown.length === 0 && <li class="muted pad">No source matches “{filter}”.</li>}
-              {matching.length > shown.length && (
-                <li class="muted pad" data-testid="more-sources">
-                  Showing {shown.length} of {matching.length}: filter to narrow them down, or{" "}
-                  <button type="button" class="btn ghost" onClick={() => setLimit(limit + ROWS_AT_ONCE)}>
-                    show {Math.min(ROWS_AT_ONCE, matching.length - shown.length)} more
-                  </button>
-                </li>
-              )}
-            </ul>
+            {store.shown === 0 && <p class="muted pad list-empty">No source matches “{filter}”.</p>}
+            {/* Only the rows in view are rendered, however many sources there are. */}
+            <VirtualList
+              count={store.shown}
+              rowHeight={ROW_HEIGHT}
+              version={app.sourcesVersion}
+              label={`Sources, ${store.shown.toLocaleString()} shown`}
+              testid="source-list"
+              class="source-scroller"
+              row={(index) => {
+                const s = store.at(index);
+                if (!s) return null;
+                return (
+                  <SourceRow
+                    key={s.id}
+                    index={index}
+                    count={store.shown}
+                    source={s}
+                    progress={progress.get(s.id)}
+                    retryAt={retryAt.get(s.id)}
+                    selected={s.id === selected}
+                    onSelect={() => setSelected((now) => (now === s.id ? null : s.id))}
+                  />
+                );
+              }}
+            />
           </>
         )}
       </div>
@@ -184,8 +193,8 @@ export function SourcesView() {
       {current && (
         <SourceDetails
           source={current}
-          progress={progress[current.id]}
-          canCancel={activeJob[current.id] !== undefined}
+          progress={progress.get(current.id)}
+          canCancel={activeJob.has(current.id)}
           onClose={() => setSelected(null)}
           onForget={() => void forget(current)}
           onReingest={() => void reingest(current)}
@@ -199,7 +208,7 @@ export function SourcesView() {
   );
 }
 
-function summary(c: Record<Source["state"], number>): string {
+function summary(c: Counts): string {
   const busy = c.queued + c.processing;
   const parts = [
     c.ready ? `${plural(c.ready, "source")} ready` : "",
@@ -321,6 +330,8 @@ function stateLine(s: Source, p: Progress | undefined, retryAt: number | undefin
 }
 
 type SourceRowProps = {
+  index: number;
+  count: number;
   source: Source;
   progress: Progress | undefined;
   retryAt: number | undefined;
@@ -336,7 +347,12 @@ type SourceRowProps = {
 const SourceRow = memo(
   SourceRowView,
   (a: SourceRowProps, b: SourceRowProps) =>
-    a.source === b.source && a.progress === b.progress && a.retryAt === b.retryAt && a.selected === b.selected,
+    a.source === b.source &&
+    a.progress === b.progress &&
+    a.retryAt === b.retryAt &&
+    a.selected === b.selected &&
+    a.index === b.index &&
+    a.count === b.count,
 );
 
 function SourceRowView(props: SourceRowProps) {
@@ -347,8 +363,18 @@ function SourceRowView(props: SourceRowProps) {
       data-testid="source-row"
       data-state={s.state}
       data-source-id={s.id}
+      data-index={props.index}
+      aria-setsize={props.count}
+      aria-posinset={props.index + 1}
+      style={rowStyle(props.index, ROW_HEIGHT)}
     >
-      <button type="button" class="source-main" aria-expanded={props.selected} onClick={props.onSelect}>
+      <button
+        type="button"
+        class="source-main"
+        aria-expanded={props.selected}
+        aria-label={`${s.title}: ${STATE_LABEL[s.state]}. ${s.error ?? stateLine(s, p, props.retryAt)}`}
+        onClick={props.onSelect}
+      >
         <span class={`kind-icon ${s.state}`} aria-hidden="true">
           <Icon name={s.kind === "url" ? "link" : s.kind === "text" ? "text" : "file"} />
         </span>
@@ -356,14 +382,15 @@ function SourceRowView(props: SourceRowProps) {
           <span class="source-title" data-testid="source-title">
             {s.title}
           </span>
-          <span class="source-sub muted small">{stateLine(s, p, props.retryAt)}</span>
-          {s.state === "processing" && (
-            <ProgressBar value={percent(p)} label={`Progress of ${s.title}`} testid="source-progress" />
-          )}
-          {s.error && (
-            <span class="source-error small" data-testid="source-error">
+          {s.error ? (
+            <span class="source-error small" data-testid="source-error" title={s.error}>
               {s.error}
             </span>
+          ) : (
+            <span class="source-sub muted small">{stateLine(s, p, props.retryAt)}</span>
+          )}
+          {s.state === "processing" && (
+            <ProgressBar value={percent(p)} label={`Progress of ${s.title}`} testid="source-progress" />
           )}
         </span>
         <span class={`badge ${s.state}`} data-testid="source-state">
@@ -498,12 +525,7 @@ function PasteTextDialog(props: { onClose: () => void }) {
     try {
       const t = title.trim() || text.trim().split("\n")[0]!.slice(0, 60);
       const enq = await api.addText(app.twin.id, t, text);
-      app.dispatchSources({
-        type: "ingested",
-        report: { queued: [enq], skipped: [] },
-        twin: app.twin.id,
-        now: Date.now(),
-      });
+      app.sources.ingested({ queued: [enq], skipped: [] }, app.twin.id, Date.now());
       props.onClose();
     } catch (err) {
       app.fail(err);
@@ -561,7 +583,7 @@ function AddUrlDialog(props: { onClose: () => void }) {
     setBusy(true);
     try {
       const report = await api.addUrl(app.twin.id, u);
-      app.dispatchSources({ type: "ingested", report, twin: app.twin.id, now: Date.now() });
+      app.sources.ingested(report, app.twin.id, Date.now());
       app.showReport(report);
       props.onClose();
     } catch (err) {
