@@ -108,7 +108,9 @@ export class App {
        const bag = (window.__e2eEvents ??= {});
        bag[event] = [];
        const internals = window.__TAURI_INTERNALS__;
-       const handler = internals.transformCallback((e) => bag[event].push(e.payload));
+       // doppel://event carries an array of events at a time; they are collected one by one.
+       const handler = internals.transformCallback((e) =>
+         Array.isArray(e.payload) ? bag[event].push(...e.payload) : bag[event].push(e.payload));
        internals.invoke("plugin:event|listen", { event, target: { kind: "Any" }, handler })
          .then(() => done(null), (e) => done(String(e)));`,
       [event],

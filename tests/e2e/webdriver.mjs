@@ -107,6 +107,16 @@ export class Session {
     return this.command("GET", "/title");
   }
 
+  /** Resizes the window (its outer size, in CSS pixels). */
+  setWindowRect(width, height) {
+    return this.command("POST", "/window/rect", { width, height });
+  }
+
+  /** The window's position and outer size. */
+  windowRect() {
+    return this.command("GET", "/window/rect");
+  }
+
   /** Ends the session; the driver closes the app. */
   async quit() {
     await this.command("DELETE", "");
