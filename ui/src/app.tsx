@@ -243,7 +243,10 @@ export function App(props: { initialView?: View }) {
         batch = [];
         flush = null;
         sources.events(events);
-        if (events.some((e) => queueTracker.concerns(e))) queueReloader.schedule();
+        const now = Date.now();
+        let moved = false;
+        for (const e of events) moved = queueTracker.observe(e, now) || moved;
+        if (moved) queueReloader.schedule();
       }, EVENT_BATCH_MS);
     })
       .then((u) => (gone ? u() : (unlisten = u)))
@@ -473,27 +476,21 @@ export function App(props: { initialView?: View }) {
           <Panel id="sources" view={view}>
             <SourcesView />
           </Panel>
-          {view === "coverage" && (
-            <Panel id="coverage" view={view}>
-              <CoverageView />
-            </Panel>
-          )}
+          <Panel id="coverage" view={view}>
+            {view === "coverage" && <CoverageView />}
+          </Panel>
           <Panel id="search" view={view}>
             <SearchView />
           </Panel>
           <Panel id="chat" view={view}>
             <ChatView />
           </Panel>
-          {view === "twin" && (
-            <Panel id="twin" view={view}>
-              <TwinView />
-            </Panel>
-          )}
-          {view === "settings" && (
-            <Panel id="settings" view={view}>
-              <SettingsView />
-            </Panel>
-          )}
+          <Panel id="twin" view={view}>
+            {view === "twin" && <TwinView />}
+          </Panel>
+          <Panel id="settings" view={view}>
+            {view === "settings" && <SettingsView />}
+          </Panel>
         </main>
         {dragging && (
           <div class="drop-overlay" data-testid="drop-overlay" aria-hidden="true">

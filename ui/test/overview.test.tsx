@@ -164,7 +164,7 @@ describe("the queue", () => {
     const tracker = new QueueTracker();
     tracker.setFocused(false);
     expect(tracker.update({ ...busy, startedAt: 0 }, 10_000)).toBeNull();
-    tracker.concerns({ type: "jobFailed", job: 1, source: 1, code: "malformed", message: "x", retryAt: null });
+    tracker.observe({ type: "jobFailed", job: 1, source: 1, code: "malformed", message: "x", retryAt: null }, 20_000);
     const notice = tracker.update(idleQueue, 60_000);
     expect(notice).toEqual({ title: "Doppel finished learning, with failures", body: "10 files read; 1 could not be learnt (see Knowledge for why)." });
 
@@ -174,6 +174,12 @@ describe("the queue", () => {
     tracker.setFocused(true);
     tracker.update({ ...busy, startedAt: 0 }, 200_000);
     expect(tracker.update(idleQueue, 300_000)).toBeNull();
+
+    // A run the queue's reads never saw waiting is known by its events.
+    tracker.setFocused(false);
+    tracker.observe({ type: "jobQueued", job: 5, source: 5 }, 400_000);
+    tracker.observe({ type: "jobDone", job: 5, source: 5, outcome: "ingested", chunks: 1 }, 460_000);
+    expect(tracker.update(idleQueue, 460_000)).toEqual({ title: "Doppel finished learning", body: "1 file read and learnt." });
   });
 
   it("sends the notification through the shell when the run ends in the background", async () => {

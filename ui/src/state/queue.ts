@@ -18,22 +18,36 @@ export type Notice = { title: string; body: string };
 /** Follows runs of the queue; `update` says when one ended that the person should hear of. */
 export class QueueTracker {
   private focused = typeof document === "undefined" || document.hasFocus();
-  private run: { startedAt: number; total: number; failed: number } | null = null;
+  private run: { startedAt: number; total: number; ended: number; failed: number } | null = null;
 
   setFocused(focused: boolean) {
     this.focused = focused;
   }
 
-  /** Whether an event changes the queue's progress (so that it is read again). */
-  concerns(ev: DoppelEvent): boolean {
-    if (ev.type === "jobFailed" && ev.retryAt == null && this.run) this.run.failed++;
-    return (
-      ev.type === "jobQueued" ||
-      ev.type === "jobStarted" ||
-      ev.type === "jobDone" ||
-      ev.type === "jobFailed" ||
-      ev.type === "jobCancelled"
-    );
+  /**
+   * Takes an event into account at `now`; returns whether it changes the queue's progress (so
+   * that it is read again). A job queued or started begins a run, even one too short to have
+   * been seen waiting by a read of the queue.
+   */
+  observe(ev: DoppelEvent, now: number): boolean {
+    switch (ev.type) {
+      case "jobQueued":
+      case "jobStarted":
+        this.run ??= { startedAt: now, total: 0, ended: 0, failed: 0 };
+        return true;
+      case "jobDone":
+      case "jobCancelled":
+        if (this.run) this.run.ended++;
+        return true;
+      case "jobFailed":
+        if (this.run && ev.retryAt == null) {
+          this.run.ended++;
+          this.run.failed++;
+        }
+        return true;
+      default:
+        return false;
+    }
   }
 
   /**
@@ -44,8 +58,9 @@ export class QueueTracker {
     if (q.total > 0 && q.ended < q.total) {
       const run = this.run;
       this.run = {
-        startedAt: run?.startedAt ?? q.startedAt ?? now,
+        startedAt: Math.min(run?.startedAt ?? now, q.startedAt ?? now),
         total: Math.max(run?.total ?? 0, q.total),
+        ended: Math.max(run?.ended ?? 0, q.ended),
         failed: Math.max(run?.failed ?? 0, q.failed),
       };
       return null;
@@ -54,7 +69,8 @@ export class QueueTracker {
     this.run = null;
     const longRun = window.doppelLongRunMs ?? LONG_RUN_MS;
     if (!run || this.focused || now - run.startedAt < longRun) return null;
-    const files = `${run.total.toLocaleString()} file${run.total === 1 ? "" : "s"}`;
+    const total = Math.max(run.total, run.ended);
+    const files = `${total.toLocaleString()} file${total === 1 ? "" : "s"}`;
     if (run.failed > 0) {
       return {
         title: "Doppel finished learning, with failures",

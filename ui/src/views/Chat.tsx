@@ -242,7 +242,7 @@ export function ChatView() {
         </header>
 
         <ModelBanner />
-        <div class="messages" data-testid="message-list" aria-live="polite">
+        <div class="messages" data-testid="message-list" aria-live="polite" aria-label="Messages" role="log" tabIndex={0}>
           {empty && (
             <div class="empty" data-testid="empty-chat">
               <div class="empty-art" aria-hidden="true">

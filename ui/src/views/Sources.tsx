@@ -368,13 +368,7 @@ function SourceRowView(props: SourceRowProps) {
       aria-posinset={props.index + 1}
       style={rowStyle(props.index, ROW_HEIGHT)}
     >
-      <button
-        type="button"
-        class="source-main"
-        aria-expanded={props.selected}
-        aria-label={`${s.title}: ${STATE_LABEL[s.state]}. ${s.error ?? stateLine(s, p, props.retryAt)}`}
-        onClick={props.onSelect}
-      >
+      <button type="button" class="source-main" aria-expanded={props.selected} onClick={props.onSelect}>
         <span class={`kind-icon ${s.state}`} aria-hidden="true">
           <Icon name={s.kind === "url" ? "link" : s.kind === "text" ? "text" : "file"} />
         </span>
