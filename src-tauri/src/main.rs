@@ -84,6 +84,7 @@ commands![
     commands::unwatch_folder,
     commands::ping,
     overview::sources_changed,
+    overview::source_page,
     overview::coverage,
     overview::why_not_found,
     overview::find,

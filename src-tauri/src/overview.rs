@@ -8,7 +8,10 @@ use std::collections::HashMap;
 
 use doppel_core::coverage::{self, ProblemKind, SourceFilter};
 use doppel_core::find::{Found, FoundPassage};
-use doppel_core::{FindRequest, QueueProgress, SearchMode, SourceChanges};
+use doppel_core::{
+    FindRequest, QueueProgress, SearchMode, SourceChanges, SourceCounts, SourcePage, SourceQuery,
+    SourceState,
+};
 use serde::{Deserialize, Serialize};
 use tauri::State;
 
@@ -20,9 +23,25 @@ type Reply<T> = Result<T, IpcError>;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub queued: u64,
+    pub processing: u64,
+    pub ready: u64,
+    pub failed: u64,
+}
+
+impl From<SourceCounts> for Counts {
+    fn from(c: SourceCounts) -> Counts {
+        Counts { queued: c.queued, processing: c.processing, ready: c.ready, failed: c.failed }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Changes {
     pub sources: Vec<dto::Source>,
     pub cursor: i64,
+    pub counts: Counts,
 }
 
 impl From<SourceChanges> for Changes {
@@ -30,6 +49,27 @@ impl From<SourceChanges> for Changes {
         Changes {
             sources: c.sources.into_iter().map(dto::Source::from).collect(),
             cursor: c.cursor,
+            counts: c.counts.into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    pub total: u64,
+    pub counts: Counts,
+    pub sources: Vec<dto::Source>,
+    pub cursor: i64,
+}
+
+impl From<SourcePage> for Page {
+    fn from(p: SourcePage) -> Page {
+        Page {
+            total: p.total,
+            counts: p.counts.into(),
+            sources: p.sources.into_iter().map(dto::Source::from).collect(),
+            cursor: p.cursor,
         }
     }
 }
@@ -176,6 +216,7 @@ impl From<coverage::Explanation> for Explanation {
 #[serde(rename_all = "camelCase", default)]
 pub struct Filter {
     pub sources: Vec<i64>,
+    pub name: Option<String>,
     pub folder: Option<String>,
     pub format: Option<String>,
     pub from: Option<i64>,
@@ -186,6 +227,7 @@ impl From<Filter> for SourceFilter {
     fn from(f: Filter) -> SourceFilter {
         SourceFilter {
             sources: f.sources,
+            name: f.name.filter(|s| !s.trim().is_empty()),
             folder: f.folder.filter(|s| !s.is_empty()),
             format: f.format.filter(|s| !s.is_empty()),
             from: f.from,
@@ -261,6 +303,27 @@ impl From<QueueProgress> for Queue {
 #[tauri::command]
 pub async fn sources_changed(shell: State<'_, Shell>, twin: i64, since: i64) -> Reply<Changes> {
     shell.run(move |d| Ok(d.sources_changed_since(twin, since)?.into())).await
+}
+
+#[tauri::command]
+pub async fn source_page(
+    shell: State<'_, Shell>,
+    twin: i64,
+    offset: u32,
+    limit: u32,
+    text: Option<String>,
+    state: Option<String>,
+) -> Reply<Page> {
+    let state = match state.as_deref() {
+        None | Some("") => None,
+        Some(name) => Some(SourceState::parse(name).ok_or_else(|| {
+            IpcError::invalid_input(format!(
+                "unknown source state {name:?}: queued, processing, ready or failed"
+            ))
+        })?),
+    };
+    let query = SourceQuery { text, state, offset, limit };
+    shell.run(move |d| Ok(d.source_page(twin, &query)?.into())).await
 }
 
 #[tauri::command]

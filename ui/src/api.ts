@@ -175,8 +175,12 @@ export type DoppelEvent =
 
 export type DownloadProgress = { done: number; total: number | null };
 
+/** How many sources of a twin are in each state. */
+export type SourceCounts = Record<SourceState, number>;
 /** The sources whose row changed at or after a moment; ask from `cursor` next time. */
-export type SourceChanges = { sources: Source[]; cursor: number };
+export type SourceChanges = { sources: Source[]; cursor: number; counts: SourceCounts };
+/** A page of the sources list, newest first: how many the query matches, and the twin's counts. */
+export type SourcePage = { total: number; counts: SourceCounts; sources: Source[]; cursor: number };
 /** Sources of one format or folder. */
 export type Group = { name: string; sources: number; passages: number };
 export type ProblemKind = "failed" | "skipped" | "stale";
@@ -214,7 +218,7 @@ export type Explanation = {
   meaningProblem: string | null;
 };
 export type SearchMode = "hybrid" | "vector" | "keyword";
-export type Filter = { sources?: number[]; folder?: string; format?: string; from?: number; until?: number };
+export type Filter = { sources?: number[]; name?: string; folder?: string; format?: string; from?: number; until?: number };
 export type TextPart = { text: string; marked: boolean };
 export type FoundPassage = { hit: Hit; parts: TextPart[] };
 export type FindResults = { passages: FoundPassage[]; mode: SearchMode; notes: string[] };
@@ -362,6 +366,8 @@ export const api = {
   ping: () => call<null>("ping"),
 
   sourcesChanged: (twin: number, since: number) => call<SourceChanges>("sources_changed", { twin, since }),
+  sourcePage: (twin: number, offset: number, limit: number, query: { text?: string; state?: SourceState } = {}) =>
+    call<SourcePage>("source_page", { twin, offset, limit, ...query }),
   coverage: (twin: number) => call<Coverage>("coverage", { twin }),
   whyNotFound: (twin: number, text: string) => call<Explanation>("why_not_found", { twin, text }),
   find: (twin: number, query: string, mode: SearchMode, filter: Filter, topK?: number) =>

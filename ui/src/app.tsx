@@ -8,7 +8,7 @@ import { ConfirmDialog, type ConfirmOptions } from "./components/Modal";
 import { Icon } from "./components/Icon";
 import { ProgressBar } from "./components/Progress";
 import { pickFiles, pickFolder } from "./pickers";
-import { debounced, SourceStore } from "./state/sources";
+import { debounced, PAGE_SIZE, SourceStore } from "./state/sources";
 import { QueueTracker } from "./state/queue";
 import { applyTheme, loadTheme, nextTheme, systemIsDark, type ThemePref } from "./theme";
 import { plural } from "./format";
@@ -46,6 +46,10 @@ export type AppContext = {
   sources: SourceStore;
   sourcesVersion: number;
   reloadSources: () => void;
+  /** Reads the pages of the sources list that were asked for and are not held. */
+  readPages: () => void;
+  /** Records files just queued, and resolves once the top of the list shows them. */
+  queued: (report: IngestReport) => Promise<void>;
   /** How far the queue's current run is, and whether it is paused (null until known). */
   queue: Queue | null;
   pauseQueue: () => Promise<void>;
@@ -160,27 +164,65 @@ export function App(props: { initialView?: View }) {
     }
   }, []);
 
-  // Reloads of the sources list, coalesced: events in a burst cause one reload, of the rows that
-  // changed since the last one (all of them the first time).
+  // Pages of the sources list are read as the list asks for them (only those in view).
+  const readPage = useCallback(
+    async (page: number) => {
+      const id = twinRef.current;
+      if (id === null) return;
+      const generation = sources.generation;
+      const marks = sources.marks;
+      try {
+        const result = await api.sourcePage(id, page * PAGE_SIZE, PAGE_SIZE, sources.query);
+        if (twinRef.current !== id) return;
+        const first = !sources.loaded;
+        sources.loadPage(page, generation, marks, result);
+        // The jobs waiting or running, once, for "Cancel" (events keep them up to date).
+        if (first) void api.jobs(true).then((jobs) => twinRef.current === id && sources.applyJobs(jobs), () => undefined);
+      } catch (e) {
+        fail(e);
+      }
+    },
+    [fail],
+  );
+  const readPages = useMemo(() => {
+    const reading = new Set<string>();
+    return () => {
+      for (const page of sources.takeWanted()) {
+        const key = `${sources.generation}:${page}`;
+        if (reading.has(key)) continue;
+        reading.add(key);
+        void readPage(page).finally(() => reading.delete(key));
+      }
+    };
+  }, [readPage]);
+
+  // After events, a coalesced read of the rows that changed since the last one (events in a
+  // burst cause one read), before the list is first shown nothing.
   const reloader = useMemo(
     () =>
       debounced(async () => {
         const id = twinRef.current;
-        if (id === null) return;
+        if (id === null || !sources.loaded) return;
         // Events that arrive while the rows are read mark the store stale again (see `marks`).
         const marks = sources.marks;
-        const first = !sources.loaded;
         try {
-          const [changes, jobs] = await Promise.all([
-            api.sourcesChanged(id, sources.cursor),
-            first ? api.jobs(true).catch(() => undefined) : undefined,
-          ]);
-          if (twinRef.current === id) sources.applyChanges(changes.sources, changes.cursor, marks, jobs);
+          const changes = await api.sourcesChanged(id, sources.cursor);
+          if (twinRef.current === id) sources.applyChanges(changes.sources, changes.cursor, changes.counts, marks);
         } catch (e) {
           fail(e);
         }
       }, 250),
     [],
+  );
+
+  const queued = useCallback(
+    async (report: IngestReport) => {
+      sources.ingested(report);
+      queueReloader.schedule();
+      // New sources are the newest: the top of the list is read again before the drop is done.
+      await readPage(0);
+    },
+    [readPage],
   );
 
   // The queue's progress, read again after jobs end (at most once a second).
@@ -204,14 +246,14 @@ export function App(props: { initialView?: View }) {
 
   useEffect(() => {
     sources.reset();
-    if (twin) void reloader.now();
+    if (twin) readPages();
   }, [twin?.id]);
 
   useEffect(
     () =>
       sources.subscribe(() => {
         setSourcesVersion(sources.version);
-        if (sources.stale) reloader.schedule();
+        if (sources.stale && sources.loaded) reloader.schedule();
       }),
     [],
   );
@@ -280,14 +322,13 @@ export function App(props: { initialView?: View }) {
       setView("sources");
       try {
         const report = await api.ingestPaths(id, paths);
-        sources.ingested(report, id, Date.now());
-        queueReloader.schedule();
+        await queued(report);
         showReport(report);
       } catch (e) {
         fail(e);
       }
     },
-    [fail, showReport],
+    [fail, showReport, queued],
   );
 
   const addFiles = useCallback(async () => {
@@ -385,6 +426,8 @@ export function App(props: { initialView?: View }) {
     sources,
     sourcesVersion,
     reloadSources: reloader.schedule,
+    readPages,
+    queued,
     queue,
     pauseQueue,
     resumeQueue,

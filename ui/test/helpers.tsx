@@ -5,7 +5,7 @@ import { emit } from "@tauri-apps/api/event";
 import type { ComponentChild } from "preact";
 import { render } from "preact";
 import { act } from "preact/test-utils";
-import type { DoppelEvent } from "../src/api";
+import type { DoppelEvent, Source } from "../src/api";
 
 export type Call = { cmd: string; args: Record<string, unknown> };
 export type Handler = (args: Record<string, unknown>) => unknown;
@@ -19,9 +19,16 @@ export function fakeShell(handlers: Record<string, Handler>) {
       const a = (args ?? {}) as Record<string, unknown>;
       calls.push({ cmd, args: a });
       let h = handlers[cmd];
-      // A test that lists its sources answers the window's "changed since" reads with all of them.
-      const list = handlers.sources;
-      if (!h && cmd === "sources_changed" && list) h = (args) => ({ sources: list(args), cursor: 0 });
+      // A test that lists its sources answers the window's pages and "changed since" reads
+      // from them, as the shell would from the database.
+      const list = handlers.sources as ((args: Record<string, unknown>) => Source[]) | undefined;
+      if (!h && cmd === "source_page") h = (args) => pageOf(list ? list(args) : [], args);
+      if (!h && cmd === "sources_changed") {
+        h = (args) => {
+          const rows = list ? list(args) : [];
+          return { sources: rows, cursor: args.since as number, counts: countsOf(rows) };
+        };
+      }
       if (!h) throw { code: "not_found", message: `no handler for ${cmd}` };
       return h(a);
     },
@@ -34,6 +41,28 @@ export function fakeShell(handlers: Record<string, Handler>) {
 }
 
 const mounted: HTMLElement[] = [];
+
+function countsOf(rows: Source[]) {
+  const c = { queued: 0, processing: 0, ready: 0, failed: 0 };
+  for (const r of rows) c[r.state]++;
+  return c;
+}
+
+/** A page of `rows` as `source_page` answers it: newest first, filtered, with counts. */
+function pageOf(rows: Source[], args: Record<string, unknown>) {
+  const text = (args.text as string | undefined)?.toLowerCase();
+  const matching = rows
+    .filter((r) => !text || r.title.toLowerCase().includes(text) || (r.origin ?? "").toLowerCase().includes(text))
+    .filter((r) => !args.state || r.state === args.state)
+    .sort((a, b) => b.id - a.id);
+  const offset = args.offset as number;
+  return {
+    total: matching.length,
+    counts: countsOf(rows),
+    sources: matching.slice(offset, offset + (args.limit as number)),
+    cursor: Math.max(0, ...rows.map((r) => r.updatedAt)),
+  };
+}
 
 /** Unmounts every app (their window listeners go with them) and removes the fake shell. */
 export function resetShell() {

@@ -1,108 +1,160 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { DoppelEvent, IngestReport, Source } from "../src/api";
-import { debounced, percent, SourceStore } from "../src/state/sources";
+import type { IngestReport, Source } from "../src/api";
+import { debounced, PAGE_SIZE, percent, SourceStore, type Counts, type PageResult } from "../src/state/sources";
 
 function src(id: number, patch: Partial<Source> = {}): Source {
   return {
     id, twinId: 1, kind: "file", origin: `/docs/${id}.md`, title: `${id}.md`, mediaType: null, byteSize: 10,
-    state: "ready", error: null, chunkCount: 3, createdAt: 0, updatedAt: 0, ...patch,
+    state: "ready", error: null, chunkCount: 3, createdAt: 0, updatedAt: id, ...patch,
   };
+}
+
+function counts(rows: Source[]): Counts {
+  const c: Counts = { queued: 0, processing: 0, ready: 0, failed: 0 };
+  for (const r of rows) c[r.state]++;
+  return c;
+}
+
+/** What the shell's `source_page` answers for `rows` (the twin's sources). */
+function page(rows: Source[], index: number): PageResult {
+  const newest = [...rows].sort((a, b) => b.id - a.id);
+  return {
+    total: rows.length,
+    counts: counts(rows),
+    sources: newest.slice(index * PAGE_SIZE, (index + 1) * PAGE_SIZE),
+    cursor: Math.max(0, ...rows.map((r) => r.updatedAt)),
+  };
+}
+
+/** A store that read the pages the list asked for (as the window does after each render). */
+function loaded(rows: Source[], show = 20): SourceStore {
+  const s = new SourceStore();
+  s.reset();
+  read(s, rows, show);
+  return s;
+}
+
+/** Renders `show` rows from the top and reads the pages they asked for. */
+function read(s: SourceStore, rows: Source[], show = 20) {
+  for (let i = 0; i < Math.max(1, Math.min(show, s.total || show)); i++) s.at(i);
+  const marks = s.marks;
+  for (const p of s.takeWanted()) s.loadPage(p, s.generation, marks, page(rows, p));
+}
+
+function shown(s: SourceStore, n = s.total): (Source | undefined)[] {
+  return Array.from({ length: Math.min(n, s.total) }, (_, i) => s.at(i));
 }
 
 const dropped: IngestReport = {
   queued: [
     { origin: "/home/a/notes/plan.md", sourceId: 7, jobId: 12, status: "queued" },
-    { origin: "C:\\Users\\a\\talk.vtt", sourceId: 8, jobId: 13, status: "queued" },
+    { origin: "/home/a/talk.vtt", sourceId: 8, jobId: 13, status: "queued" },
   ],
   skipped: [],
 };
 
-/** The rows as the list shows them, newest first. */
-function rows(s: SourceStore): Source[] {
-  return Array.from({ length: s.shown }, (_, i) => s.at(i)!);
-}
-
-function store(...events: DoppelEvent[]): SourceStore {
-  const s = new SourceStore();
-  s.ingested(dropped, 1, 5);
-  if (events.length) s.events(events);
-  return s;
-}
-
 describe("sources state", () => {
-  it("shows every queued file at once, named after its file, newest first", () => {
-    const s = store();
-    expect(rows(s).map((r) => [r.id, r.title, r.state])).toEqual([
-      [8, "talk.vtt", "queued"],
-      [7, "plan.md", "queued"],
-    ]);
+  it("holds only the pages in view of 50,000 sources, newest first, with the twin's counts", () => {
+    const rows = Array.from({ length: 50_000 }, (_, i) => src(i + 1, { state: i % 10 === 0 ? "failed" : "ready" }));
+    const s = loaded(rows);
+    expect(s.total).toBe(50_000);
+    expect(s.at(0)!.id).toBe(50_000);
+    expect(s.counts).toEqual({ queued: 0, processing: 0, ready: 45_000, failed: 5_000 });
+    // The end of the list is read when it is scrolled to, and far pages are let go.
+    expect(s.at(49_999)).toBeUndefined();
+    for (let p = 0; p < 30; p++) {
+      s.at(p * PAGE_SIZE);
+      const marks = s.marks;
+      for (const w of s.takeWanted()) s.loadPage(w, s.generation, marks, page(rows, w));
+    }
+    s.at(49_999);
+    for (const w of s.takeWanted()) s.loadPage(w, s.generation, s.marks, page(rows, w));
+    expect(s.at(49_999)!.id).toBe(1);
+    expect(s.at(0)).toBeUndefined(); // the first page was let go to keep the page small
+  });
+
+  it("shows files just queued on top once the top is read again, each in its state", () => {
+    let rows = [src(1), src(2)];
+    const s = loaded(rows);
+    rows = [...rows, src(7, { state: "queued", title: "plan.md" }), src(8, { state: "queued", title: "talk.vtt" })];
+    s.ingested(dropped);
+    // Until the top is read again, the rows held before stay on screen.
+    expect(s.at(0)!.id).toBe(2);
+    read(s, rows);
+    expect(shown(s).map((r) => [r!.id, r!.state])).toEqual([[8, "queued"], [7, "queued"], [2, "ready"], [1, "ready"]]);
     expect([...s.activeJob]).toEqual([[7, 12], [8, 13]]);
-    expect(s.counts.queued).toBe(2);
     expect(s.stale).toBe(true);
   });
 
   it("follows a job from queued to processing with progress, reading then embedding", () => {
-    const s = store({ type: "jobStarted", job: 12, source: 7, attempt: 1 });
+    const s = loaded([src(7, { state: "queued" })]);
+    s.events([{ type: "jobStarted", job: 12, source: 7, attempt: 1 }]);
     expect(s.get(7)!.state).toBe("processing");
+    expect(s.counts).toMatchObject({ queued: 0, processing: 1 });
     s.events([{ type: "jobProgress", job: 12, done: 40, total: 96 }]);
     expect(s.progress.get(7)).toEqual({ phase: "reading", done: 40, total: 96 });
     expect(percent(s.progress.get(7))).toBe(42);
     s.events([{ type: "jobEmbedding", job: 12, done: 96, total: 96 }]);
     expect(s.progress.get(7)!.phase).toBe("embedding");
-    expect(percent(s.progress.get(7))).toBe(100);
     s.events([{ type: "sourceChanged", source: 7, state: "ready" }]);
     expect(s.get(7)!.state).toBe("ready");
     expect(s.progress.get(7)).toBeUndefined();
     expect(s.activeJob.get(7)).toBeUndefined();
-    expect(s.counts).toEqual({ queued: 1, processing: 0, ready: 1, failed: 0 });
+    expect(s.counts).toEqual({ queued: 0, processing: 0, ready: 1, failed: 0 });
   });
 
   it("marks a failure with its reason, or keeps it queued when it will be retried", () => {
-    const retried = store({ type: "jobFailed", job: 12, source: 7, code: "io", message: "disk busy", retryAt: 99_000 });
-    expect(retried.get(7)).toMatchObject({ state: "queued", error: "disk busy" });
-    expect(retried.retryAt.get(7)).toBe(99_000);
-
-    const failed = store(
+    const s = loaded([src(7, { state: "queued", chunkCount: 0 }), src(8, { state: "queued", chunkCount: 0 })]);
+    s.events([{ type: "jobFailed", job: 12, source: 7, code: "io", message: "disk busy", retryAt: 99_000 }]);
+    expect(s.get(7)).toMatchObject({ state: "queued", error: "disk busy" });
+    expect(s.retryAt.get(7)).toBe(99_000);
+    s.events([
       { type: "jobStarted", job: 13, source: 8, attempt: 1 },
       { type: "jobFailed", job: 13, source: 8, code: "malformed", message: "file is malformed: bad cue", retryAt: null },
-    );
-    expect(failed.get(8)).toMatchObject({ state: "failed", error: "file is malformed: bad cue" });
-    expect(failed.progress.get(8)).toBeUndefined();
-    expect(failed.activeJob.get(8)).toBeUndefined();
-    expect(failed.counts.failed).toBe(1);
+    ]);
+    expect(s.get(8)).toMatchObject({ state: "failed", error: "file is malformed: bad cue" });
+    expect(s.progress.get(8)).toBeUndefined();
+    expect(s.counts.failed).toBe(1);
   });
 
   it("keeps a ready source ready when its update fails", () => {
-    const s = new SourceStore();
-    s.applyChanges([src(3)], 10, s.marks);
+    const s = loaded([src(3)]);
     s.events([{ type: "jobFailed", job: 1, source: 3, code: "malformed", message: "update failed: bad", retryAt: null }]);
     expect(s.get(3)).toMatchObject({ state: "ready", error: "update failed: bad" });
   });
 
-  it("removes a deleted source with its progress", () => {
-    const s = store({ type: "jobProgress", job: 12, done: 1, total: 2 }, { type: "sourceDeleted", source: 7 });
-    expect(rows(s).map((r) => r.id)).toEqual([8]);
-    expect(s.progress.get(7)).toBeUndefined();
-    expect(s.counts.queued).toBe(1);
-  });
-
-  it("asks for a reload when an event names a source it does not know", () => {
-    const s = new SourceStore();
-    s.applyChanges([src(1)], 10, s.marks);
-    expect(s.stale).toBe(false);
-    s.events([{ type: "sourceChanged", source: 42, state: "queued" }]);
+  it("takes a deleted source off the list at once, and reads the list again", () => {
+    const s = loaded([src(7), src(8)]);
+    s.events([{ type: "sourceDeleted", source: 7 }]);
+    expect(shown(s, 2).filter(Boolean).map((r) => r!.id)).toEqual([8]);
     expect(s.stale).toBe(true);
+    s.applyChanges([], 10, { queued: 0, processing: 0, ready: 1, failed: 0 }, s.marks);
+    // One source less than before: the pages in view are read again.
+    expect(s.takeWanted()).toEqual([]);
+    s.at(0);
+    expect(s.takeWanted()).toEqual([0]);
   });
 
-  it("keeps live progress across a reload while the source is still processing", () => {
-    const s = new SourceStore();
-    s.applyChanges([src(1, { state: "processing" })], 10, s.marks, [{ id: 4, sourceId: 1, state: "running" }]);
-    s.events([{ type: "jobProgress", job: 4, done: 2, total: 8 }]);
-    s.applyChanges([src(1, { state: "processing" }), src(2)], 11, s.marks);
-    expect(s.progress.get(1)).toEqual({ phase: "reading", done: 2, total: 8 });
-    expect(s.activeJob.get(1)).toBe(4);
-    s.applyChanges([src(1)], 12, s.marks);
-    expect(s.progress.get(1)).toBeUndefined();
+  it("lists sources added from elsewhere (the CLI, a watched folder) once their changes are read", () => {
+    const s = loaded([]);
+    expect(s.total).toBe(0);
+    s.events([{ type: "jobQueued", job: 1, source: 1 }]);
+    expect(s.stale).toBe(true);
+    s.applyChanges([src(1, { state: "queued" })], 1, counts([src(1, { state: "queued" })]), s.marks);
+    expect(s.total).toBe(1);
+    expect(s.at(0)).toBeUndefined();
+    expect(s.takeWanted()).toEqual([0]);
+  });
+
+  it("patches the rows it holds with what changed, and asks for changes only from its cursor", () => {
+    const s = loaded([src(1, { updatedAt: 100 }), src(2, { updatedAt: 200 })]);
+    expect(s.cursor).toBe(200);
+    s.events([{ type: "sourceChanged", source: 2, state: "ready" }]);
+    const marks = s.marks;
+    s.applyChanges([src(2, { title: "Two", updatedAt: 300 })], 300, counts([src(1), src(2)]), marks);
+    expect(s.get(2)!.title).toBe("Two");
+    expect(s.cursor).toBe(300);
+    expect(s.stale).toBe(false);
   });
 
   it("shows background re-embedding over its whole length and clears it when done", () => {
@@ -117,61 +169,28 @@ describe("sources state", () => {
     s.events([{ type: "backfill", embedded: 50, remaining: 0 }]);
     expect(s.background).toBeNull();
   });
-
-  it("filters by name, path or state, and keeps the filtered rows up to date row by row", () => {
-    const s = new SourceStore();
-    s.applyChanges([src(1, { title: "Orchard" }), src(2, { title: "Chutney" }), src(3, { title: "Orchard notes", state: "queued" })], 10, s.marks);
-    s.setFilter((r) => r.title.toLowerCase().includes("orchard"));
-    expect(rows(s).map((r) => r.id)).toEqual([3, 1]);
-    expect(s.indexOf(1)).toBe(1);
-    s.applyChanges([src(2, { title: "Orchard chutney" })], 11, s.marks);
-    expect(rows(s).map((r) => r.id)).toEqual([3, 2, 1]);
-    s.events([{ type: "sourceDeleted", source: 3 }]);
-    expect(rows(s).map((r) => r.id)).toEqual([2, 1]);
-    s.setFilter(null);
-    expect(s.shown).toBe(2);
-  });
-
-  it("takes 50,000 sources, and an event about one of them touches that one", () => {
-    const s = new SourceStore();
-    const all = Array.from({ length: 50_000 }, (_, i) => src(i + 1));
-    s.applyChanges(all, 10, s.marks);
-    expect(s.total).toBe(50_000);
-    expect(s.at(0)!.id).toBe(50_000);
-    const before = s.at(49_999);
-    s.events([{ type: "sourceChanged", source: 25_000, state: "queued" }]);
-    expect(s.get(25_000)!.state).toBe("queued");
-    // Other rows are the same objects: nothing else was copied or rendered again.
-    expect(s.at(49_999)).toBe(before);
-    expect(s.counts).toEqual({ queued: 1, processing: 0, ready: 49_999, failed: 0 });
-  });
 });
 
-describe("reloads racing events", () => {
-  it("stays stale when an event arrives while a reload reads the rows", () => {
-    // A file added from elsewhere: the first event starts a reload, which reads the source
-    // while it is still queued; it becomes ready before that reload's answer arrives.
-    const s = new SourceStore();
-    s.events([{ type: "jobQueued", job: 3, source: 9 }]);
-    expect(s.stale).toBe(true);
-    const marks = s.marks;
-    s.applyChanges([src(9, { state: "queued", title: "9.md", chunkCount: 0 })], 10, marks);
-    s.events([{ type: "sourceChanged", source: 9, state: "ready" }]);
+describe("reads racing events", () => {
+  it("keeps the state an event gave a row over an older one a read brings, and reads again", () => {
+    const s = loaded([src(9, { state: "queued" })]);
     const reading = s.marks;
     s.events([{ type: "sourceChanged", source: 9, state: "ready" }]);
-    s.applyChanges([src(9, { state: "processing", chunkCount: 0 })], 11, reading);
+    // A read that began before the event brings the row as it was then.
+    s.applyChanges([src(9, { state: "processing", chunkCount: 0 })], 11, counts([src(9)]), reading);
     expect(s.get(9)!.state).toBe("ready"); // an older answer does not take a ready row back
     expect(s.stale).toBe(true); // so it is read again, and shows its title and passages
-    s.applyChanges([src(9, { title: "Nine" })], 12, s.marks);
+    s.applyChanges([src(9, { title: "Nine" })], 12, counts([src(9)]), s.marks);
     expect(s.stale).toBe(false);
-    expect(rows(s).map((r) => [r.title, r.state, r.chunkCount])).toEqual([["Nine", "ready", 3]]);
-    expect(s.cursor).toBe(12);
+    expect([s.get(9)!.title, s.get(9)!.state]).toEqual(["Nine", "ready"]);
   });
 
-  it("is fresh after a reload that no event overtook", () => {
-    const s = store({ type: "jobProgress", job: 12, done: 1, total: 4 });
-    s.applyChanges([src(7), src(8)], 20, s.marks);
-    expect(s.stale).toBe(false);
+  it("drops a page read for rows that changed place meanwhile", () => {
+    const s = loaded([src(1)]);
+    const generation = s.generation;
+    s.invalidate();
+    s.loadPage(0, generation, s.marks, page([src(1, { title: "old" })], 0));
+    expect(s.get(1)).toBeUndefined();
   });
 });
 

@@ -175,6 +175,8 @@ pub(crate) fn explain(
 pub struct SourceFilter {
     /// Only these sources.
     pub sources: Vec<SourceId>,
+    /// Only sources whose title or path holds this (without regard to case).
+    pub name: Option<String>,
     /// Only sources in this folder or below it (a name from [`Coverage::folders`]).
     pub folder: Option<String>,
     /// Only sources of this format (a name from [`Coverage::formats`]).
@@ -193,11 +195,19 @@ impl SourceFilter {
 
     fn allows(&self, fact: &SourceFact) -> bool {
         (self.sources.is_empty() || self.sources.contains(&fact.id))
+            && self.name.as_deref().is_none_or(|n| names(fact, n))
             && self.folder.as_deref().is_none_or(|f| in_folder(fact, f))
             && self.format.as_deref().is_none_or(|f| format_of(fact) == f)
             && self.from.is_none_or(|from| fact.dated >= from)
             && self.until.is_none_or(|until| fact.dated < until)
     }
+}
+
+/// Whether a source's title or path holds `name`, without regard to case.
+fn names(fact: &SourceFact, name: &str) -> bool {
+    let name = name.to_lowercase();
+    fact.title.to_lowercase().contains(&name)
+        || fact.origin.as_deref().is_some_and(|o| o.to_lowercase().contains(&name))
 }
 
 /// The ids of the sources of `twin` that `filter` allows.
@@ -408,6 +418,7 @@ mod tests {
         SourceFact {
             id: 1,
             kind,
+            title: "A note".into(),
             origin: origin.map(str::to_string),
             state: SourceState::Ready,
             media_type: media.map(str::to_string),
@@ -446,5 +457,8 @@ mod tests {
         assert!(between(Some(1_000), Some(2_000)).allows(&dated));
         assert!(!between(Some(1_001), None).allows(&dated));
         assert!(!between(None, Some(1_000)).allows(&dated));
+        let named = |name: &str| SourceFilter { name: Some(name.into()), ..Default::default() };
+        assert!(named("a NOTE").allows(&dated) && named("papers/2024").allows(&dated));
+        assert!(!named("letter").allows(&dated));
     }
 }

@@ -233,6 +233,55 @@ pub struct SourceChanges {
     pub sources: Vec<Source>,
     /// What to ask from next time: nothing changed later than this is missed.
     pub cursor: Millis,
+    /// The twin's sources by state, as they are now.
+    pub counts: SourceCounts,
+}
+
+/// How many sources of a twin are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceCounts {
+    /// Waiting in the queue.
+    pub queued: u64,
+    /// Being read.
+    pub processing: u64,
+    /// Learnt.
+    pub ready: u64,
+    /// Could not be read.
+    pub failed: u64,
+}
+
+impl SourceCounts {
+    fn of([queued, processing, ready, failed]: [u64; 4]) -> SourceCounts {
+        SourceCounts { queued, processing, ready, failed }
+    }
+}
+
+/// Which of a twin's sources a page of the sources list shows (see [`Doppel::source_page`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceQuery {
+    /// Only sources whose title or path holds this (without regard to the case of ASCII
+    /// letters).
+    pub text: Option<String>,
+    /// Only sources in this state.
+    pub state: Option<SourceState>,
+    /// How many of them to pass over, newest first.
+    pub offset: u32,
+    /// How many to return (1 to 1,000).
+    pub limit: u32,
+}
+
+/// A page of a twin's sources, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourcePage {
+    /// How many sources the query matches in all.
+    pub total: u64,
+    /// The twin's sources by state (all of them, whatever the query).
+    pub counts: SourceCounts,
+    /// The page's sources.
+    pub sources: Vec<Source>,
+    /// Where [`Doppel::sources_changed_since`] starts so as to miss no change after this page
+    /// was read (the latest change among the twin's sources, read before the page).
+    pub cursor: Millis,
 }
 
 /// What the search view asks for: a search, and which sources it looks in.
@@ -494,9 +543,25 @@ impl Doppel {
     /// the cursor to ask from next time. A window reloads only these after events, instead of
     /// every source.
     pub fn sources_changed_since(&self, twin: TwinId, since: Millis) -> Result<SourceChanges> {
-        let sources = self.readers.with(|c| store::sources_changed_since(c, twin, since))?;
+        let (sources, counts) = self.readers.with(|c| {
+            Ok((store::sources_changed_since(c, twin, since)?, store::source_counts(c, twin)?))
+        })?;
         let cursor = sources.iter().map(|s| s.updated_at).fold(since, Millis::max);
-        Ok(SourceChanges { sources, cursor })
+        Ok(SourceChanges { sources, cursor, counts: SourceCounts::of(counts) })
+    }
+
+    /// A page of a twin's sources, newest first, with how many the query matches and the
+    /// twin's counts by state: what a window shows of a list of any length.
+    pub fn source_page(&self, twin: TwinId, query: &SourceQuery) -> Result<SourcePage> {
+        let text = query.text.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let limit = query.limit.clamp(1, 1000);
+        self.readers.with(|c| {
+            let cursor = store::latest_change(c, twin)?;
+            let (total, sources) =
+                store::source_page(c, twin, text, query.state, query.offset, limit)?;
+            let counts = SourceCounts::of(store::source_counts(c, twin)?);
+            Ok(SourcePage { total, counts, sources, cursor })
+        })
     }
 
     /// What a twin knows: its sources by state, format and folder, its passages and how many

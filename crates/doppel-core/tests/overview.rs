@@ -175,6 +175,8 @@ fn the_search_view_filters_by_folder_format_and_date_and_marks_the_query_words()
     assert!(find("orchard clockwork chutney", future).passages.is_empty());
     let nowhere = SourceFilter { folder: Some("/nowhere".into()), ..Default::default() };
     assert!(find("orchard", nowhere).passages.is_empty());
+    let named = SourceFilter { name: Some("CHUTNEY".into()), ..Default::default() };
+    assert_eq!(titles(&find("orchard clockwork chutney", named)), ["chutney.txt"]);
 
     // The passage comes whole, with the query's words marked by their stem.
     let found = find("planting orchards", SourceFilter::default());
@@ -188,6 +190,46 @@ fn the_search_view_filters_by_folder_format_and_date_and_marks_the_query_words()
         "{parts:?}"
     );
     assert!(marked.iter().all(|m| m == "planted" || m == "orchard"), "{parts:?}");
+}
+
+#[test]
+fn a_page_of_the_sources_list_is_newest_first_filtered_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = notes(dir.path());
+    let doppel = Doppel::open(without_models(&dir.path().join("data"))).unwrap();
+    ingest_and_wait(&doppel, vec![notes]);
+    let all = doppel.sources(DEFAULT_TWIN).unwrap();
+    let page = |text: Option<&str>, state, offset, limit| {
+        doppel
+            .source_page(
+                DEFAULT_TWIN,
+                &SourceQuery { text: text.map(str::to_string), state, offset, limit },
+            )
+            .unwrap()
+    };
+    let first = page(None, None, 0, 2);
+    assert_eq!(first.total, all.len() as u64);
+    let newest: Vec<SourceId> = all.iter().rev().take(2).map(|s| s.id).collect();
+    assert_eq!(first.sources.iter().map(|s| s.id).collect::<Vec<_>>(), newest);
+    let rest = page(None, None, 2, 100);
+    assert_eq!(rest.sources.len(), all.len() - 2);
+    assert_eq!(
+        (first.counts.ready, first.counts.failed, first.counts.queued, first.counts.processing),
+        (3, 2, 0, 0)
+    );
+    // By a piece of the title or the path, without regard to case, and by state.
+    let lighthouse = page(Some("LIGHTHOUSE"), None, 0, 10);
+    assert_eq!((lighthouse.total, lighthouse.sources[0].title.as_str()), (1, "Lighthouse"));
+    assert_eq!(page(Some("/2024/"), None, 0, 10).total, 1);
+    let failed = page(None, Some(SourceState::Failed), 0, 10);
+    assert_eq!(failed.total, 2);
+    assert!(failed.sources.iter().all(|s| s.state == SourceState::Failed));
+    assert_eq!(page(Some("ledger"), Some(SourceState::Ready), 0, 10).total, 0);
+    assert_eq!(doppel.sources_changed_since(DEFAULT_TWIN, 0).unwrap().counts, first.counts);
+    // The page says where to ask for changes from: after it, nothing is changed yet.
+    assert_eq!(first.cursor, all.iter().map(|s| s.updated_at).max().unwrap());
+    let since = doppel.sources_changed_since(DEFAULT_TWIN, first.cursor + 1).unwrap();
+    assert!(since.sources.is_empty());
 }
 
 #[test]

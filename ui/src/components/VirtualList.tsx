@@ -21,6 +21,8 @@ export function VirtualList(props: {
   label: string;
   testid: string;
   class?: string;
+  /** Called after every render (rows whose data is missing can then be fetched). */
+  onRendered?: () => void;
 }) {
   const scroller = useRef<HTMLDivElement>(null);
   const [top, setTop] = useState(0);
@@ -58,6 +60,8 @@ export function VirtualList(props: {
   const h = props.rowHeight;
   const first = Math.max(0, Math.floor(top / h) - OVERSCAN);
   const last = Math.min(props.count, Math.ceil((top + height) / h) + OVERSCAN);
+
+  useEffect(() => props.onRendered?.());
 
   // A row the keyboard moved to receives the focus once it is rendered.
   useEffect(() => {

@@ -1,8 +1,9 @@
-// The sources list as the person sees it, for any number of sources: the shell's rows, updated at
-// once by background events, and reconciled by reloading only the rows that changed since the
-// last reload (`sources_changed`). Nothing here costs time in proportion to the number of
-// sources for an event about one: rows live in a map, the order is an array of ids kept sorted,
-// counts by state and the filtered view are updated row by row.
+// The sources list as the person sees it, for any number of sources. The page holds only the
+// rows in view and a few pages around them (read with `source_page`, newest first), the twin's
+// counts by state, and the live state of the sources background events speak of. After events
+// it reads only the rows that changed since its last read (`sources_changed`) and patches those it
+// holds; when rows come or go, it reads the pages in view again. Nothing here costs time or
+// memory in proportion to the number of sources.
 
 import type { DoppelEvent, IngestReport, Source, SourceState } from "../api";
 
@@ -12,56 +13,40 @@ export type Background = { label: string; done?: number; total?: number; error?:
 
 export type Counts = Record<SourceState, number>;
 
-function basename(path: string): string {
-  const trimmed = path.replace(/[\\/]+$/, "");
-  const i = Math.max(trimmed.lastIndexOf("/"), trimmed.lastIndexOf("\\"));
-  return i >= 0 ? trimmed.slice(i + 1) || trimmed : trimmed;
-}
+/** Which rows the list shows: a piece of their title or path, or one state. */
+export type ListQuery = { text?: string; state?: SourceState };
 
-/** The index of `id` in an ascending array, or where it would go (as a negative `-(at + 1)`). */
-function search(ids: number[], id: number): number {
-  let lo = 0;
-  let hi = ids.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const v = ids[mid]!;
-    if (v === id) return mid;
-    if (v < id) lo = mid + 1;
-    else hi = mid;
-  }
-  return -(lo + 1);
-}
+/** Rows read at a time. */
+export const PAGE_SIZE = 100;
+/** Pages kept at most; the others are read again when they come back into view. */
+const PAGES_KEPT = 12;
 
-function insertId(ids: number[], id: number) {
-  const at = search(ids, id);
-  if (at >= 0) return;
-  const pos = -at - 1;
-  // Ids grow: a new source nearly always goes at the end.
-  if (pos === ids.length) ids.push(id);
-  else ids.splice(pos, 0, id);
-}
+/** What `source_page` answers. */
+export type PageResult = { total: number; counts: Counts; sources: Source[]; cursor: number };
 
-function removeId(ids: number[], id: number) {
-  const at = search(ids, id);
-  if (at >= 0) ids.splice(at, 1);
-}
-
-/** Whether a row matches the filter box (by title, path or state label). */
-export type RowFilter = (s: Source) => boolean;
+const NO_COUNTS: Counts = { queued: 0, processing: 0, ready: 0, failed: 0 };
 
 /**
- * The sources of the current twin. Mutated in place; `version` grows with every change, and
- * subscribers are told (once per batch of changes).
+ * The sources of the current twin, as far as the list needs them. Mutated in place; `version`
+ * grows with every change, and subscribers are told (once per batch of changes).
  */
 export class SourceStore {
-  private byId = new Map<number, Source>();
-  /** Source ids, ascending (the list shows them newest first). */
-  private ids: number[] = [];
-  private filter: RowFilter | null = null;
-  /** Ids matching `filter`, ascending; null without a filter. */
-  private matching: number[] | null = null;
+  /** Rows of the list by page (a Map keeps the least recently used first). */
+  private pages = new Map<number, Source[]>();
+  /** Pages read before rows came or went: shown until their fresh reading arrives. */
+  private former = new Map<number, Source[]>();
+  /** The page each held row is on. */
+  private where = new Map<number, number>();
+  /** Pages the list asked for that are not held. */
+  private wanted = new Set<number>();
+  /** Grows when held pages become out of date; a page read before that is read again. */
+  generation = 0;
 
-  counts: Counts = { queued: 0, processing: 0, ready: 0, failed: 0 };
+  /** How many rows the list shows (those matching the query). */
+  total = 0;
+  /** The twin's sources by state, all of them. */
+  counts: Counts = { ...NO_COUNTS };
+  query: ListQuery = {};
   /** Live progress of sources being processed. */
   progress = new Map<number, Progress>();
   /** Which source each known job fills. */
@@ -72,19 +57,20 @@ export class SourceStore {
   retryAt = new Map<number, number>();
   /** Background work that is not one source's: re-embedding, index rebuilds. */
   background: Background = null;
-  /** Whether the first full load arrived. */
+  /** Whether the first page arrived. */
   loaded = false;
   /** Where the next `sources_changed` starts. */
   cursor = 0;
-  /** Set when an event told of a change the events alone do not carry (titles, counts, new rows). */
+  /** Set when an event told of a change the events alone do not carry (titles, counts). */
   stale = false;
   /**
-   * Counts the events that changed a row's state or made the store stale: a reload clears
-   * `stale` only if none arrived while it read, and a row whose state such an event set keeps
-   * it over an older one the reload brings (see `applyChanges`).
+   * Counts the events that changed a row's state or made the store stale: a read clears
+   * `stale` only if none arrived while it ran, and a row whose state such an event set keeps
+   * it over an older one the read brings (see `applyChanges`).
    */
   marks = 0;
-  private markedAt = new Map<number, number>();
+  /** The state events gave rows, and when (in `marks`), until a later read settles them. */
+  private marked = new Map<number, { at: number; state: SourceState; error: string | null }>();
   version = 0;
   private listeners = new Set<() => void>();
 
@@ -98,166 +84,187 @@ export class SourceStore {
     for (const l of this.listeners) l();
   }
 
-  get total(): number {
-    return this.ids.length;
+  /** How many sources the twin has, whatever the query. */
+  get sourceCount(): number {
+    return this.counts.queued + this.counts.processing + this.counts.ready + this.counts.failed;
   }
 
-  /** How many rows the list shows (all of them, or those matching the filter). */
-  get shown(): number {
-    return (this.matching ?? this.ids).length;
-  }
-
-  /** The row shown at `index`, newest first. */
+  /** The row shown at `index` (newest first), or undefined while its page is being read. */
   at(index: number): Source | undefined {
-    const ids = this.matching ?? this.ids;
-    const id = ids[ids.length - 1 - index];
-    return id === undefined ? undefined : this.byId.get(id);
+    const page = Math.floor(index / PAGE_SIZE);
+    const rows = this.pages.get(page);
+    if (!rows) {
+      this.wanted.add(page);
+      return this.former.get(page)?.[index % PAGE_SIZE];
+    }
+    return rows[index % PAGE_SIZE];
   }
 
-  /** Where the row of `id` is shown, or -1. */
-  indexOf(id: number): number {
-    const ids = this.matching ?? this.ids;
-    const at = search(ids, id);
-    return at < 0 ? -1 : ids.length - 1 - at;
+  /** The pages the list asked for since the last call, to be read. */
+  takeWanted(): number[] {
+    const pages = [...this.wanted].filter((p) => !this.pages.has(p));
+    this.wanted.clear();
+    return pages;
   }
 
+  /** A held row. */
   get(id: number): Source | undefined {
-    return this.byId.get(id);
+    const page = this.where.get(id);
+    return page === undefined ? undefined : this.pages.get(page)?.find((r) => r.id === id);
   }
 
-  /** Shows only rows for which `filter` holds (computed once here, then row by row). */
-  setFilter(filter: RowFilter | null) {
-    this.filter = filter;
-    this.matching = filter ? this.ids.filter((id) => filter(this.byId.get(id)!)) : null;
+  /** Shows the rows matching `query` (read anew). */
+  setQuery(query: ListQuery) {
+    this.query = query;
+    this.former.clear();
+    this.dropPages(false);
+    this.wanted.add(0);
     this.changed();
   }
 
-  /** Everything anew (the first load, a twin switch). */
+  /** Held pages are out of date (rows came or went): they show until read again. */
+  invalidate() {
+    this.dropPages(true);
+    this.changed();
+  }
+
+  private dropPages(keepShowing: boolean) {
+    if (keepShowing) for (const [p, rows] of this.pages) this.former.set(p, rows);
+    this.pages.clear();
+    this.where.clear();
+    this.generation++;
+  }
+
+  /** Everything anew (a twin switch). */
   reset() {
-    this.byId.clear();
-    this.ids = [];
-    this.matching = this.filter ? [] : null;
-    this.counts = { queued: 0, processing: 0, ready: 0, failed: 0 };
+    this.former.clear();
+    this.dropPages(false);
+    this.wanted.clear();
+    this.total = 0;
+    this.counts = { ...NO_COUNTS };
+    this.query = {};
     this.progress.clear();
     this.jobSource.clear();
     this.activeJob.clear();
     this.retryAt.clear();
-    this.markedAt.clear();
+    this.marked.clear();
     this.background = null;
     this.loaded = false;
     this.cursor = 0;
     this.stale = false;
+    this.wanted.add(0);
     this.changed();
   }
 
-  /** Puts a row in (or replaces it), keeping counts and the filtered view in step. */
-  private put(row: Source) {
-    const old = this.byId.get(row.id);
-    if (old) this.counts[old.state]--;
-    else insertId(this.ids, row.id);
-    this.counts[row.state]++;
-    this.byId.set(row.id, row);
-    if (this.matching && this.filter) {
-      if (this.filter(row)) insertId(this.matching, row.id);
-      else removeId(this.matching, row.id);
-    }
-    // Progress only means something while a source is processed.
-    if (row.state !== "processing") this.progress.delete(row.id);
-  }
-
-  private drop(id: number) {
-    const old = this.byId.get(id);
-    if (!old) return;
-    this.counts[old.state]--;
-    this.byId.delete(id);
-    removeId(this.ids, id);
-    if (this.matching) removeId(this.matching, id);
-    this.progress.delete(id);
-    this.activeJob.delete(id);
-    this.retryAt.delete(id);
-    this.markedAt.delete(id);
-  }
-
-  private patch(id: number, patch: Partial<Source>): boolean {
-    const old = this.byId.get(id);
-    if (!old) return false;
-    this.put({ ...old, ...patch });
-    return true;
-  }
-
-  /** Marks a row's state as set by an event (see `marks`). */
-  private mark(id: number) {
-    this.markedAt.set(id, ++this.marks);
-  }
-
-  private markStale() {
-    this.stale = true;
-    this.marks++;
+  /** A row as a read brought it, with the state an event gave it since the read began. */
+  private settled(row: Source, marks: number): Source {
+    const m = this.marked.get(row.id);
+    return m && m.at > marks ? { ...row, state: m.state, error: m.error } : row;
   }
 
   /**
-   * Rows read by `sources_changed`; `marks` is `this.marks` when that read began. A row whose
-   * state an event set since then keeps that state (a ready row must not fall back to
-   * "processing"), and the store stays stale so that it is read once more.
+   * A page read by `source_page` for `generation` (dropped if pages were dropped since), that
+   * began when `marks` was the store's.
    */
-  applyChanges(sources: Source[], cursor: number, marks: number, jobs?: { id: number; sourceId: number | null; state: string }[]) {
-    for (const row of sources) {
-      const markedAt = this.markedAt.get(row.id);
-      const known = this.byId.get(row.id);
-      if (known && markedAt !== undefined && markedAt > marks) {
-        this.put({ ...row, state: known.state, error: known.error });
-      } else {
-        this.put(row);
-      }
+  loadPage(page: number, generation: number, marks: number, result: PageResult) {
+    if (generation !== this.generation) return;
+    const rows = result.sources.map((r) => this.settled(r, marks));
+    this.pages.delete(page);
+    this.pages.set(page, rows);
+    this.former.delete(page);
+    for (const r of rows) this.where.set(r.id, page);
+    while (this.pages.size > PAGES_KEPT) {
+      const [oldest, gone] = this.pages.entries().next().value as [number, Source[]];
+      this.pages.delete(oldest);
+      for (const r of gone) if (this.where.get(r.id) === oldest) this.where.delete(r.id);
     }
-    if (jobs) {
-      for (const j of jobs) {
-        if (j.sourceId == null) continue;
-        this.jobSource.set(j.id, j.sourceId);
-        if (j.state === "queued" || j.state === "running") this.activeJob.set(j.sourceId, j.id);
-      }
-    }
-    this.cursor = Math.max(this.cursor, cursor);
+    this.total = result.total;
+    this.counts = result.counts;
+    // Changes after this page was read are asked for from here (see `source_page`).
+    if (!this.loaded) this.cursor = Math.max(this.cursor, result.cursor);
     this.loaded = true;
-    // Marks older than this read are settled; anything newer is read once more.
-    for (const [id, at] of this.markedAt) if (at <= marks) this.markedAt.delete(id);
-    this.stale = this.marks !== marks;
     this.changed();
   }
 
-  /** Files just queued: each appears at once, named after its file, until it is read. */
-  ingested(report: IngestReport, twin: number, now: number) {
+  /** The queued and running jobs, read once: which source each fills, for "Cancel". */
+  applyJobs(jobs: { id: number; sourceId: number | null; state: string }[]) {
+    for (const j of jobs) {
+      if (j.sourceId == null) continue;
+      this.jobSource.set(j.id, j.sourceId);
+      if (j.state === "queued" || j.state === "running") this.activeJob.set(j.sourceId, j.id);
+    }
+    this.changed();
+  }
+
+  /** Replaces a held row (a changed row that is not held is not shown: nothing to do). */
+  private replace(row: Source): boolean {
+    const page = this.where.get(row.id);
+    const rows = page === undefined ? undefined : this.pages.get(page);
+    const i = rows ? rows.findIndex((r) => r.id === row.id) : -1;
+    if (!rows || i < 0) return false;
+    rows[i] = row;
+    // Progress only means something while a source is processed.
+    if (row.state !== "processing") this.progress.delete(row.id);
+    return true;
+  }
+
+  /**
+   * Rows read by `sources_changed`, with the twin's counts; `marks` is `this.marks` when that
+   * read began. Held rows are replaced; when the number of sources changed, the pages in view
+   * are read again (rows came or went).
+   */
+  applyChanges(sources: Source[], cursor: number, counts: Counts, marks: number) {
+    const before = this.sourceCount;
+    let unheld = false;
+    for (const row of sources) if (!this.replace(this.settled(row, marks))) unheld = true;
+    this.counts = counts;
+    this.cursor = Math.max(this.cursor, cursor);
+    // Marks older than this read are settled; anything newer is read once more.
+    for (const [id, m] of this.marked) if (m.at <= marks) this.marked.delete(id);
+    this.stale = this.marks !== marks;
+    // Rows came or went, or a filtered list may have gained or lost some: read it again.
+    const filtered = this.query.text !== undefined || this.query.state !== undefined;
+    if (this.sourceCount !== before || (filtered && unheld)) {
+      this.dropPages(true);
+      // Unfiltered, the list is every source; filtered, its length comes with its first page.
+      if (filtered) this.wanted.add(0);
+      else this.total = this.sourceCount;
+    }
+    this.changed();
+  }
+
+  /** Files just queued: the list is read again, with them on top. */
+  ingested(report: IngestReport) {
     for (const q of report.queued) {
       this.jobSource.set(q.jobId, q.sourceId);
       this.activeJob.set(q.sourceId, q.jobId);
-      if (this.byId.has(q.sourceId)) {
-        this.patch(q.sourceId, { state: "queued", error: null });
-      } else {
-        this.put({
-          id: q.sourceId,
-          twinId: twin,
-          kind: "file",
-          origin: q.origin,
-          title: basename(q.origin),
-          mediaType: null,
-          byteSize: null,
-          state: "queued",
-          error: null,
-          chunkCount: 0,
-          createdAt: now,
-          updatedAt: now,
-        });
-      }
-      this.mark(q.sourceId);
+      if (this.where.has(q.sourceId)) this.setState(q.sourceId, "queued", { error: null });
     }
+    if (report.queued.length > 0) this.dropPages(true);
     this.markStale();
     this.changed();
   }
 
   /** A source forgotten through the window. */
   removed(id: number) {
-    this.drop(id);
+    this.forget(id);
+    this.dropPages(true);
     this.changed();
+  }
+
+  /** Takes a row out of what is shown at once, until its pages are read again. */
+  private forget(id: number) {
+    for (const pages of [this.pages, this.former]) {
+      for (const rows of pages.values()) {
+        const i = rows.findIndex((r) => r.id === id);
+        if (i >= 0) rows.splice(i, 1);
+      }
+    }
+    this.where.delete(id);
+    this.progress.delete(id);
+    this.activeJob.delete(id);
+    this.retryAt.delete(id);
+    this.marked.delete(id);
   }
 
   /** Events that arrived together: one change for subscribers. */
@@ -266,12 +273,24 @@ export class SourceStore {
     this.changed();
   }
 
+  /** Marks a row's state as set by an event (see `marks`). */
   private setState(id: number, state: SourceState, extra: Partial<Source> = {}) {
-    if (!this.patch(id, { state, ...extra })) {
+    const row = this.get(id);
+    const error = extra.error !== undefined ? extra.error : (row?.error ?? null);
+    this.marked.set(id, { at: ++this.marks, state, error });
+    if (!row) {
       this.markStale();
       return;
     }
-    this.mark(id);
+    if (row.state !== state) {
+      this.counts = { ...this.counts, [row.state]: this.counts[row.state] - 1, [state]: this.counts[state] + 1 };
+    }
+    this.replace({ ...row, ...extra, state });
+  }
+
+  private markStale() {
+    this.stale = true;
+    this.marks++;
   }
 
   private apply(ev: DoppelEvent) {
@@ -279,6 +298,7 @@ export class SourceStore {
       case "jobQueued":
         this.jobSource.set(ev.job, ev.source);
         this.activeJob.set(ev.source, ev.job);
+        // A source not held may be new: the counts (and the list, if so) are read again.
         this.setState(ev.source, "queued");
         return;
       case "jobStarted":
@@ -292,11 +312,8 @@ export class SourceStore {
       case "jobProgress":
       case "jobEmbedding": {
         const source = this.jobSource.get(ev.job);
-        if (source === undefined) {
-          this.markStale();
-          return;
-        }
-        const row = this.byId.get(source);
+        if (source === undefined) return;
+        const row = this.get(source);
         if (row && row.state !== "processing") this.setState(source, "processing");
         this.progress.set(source, { phase: ev.type === "jobProgress" ? "reading" : "embedding", done: ev.done, total: ev.total });
         return;
@@ -314,11 +331,6 @@ export class SourceStore {
         const source = ev.source ?? this.jobSource.get(ev.job);
         if (source == null) return;
         this.progress.delete(source);
-        const row = this.byId.get(source);
-        if (!row) {
-          this.markStale();
-          return;
-        }
         if (ev.retryAt != null) {
           // It will be tried again: it waits in the queue with the reason shown.
           this.retryAt.set(source, ev.retryAt);
@@ -327,7 +339,8 @@ export class SourceStore {
         }
         this.activeJob.delete(source);
         this.retryAt.delete(source);
-        if (row.state === "ready" || row.chunkCount > 0) {
+        const row = this.get(source);
+        if (row && (row.state === "ready" || row.chunkCount > 0)) {
           // A failed update keeps the last good content; the shell tells the exact state.
           this.setState(source, row.state, { error: ev.message });
           this.markStale();
@@ -352,7 +365,8 @@ export class SourceStore {
         if (ev.state === "ready" || ev.state === "failed") this.markStale();
         return;
       case "sourceDeleted":
-        this.drop(ev.source);
+        this.forget(ev.source);
+        this.markStale();
         return;
       case "watchChanged":
         this.markStale();

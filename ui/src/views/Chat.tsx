@@ -251,7 +251,7 @@ export function ChatView() {
               <h2>Ask {twin?.name ?? "your twin"} anything</h2>
               <p>
                 Answers come from your sources, in your voice, with numbered citations you can open.
-                {app.sources.total === 0 && " Add a few documents first so there is something to draw on."}
+                {app.sources.sourceCount === 0 && " Add a few documents first so there is something to draw on."}
               </p>
             </div>
           )}

@@ -59,7 +59,7 @@ export function CoverageView() {
   const retry = async (p: Problem) => {
     try {
       const enq = await api.reingestSource(p.sourceId);
-      app.sources.ingested({ queued: [enq], skipped: [] }, twin?.id ?? 1, Date.now());
+      await app.queued({ queued: [enq], skipped: [] });
       app.toast(`Reading “${p.title}” again`, "success");
       loader.schedule();
     } catch (e) {

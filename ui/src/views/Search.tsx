@@ -15,8 +15,6 @@ const MODES: { value: SearchMode; label: string; help: string }[] = [
   { value: "vector", label: "Meaning", help: "passages close in meaning, whatever their words" },
 ];
 
-/** Sources a name filter may name at most (a broader name is narrowed by the other filters). */
-const NAMED_AT_MOST = 2000;
 /** Passages asked for. */
 const TOP_K = 20;
 
@@ -41,7 +39,6 @@ export function SearchView() {
   const [busy, setBusy] = useState(false);
   const [open, setOpen] = useState<FoundPassage | null>(null);
   const [coverage, setCoverage] = useState<Coverage | null>(null);
-  const [noSource, setNoSource] = useState(false);
   const input = useRef<HTMLInputElement>(null);
 
   // The folders and formats to choose from: those the twin has, read when the view is shown.
@@ -72,21 +69,7 @@ export function SearchView() {
     const q = query.trim();
     if (!q || !twin) return;
     const filter: Filter = {};
-    setNoSource(false);
-    const name = filters.source.trim().toLowerCase();
-    if (name) {
-      const ids: number[] = [];
-      for (let i = 0; i < app.sources.total && ids.length < NAMED_AT_MOST; i++) {
-        const s = app.sources.at(i);
-        if (s && (s.title.toLowerCase().includes(name) || (s.origin ?? "").toLowerCase().includes(name))) ids.push(s.id);
-      }
-      if (ids.length === 0) {
-        setNoSource(true);
-        setResults({ passages: [], mode, notes: [] });
-        return;
-      }
-      filter.sources = ids;
-    }
+    if (filters.source.trim()) filter.name = filters.source.trim();
     if (filters.folder) filter.folder = filters.folder;
     if (filters.format) filter.format = filters.format;
     const from = dayStart(filters.from);
@@ -202,12 +185,7 @@ export function SearchView() {
               <span>{n}</span>
             </p>
           ))}
-          {noSource && (
-            <p class="muted" data-testid="search-no-source">
-              No source is named like “{filters.source}”.
-            </p>
-          )}
-          {results && results.passages.length === 0 && !noSource && (
+          {results && results.passages.length === 0 && (
             <p class="muted" data-testid="search-empty">
               Nothing found{filtered ? " in the sources the filters allow" : ""}. “Why isn’t this found?” in Knowledge tells
               more.

@@ -1,7 +1,7 @@
 // Sources: what the twin has learnt, each with its live state, and the ways to add more.
 
 import { memo } from "preact/compat";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api, type Chunk, type Source, type SourceDetail } from "../api";
 import { useApp } from "../app";
 import { Icon } from "../components/Icon";
@@ -18,6 +18,9 @@ export const FIRST_QUESTION_KEY = "doppel.firstQuestionSeen";
 
 /** The User Timing mark set when the sources list first shows rows after the page loaded. */
 export const SHOWN_MARK = "doppel:sources-shown";
+
+/** How long the filter waits for typing to pause before the list is read again. */
+const FILTER_WAIT_MS = 150;
 
 /** The height of a row of the sources list, in pixels (every row has it: see `VirtualList`). */
 const ROW_HEIGHT = 66;
@@ -37,29 +40,40 @@ export function SourcesView() {
   const [selected, setSelected] = useState<number | null>(null);
   const [dialog, setDialog] = useState<"text" | "url" | null>(null);
 
-  // The filter is applied once here, then row by row as rows change (see SourceStore).
+  // The filter is the core's: by a piece of the title or path, or by a state's name. Typing is
+  // given a moment before the list is read again.
+  const first = useRef(true);
   useEffect(() => {
-    const f = filter.trim().toLowerCase();
-    store.setFilter(
-      f
-        ? (r) =>
-            r.title.toLowerCase().includes(f) ||
-            (r.origin ?? "").toLowerCase().includes(f) ||
-            STATE_LABEL[r.state].toLowerCase() === f
-        : null,
-    );
+    if (first.current) {
+      first.current = false;
+      return;
+    }
+    const timer = setTimeout(() => {
+      const f = filter.trim();
+      const state = (Object.keys(STATE_LABEL) as Source["state"][]).find(
+        (k) => STATE_LABEL[k].toLowerCase() === f.toLowerCase(),
+      );
+      store.setQuery(state ? { state } : f ? { text: f } : {});
+    }, FILTER_WAIT_MS);
+    return () => clearTimeout(timer);
   }, [filter, store]);
-  useEffect(() => () => store.setFilter(null), [store]);
+
+  // Pages the list asked for in this render are read now.
+  useEffect(() => app.readPages());
 
   const counts = store.counts;
-  const total = store.total;
+  const total = store.sourceCount;
+  // The last state seen of the selected source, while its row is out of the held pages.
+  const lastSelected = useRef<Source | null>(null);
   // The moment the list first shows rows, for bench/ui-scale (a User Timing mark, nothing more).
   useEffect(() => {
     if (total > 0 && app.view === "sources" && performance.getEntriesByName(SHOWN_MARK).length === 0) {
       requestAnimationFrame(() => performance.mark(SHOWN_MARK));
     }
   }, [total > 0, app.view]);
-  const current = selected === null ? null : (store.get(selected) ?? null);
+  const held = selected === null ? null : (store.get(selected) ?? null);
+  if (held) lastSelected.current = held;
+  const current = selected === null ? null : (held ?? (lastSelected.current?.id === selected ? lastSelected.current : null));
 
   const forget = async (s: Source) => {
     const ok = await app.confirm({
@@ -93,7 +107,7 @@ export function SourcesView() {
   const reingest = async (s: Source) => {
     try {
       const enq = await api.reingestSource(s.id);
-      store.ingested({ queued: [enq], skipped: [] }, s.twinId, Date.now());
+      await app.queued({ queued: [enq], skipped: [] });
     } catch (e) {
       app.fail(e);
     }
@@ -160,23 +174,25 @@ export function SourcesView() {
                 onInput={(e) => setFilter((e.target as HTMLInputElement).value)}
               />
             </div>
-            {store.shown === 0 && <p class="muted pad list-empty">No source matches “{filter}”.</p>}
+            {store.loaded && store.total === 0 && <p class="muted pad list-empty">No source matches “{filter}”.</p>}
             {/* Only the rows in view are rendered, however many sources there are. */}
             <VirtualList
-              count={store.shown}
+              count={store.total}
               rowHeight={ROW_HEIGHT}
               version={app.sourcesVersion}
-              label={`Sources, ${store.shown.toLocaleString()} shown`}
+              label={`Sources, ${store.total.toLocaleString()} shown`}
               testid="source-list"
               class="source-scroller"
+              onRendered={app.readPages}
               row={(index) => {
                 const s = store.at(index);
-                if (!s) return null;
+                // A row whose page is being read holds its place.
+                if (!s) return <PendingRow key={`pending-${index}`} index={index} count={store.total} />;
                 return (
                   <SourceRow
                     key={s.id}
                     index={index}
-                    count={store.shown}
+                    count={store.total}
                     source={s}
                     progress={progress.get(s.id)}
                     retryAt={retryAt.get(s.id)}
@@ -395,6 +411,24 @@ function SourceRowView(props: SourceRowProps) {
   );
 }
 
+/** The place of a row whose page is being read. */
+function PendingRow(props: { index: number; count: number }) {
+  return (
+    <li
+      class="source-row pending"
+      data-index={props.index}
+      aria-setsize={props.count}
+      aria-posinset={props.index + 1}
+      aria-busy="true"
+      style={rowStyle(props.index, ROW_HEIGHT)}
+    >
+      <span class="source-main">
+        <span class="muted small">Loading…</span>
+      </span>
+    </li>
+  );
+}
+
 function SourceDetails(props: {
   source: Source;
   progress: Progress | undefined;
@@ -519,7 +553,7 @@ function PasteTextDialog(props: { onClose: () => void }) {
     try {
       const t = title.trim() || text.trim().split("\n")[0]!.slice(0, 60);
       const enq = await api.addText(app.twin.id, t, text);
-      app.sources.ingested({ queued: [enq], skipped: [] }, app.twin.id, Date.now());
+      await app.queued({ queued: [enq], skipped: [] });
       props.onClose();
     } catch (err) {
       app.fail(err);
@@ -577,7 +611,7 @@ function AddUrlDialog(props: { onClose: () => void }) {
     setBusy(true);
     try {
       const report = await api.addUrl(app.twin.id, u);
-      app.sources.ingested(report, app.twin.id, Date.now());
+      await app.queued(report);
       app.showReport(report);
       props.onClose();
     } catch (err) {

@@ -25,11 +25,61 @@ pub(crate) fn sources_changed_since(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// What coverage counts and filters look at for one source (no text, no title).
+/// When a source of `twin` last changed (0 without sources).
+pub(crate) fn latest_change(conn: &Connection, twin: TwinId) -> Result<Millis> {
+    Ok(conn.query_row(
+        "SELECT coalesce(max(updated_at), 0) FROM sources WHERE twin_id = ?1",
+        [twin],
+        |r| r.get(0),
+    )?)
+}
+
+/// How many sources of `twin` are in each state: `[queued, processing, ready, failed]`.
+pub(crate) fn source_counts(conn: &Connection, twin: TwinId) -> Result<[u64; 4]> {
+    Ok(conn.query_row(
+        "SELECT coalesce(sum(state = 'queued'), 0), coalesce(sum(state = 'processing'), 0),
+                coalesce(sum(state = 'ready'), 0), coalesce(sum(state = 'failed'), 0)
+         FROM sources WHERE twin_id = ?1",
+        [twin],
+        |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
+    )?)
+}
+
+/// The sources of `twin` whose title or path holds `text` (without regard to the case of
+/// ASCII letters) and that are in `state`, each condition only when given: how many there are,
+/// and `limit` of them from `offset`, newest first.
+pub(crate) fn source_page(
+    conn: &Connection,
+    twin: TwinId,
+    text: Option<&str>,
+    state: Option<SourceState>,
+    offset: u32,
+    limit: u32,
+) -> Result<(u64, Vec<Source>)> {
+    const WHERE: &str = "twin_id = ?1
+        AND (?2 IS NULL OR instr(lower(title), lower(?2)) > 0
+             OR instr(lower(coalesce(origin, '')), lower(?2)) > 0)
+        AND (?3 IS NULL OR state = ?3)";
+    let state = state.map(SourceState::as_str);
+    let total: u64 = conn.query_row(
+        &format!("SELECT count(*) FROM sources WHERE {WHERE}"),
+        params![twin, text, state],
+        |r| r.get(0),
+    )?;
+    let sql = format!(
+        "SELECT {SOURCE_COLUMNS} FROM sources WHERE {WHERE} ORDER BY id DESC LIMIT ?4 OFFSET ?5"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![twin, text, state, limit, offset], source_from_row)?;
+    Ok((total, rows.collect::<rusqlite::Result<_>>()?))
+}
+
+/// What coverage counts and filters look at for one source (no text).
 #[derive(Debug, Clone)]
 pub(crate) struct SourceFact {
     pub id: SourceId,
     pub kind: SourceKind,
+    pub title: String,
     pub origin: Option<String>,
     pub state: SourceState,
     pub media_type: Option<String>,
@@ -43,7 +93,7 @@ pub(crate) struct SourceFact {
 pub(crate) fn source_facts(conn: &Connection, twin: TwinId) -> Result<Vec<SourceFact>> {
     let mut stmt = conn.prepare(
         "SELECT id, kind, origin, state, media_type, byte_size, chunk_count,
-                coalesce(file_mtime_ns / 1000000, created_at)
+                coalesce(file_mtime_ns / 1000000, created_at), title
          FROM sources WHERE twin_id = ?1 ORDER BY id",
     )?;
     let rows = stmt.query_map([twin], |r| {
@@ -56,6 +106,7 @@ pub(crate) fn source_facts(conn: &Connection, twin: TwinId) -> Result<Vec<Source
             byte_size: r.get(5)?,
             chunk_count: r.get(6)?,
             dated: r.get(7)?,
+            title: r.get(8)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
