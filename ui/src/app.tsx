@@ -42,9 +42,8 @@ export type AppContext = {
   /** Shows a failed command's message. */
   fail: (e: unknown) => void;
   confirm: (opts: ConfirmOptions) => Promise<boolean>;
-  /** The sources of the current twin (mutated in place; `sourcesVersion` says when). */
+  /** The sources of the current twin (mutated in place; `useSourcesVersion` follows it). */
   sources: SourceStore;
-  sourcesVersion: number;
   reloadSources: () => void;
   /** Reads the pages of the sources list that were asked for and are not held. */
   readPages: () => void;
@@ -104,7 +103,6 @@ export function App(props: { initialView?: View }) {
     null,
   );
   const sources = useMemo(() => new SourceStore(), []);
-  const [sourcesVersion, setSourcesVersion] = useState(0);
   const [queue, setQueue] = useState<Queue | null>(null);
   const [dragging, setDragging] = useState(false);
   const [theme, setTheme] = useState<ThemePref>(loadTheme);
@@ -251,8 +249,8 @@ export function App(props: { initialView?: View }) {
 
   useEffect(
     () =>
+      // The window itself does not render again for the sources: only what shows them does.
       sources.subscribe(() => {
-        setSourcesVersion(sources.version);
         if (sources.stale && sources.loaded) reloader.schedule();
       }),
     [],
@@ -424,7 +422,6 @@ export function App(props: { initialView?: View }) {
     fail,
     confirm,
     sources,
-    sourcesVersion,
     reloadSources: reloader.schedule,
     readPages,
     queued,
@@ -444,7 +441,6 @@ export function App(props: { initialView?: View }) {
   const effectiveDark = theme === "dark" || (theme === "system" && systemIsDark());
   const themeLabel =
     theme === "system" ? "Theme: follows the system" : theme === "dark" ? "Theme: dark" : "Theme: light";
-  const bg = sources.background;
 
   return (
     <Ctx.Provider value={ctx}>
@@ -491,17 +487,7 @@ export function App(props: { initialView?: View }) {
           </ul>
           <div class="sidebar-foot">
             <QueueStatus compact />
-            {bg && (
-              <div class={`bg-status ${bg.error ? "error" : ""}`} data-testid="background-status" role="status">
-                <span>{bg.label}</span>
-                {!bg.error && (
-                  <ProgressBar
-                    label={bg.label}
-                    value={bg.total ? Math.round(((bg.done ?? 0) / bg.total) * 100) : null}
-                  />
-                )}
-              </div>
-            )}
+            <BackgroundStatus />
             <button
               type="button"
               class="btn ghost theme-toggle"
@@ -562,6 +548,31 @@ export function App(props: { initialView?: View }) {
         )}
       </div>
     </Ctx.Provider>
+  );
+}
+
+/**
+ * Renders the calling component again whenever the sources change (events, reads), and returns
+ * the store's version: only the views that show sources follow them.
+ */
+export function useSourcesVersion(): number {
+  const { sources } = useApp();
+  const [, setVersion] = useState(sources.version);
+  useEffect(() => sources.subscribe(() => setVersion(sources.version)), [sources]);
+  return sources.version;
+}
+
+/** Re-embedding or an index rebuild in progress, or paused with its reason. */
+function BackgroundStatus() {
+  const { sources } = useApp();
+  useSourcesVersion();
+  const bg = sources.background;
+  if (!bg) return null;
+  return (
+    <div class={`bg-status ${bg.error ? "error" : ""}`} data-testid="background-status" role="status">
+      <span>{bg.label}</span>
+      {!bg.error && <ProgressBar label={bg.label} value={bg.total ? Math.round(((bg.done ?? 0) / bg.total) * 100) : null} />}
+    </div>
   );
 }
 

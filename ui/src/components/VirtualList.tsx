@@ -21,8 +21,9 @@ export function VirtualList(props: {
   label: string;
   testid: string;
   class?: string;
-  /** Called after every render (rows whose data is missing can then be fetched). */
-  onRendered?: () => void;
+  /** Called after every render with the rows rendered (rows whose data is missing, and those
+   * about to come into view, can then be fetched). */
+  onRendered?: (first: number, last: number) => void;
 }) {
   const scroller = useRef<HTMLDivElement>(null);
   const [top, setTop] = useState(0);
@@ -61,7 +62,8 @@ export function VirtualList(props: {
   const first = Math.max(0, Math.floor(top / h) - OVERSCAN);
   const last = Math.min(props.count, Math.ceil((top + height) / h) + OVERSCAN);
 
-  useEffect(() => props.onRendered?.());
+
+  useEffect(() => props.onRendered?.(first, last));
 
   // A row the keyboard moved to receives the focus once it is rendered.
   useEffect(() => {

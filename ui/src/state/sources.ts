@@ -100,6 +100,13 @@ export class SourceStore {
     return rows[index % PAGE_SIZE];
   }
 
+  /** Asks for the pages of rows `first` to `last` (clamped to the list) ahead of their use. */
+  prefetch(first: number, last: number) {
+    const from = Math.max(0, Math.floor(first / PAGE_SIZE));
+    const to = Math.min(Math.ceil(this.total / PAGE_SIZE) - 1, Math.floor(last / PAGE_SIZE));
+    for (let p = from; p <= to; p++) if (!this.pages.has(p)) this.wanted.add(p);
+  }
+
   /** The pages the list asked for since the last call, to be read. */
   takeWanted(): number[] {
     const pages = [...this.wanted].filter((p) => !this.pages.has(p));

@@ -4,7 +4,7 @@
 
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, type Coverage, type Explanation, type Hit, type Problem } from "../api";
-import { useApp } from "../app";
+import { useApp, useSourcesVersion } from "../app";
 import { Icon } from "../components/Icon";
 import { ProgressBar } from "../components/Progress";
 import { debounced } from "../state/sources";
@@ -52,9 +52,10 @@ export function CoverageView() {
     void loader.now();
     return () => loader.cancel();
   }, [twin?.id]);
+  const version = useSourcesVersion();
   useEffect(() => {
     loader.schedule();
-  }, [app.sourcesVersion]);
+  }, [version]);
 
   const retry = async (p: Problem) => {
     try {

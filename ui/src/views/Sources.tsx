@@ -3,12 +3,12 @@
 import { memo } from "preact/compat";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, type Chunk, type Source, type SourceDetail } from "../api";
-import { useApp } from "../app";
+import { useApp, useSourcesVersion } from "../app";
 import { Icon } from "../components/Icon";
 import { Modal } from "../components/Modal";
 import { ProgressBar } from "../components/Progress";
 import { formatBytes, formatDate, formatRelative, plural } from "../format";
-import { percent, type Counts, type Progress } from "../state/sources";
+import { PAGE_SIZE, percent, type Counts, type Progress } from "../state/sources";
 import { rowStyle, VirtualList } from "../components/VirtualList";
 import { ModelBanner, ModelOffer, WelcomeModels } from "./Models";
 import { QueueStatus } from "./Queue";
@@ -34,6 +34,7 @@ const STATE_LABEL: Record<Source["state"], string> = {
 
 export function SourcesView() {
   const app = useApp();
+  const version = useSourcesVersion();
   const store = app.sources;
   const { progress, activeJob, retryAt } = store;
   const [filter, setFilter] = useState("");
@@ -179,11 +180,15 @@ export function SourcesView() {
             <VirtualList
               count={store.total}
               rowHeight={ROW_HEIGHT}
-              version={app.sourcesVersion}
+              version={version}
               label={`Sources, ${store.total.toLocaleString()} shown`}
               testid="source-list"
               class="source-scroller"
-              onRendered={app.readPages}
+              onRendered={(first, last) => {
+                // The pages half a page beyond the view are read ahead of the scroll.
+                store.prefetch(first - PAGE_SIZE / 2, last + PAGE_SIZE / 2);
+                app.readPages();
+              }}
               row={(index) => {
                 const s = store.at(index);
                 // A row whose page is being read holds its place.
