@@ -282,7 +282,7 @@ pub(crate) fn coverage(
             at: duplicate.at,
         });
     }
-    problems.sort_by(|a, b| b.at.cmp(&a.at));
+    problems.sort_by_key(|p| std::cmp::Reverse(p.at));
 
     let (passages, embedded) =
         store::passages_embedded(conn, twin, model.as_ref().ok().map(|(id, _)| *id))?;
