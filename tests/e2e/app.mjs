@@ -204,6 +204,8 @@ export class App {
 
   /** Saves a PNG of the window as `name`.png in the screenshot folder; returns its path. */
   async screenshot(name) {
+    // What the page last changed is painted first (a screenshot shows the last painted frame).
+    await this.session.executeAsync("const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(() => done(null)));");
     mkdirSync(env.screenshots, { recursive: true });
     const path = join(env.screenshots, `${name}.png`);
     writeFileSync(path, await this.session.screenshot());
