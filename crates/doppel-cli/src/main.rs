@@ -299,6 +299,16 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         ..Config::new(data_dir)
     })?;
     let out = Printer { json: cli.json };
+    // Commands that read vectors, or check them, wait for a rebuild of the index that opening
+    // the directory started (after a crash, say), rather than answer by keywords alone.
+    let reads_vectors = match &cli.command {
+        Command::Ask { .. } | Command::Chat { .. } | Command::Doctor => true,
+        Command::Search { mode, .. } => SearchMode::parse(mode) != Some(SearchMode::Keyword),
+        _ => false,
+    };
+    if reads_vectors {
+        wait::index(&doppel, &out)?;
+    }
     match cli.command {
         Command::Ask { question, conversation, mode } => {
             let mode = mode.as_deref().map(chat::parse_mode).transpose()?;

@@ -166,6 +166,62 @@ fn cr4_database_and_vector_index_agree_after_sigkill() {
     assert!(hits["hits"][0]["origin"].as_str().unwrap().ends_with("n07.txt"), "{hits}");
 }
 
+/// Runs `doppel ARGS` and kills it with SIGKILL after a random part of `within`.
+fn run_and_kill(cli: &Cli, args: &[&str], rng: &mut Rng, within: std::time::Duration) -> u64 {
+    let mut child =
+        cli.command().args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let after = rng.below(within.as_millis() as u64);
+    // The moment of the kill is the test's random choice, not a wait for work to finish.
+    std::thread::sleep(std::time::Duration::from_millis(after));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    after
+}
+
+#[test]
+fn cr4_the_index_agrees_with_the_database_after_kills_in_rebuilds_saves_and_deletes() {
+    let mut rng = seeded();
+    let cli = Cli::with_models();
+    for i in 0..30 {
+        let text: String = (0..8)
+            .map(|p| format!("Note {i}, part {p}: the unique term k{i}q{p} among plain words.\n\n"))
+            .collect();
+        cli.write(&format!("notes/n{i:02}.txt"), text);
+    }
+    let notes = cli.file("notes");
+    cli.json(&["ingest", notes.to_str().unwrap()]);
+    let index_dir = cli.data_dir().join("index");
+    let stale = || {
+        for entry in std::fs::read_dir(&index_dir).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "generation") {
+                std::fs::write(entry.path(), "0").unwrap();
+            }
+        }
+    };
+    let second = std::time::Duration::from_secs(1);
+    for round in 0..8 {
+        // A stale index is rebuilt by the next command that reads vectors: killed during the
+        // rebuild, or during the save that follows it.
+        stale();
+        let rebuild = run_and_kill(&cli, &["search", "k3q1"], &mut rng, second);
+        // A delete killed before, during or after its transaction and the index's removal.
+        let victim = cli.file(&format!("notes/n{:02}.txt", round + 1));
+        let delete = run_and_kill(&cli, &["delete", victim.to_str().unwrap()], &mut rng, second);
+        println!("round {round}: rebuild killed after {rebuild} ms, delete after {delete} ms");
+    }
+    let doctor = cli.doctor();
+    assert_eq!(doctor["ok"], true, "{doctor}");
+    assert_eq!(doctor["index_entries"], doctor["chunks"], "{doctor}");
+    // What was not deleted is found by meaning; what was is not.
+    let report = cli.json(&["ingest", notes.to_str().unwrap()]);
+    assert!(report["jobs"].as_array().unwrap().iter().all(|j| j["state"] == "done"), "{report}");
+    let doctor = cli.doctor();
+    assert_eq!(doctor["ok"], true, "{doctor}");
+    assert_eq!((doctor["index_entries"].as_u64(), doctor["chunks"].as_u64()), (Some(30), Some(30)));
+    let hits = cli.json(&["search", "k9q4", "--mode", "hybrid", "-k", "3"]);
+    assert!(hits["hits"][0]["origin"].as_str().unwrap().ends_with("n09.txt"), "{hits}");
+}
+
 /// A process killed while an answer streams: the next start finds the answer as far as it got,
 /// marked cancelled, never left "streaming".
 #[test]

@@ -20,7 +20,6 @@ mod events;
 #[doc(hidden)]
 pub mod faults;
 mod fetch;
-mod index;
 mod ingest;
 mod llm;
 mod logging;
@@ -31,6 +30,8 @@ mod sandbox;
 mod secrets;
 mod settings;
 mod store;
+mod sync;
+mod vectors;
 mod watch;
 mod worker;
 
@@ -54,18 +55,20 @@ pub use sandbox::{PARSER_ARG, ParserCommand, run_parser_child};
 pub use secrets::{KEYCHAIN_SERVICE, keychain_account, masked};
 pub use settings::{SPECS as SETTING_SPECS, SettingSpec, Settings};
 pub use store::SCHEMA_VERSION;
+pub use vectors::VectorStatus;
 pub use worker::Enqueued;
 
 /// Internals for the benchmarks in `benches/`; not a stable API.
 #[doc(hidden)]
 pub mod bench {
     pub use crate::embed::{LocalEmbedder, ModelFiles};
-    pub use crate::index::{HnswParams, VectorIndex};
     pub use crate::llm::{DEFAULT_CHAT_MODEL, GenerationTimes, bench_generation};
+    pub use crate::vectors::index::{HnswParams, VectorIndex};
 }
 
 use datadir::DataDir;
 use store::ReadPool;
+use vectors::Vectors;
 use worker::{Command, Shared, Worker};
 
 /// The environment variable that names a shared model cache (as `scripts/models` fills it).
@@ -230,26 +233,14 @@ pub struct EmbeddingCost {
     pub tokens: u64,
 }
 
-/// What search by meaning can use right now; read without waiting for the worker.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VectorStatus {
-    /// The embedding model in use, or why there is none.
-    pub model: std::result::Result<ModelInfo, String>,
-    /// Entries in the vector index.
-    pub index_entries: u64,
-    /// Passages still waiting for a vector from the model (after a change of model, until the
-    /// re-embedding is done); searches use keywords meanwhile.
-    pub waiting: u64,
-    /// The candidate list searches use (setting `hnsw_ef_search`); 0 without an index.
-    pub ef_search: usize,
-}
-
 /// An open data directory with its worker. Dropping it stops the worker (a running job goes
 /// back to the queue) and releases the lock.
 pub struct Doppel {
     dir: DataDir,
     readers: Arc<ReadPool>,
     shared: Arc<Shared>,
+    /// What search by meaning uses; the worker keeps it up to date.
+    vectors: Arc<Vectors>,
     commands: Option<Sender<Command>>,
     worker: Option<JoinHandle<()>>,
     /// The watch thread, when the opener asked for one (`Config::watch`).
@@ -285,17 +276,22 @@ impl Doppel {
         }
         let (commands, inbox) = mpsc::channel();
         let models = ModelSearch::new(config.models.clone(), dir.path(), config.bundled_models);
-        let readers = Arc::new(ReadPool::new(database));
+        let readers = Arc::new(ReadPool::new(database.clone()));
+        let vectors = Arc::new(Vectors::default());
         let worker = Worker::start(
             conn,
-            Arc::clone(&shared),
-            inbox,
-            Arc::clone(&readers),
             worker::WorkerConfig {
+                shared: Arc::clone(&shared),
+                vectors: Arc::clone(&vectors),
+                readers: Arc::clone(&readers),
+                inbox,
                 process_queue: config.process_queue,
                 parser: config.parser,
-                models: models.embedder_files(),
-                index_dir: dir.path().join(INDEX_DIR),
+                writer: vectors::WriterConfig {
+                    index_dir: dir.path().join(INDEX_DIR),
+                    database,
+                    models: models.embedder_files(),
+                },
             },
         )?;
         tracing::info!(data_dir = %dir.path().display(), "data directory opened");
@@ -314,6 +310,7 @@ impl Doppel {
             dir,
             readers,
             shared,
+            vectors,
             commands: Some(commands),
             worker: Some(worker),
             watcher,
@@ -515,7 +512,7 @@ impl Doppel {
         if job.state.is_final() {
             return Ok(job);
         }
-        self.shared.cancel.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        self.shared.request_cancel(id);
         self.call(|reply| Command::Cancel { job: id, reply })
     }
 
@@ -523,94 +520,7 @@ impl Doppel {
     /// default). Without a usable model or index it falls back to keyword search and says so
     /// in [`SearchResults::note`].
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResults> {
-        let settings = self.settings()?;
-        let limit = request.limit.map_or(settings.top_k, |l| l.clamp(1, 1000)) as usize;
-        // Fusion needs more than the final count from each list; a source filter is applied
-        // after the vector search, so it looks further.
-        let pool =
-            if request.sources.is_empty() { (limit * 4).max(32) } else { (limit * 20).max(200) };
-        let mut note = None;
-        let mut vector = Vec::new();
-        let mut query_vector = None;
-        let mut mode = request.mode;
-        if mode != SearchMode::Keyword {
-            match self.vector_matches(&request.query, pool, settings.min_similarity_pct) {
-                Ok((query, matches)) => {
-                    vector = self.readers.with(|c| retrieve::vector_hits(c, request, &matches))?;
-                    query_vector = Some(query);
-                }
-                Err(e) => {
-                    note = Some(format!("{e}; showing keyword results only"));
-                    mode = SearchMode::Keyword;
-                }
-            }
-        }
-        let mut keyword = if mode == SearchMode::Vector {
-            Vec::new()
-        } else {
-            self.readers.with(|c| retrieve::keyword(c, request, pool as u32))?
-        };
-        // A passage that shares a word with the question but is far from it in meaning is not
-        // relevant: with vectors at hand, keyword hits meet the same minimum similarity.
-        if let (Some(query), Some((model, _))) =
-            (&query_vector, worker::lock(&self.shared.vectors).model.clone())
-        {
-            let found: HashSet<ChunkId> = vector.iter().map(|h| h.chunk_id).collect();
-            let unchecked: Vec<ChunkId> =
-                keyword.iter().map(|h| h.chunk_id).filter(|id| !found.contains(id)).collect();
-            let similar = self.readers.with(|c| store::chunk_vectors(c, model, &unchecked))?;
-            let min = settings.min_similarity_pct as f32 / 100.0;
-            keyword.retain(|hit| {
-                found.contains(&hit.chunk_id)
-                    || similar.get(&hit.chunk_id).is_none_or(|v| cosine(v, query) >= min)
-            });
-        }
-        let hits = match mode {
-            SearchMode::Keyword => keyword.into_iter().take(limit).collect(),
-            SearchMode::Vector => vector.into_iter().take(limit).collect(),
-            SearchMode::Hybrid => retrieve::fuse(keyword, vector, limit),
-        };
-        Ok(SearchResults { hits, mode, note })
-    }
-
-    /// The query's embedding, and the chunk ids nearest to it with their similarity, above
-    /// `min_pct`.
-    fn vector_matches(
-        &self,
-        query: &str,
-        count: usize,
-        min_pct: u32,
-    ) -> Result<(Vec<f32>, Vec<Match>)> {
-        let state = worker::lock(&self.shared.vectors).clone();
-        if state.model.is_none() {
-            let reason = state.unavailable.unwrap_or_else(|| "no embedding model is loaded".into());
-            return Err(Error::ModelUnavailable { reason });
-        }
-        if state.pending > 0 {
-            return Err(Error::ModelUnavailable {
-                reason: format!(
-                    "passages are being embedded with the current model ({} still waiting)",
-                    state.pending
-                ),
-            });
-        }
-        let embedded = {
-            let mut embedder = worker::lock(&self.shared.embedder);
-            let embedder = embedder
-                .as_mut()
-                .ok_or_else(|| Error::ModelUnavailable { reason: "not loaded".into() })?;
-            embedder.embed(&[query])?
-        };
-        let vector = embedded.into_iter().next().unwrap_or_default();
-        let index = worker::read(&self.shared.index);
-        let index = index.as_ref().ok_or_else(|| Error::Index { reason: "not loaded".into() })?;
-        let min = min_pct as f32 / 100.0;
-        let matches = index
-            .search(&vector, count)?
-            .into_iter()
-            .filter(|(_, similarity)| *similarity >= min)
-            .collect();
-        Ok((vector, matches))
+        retrieve::search(&self.readers, &self.vectors, &self.settings()?, request)
     }
 
     /// The current settings.
@@ -712,7 +622,8 @@ impl Doppel {
         if self.embedder()? == EmbedderChoice::Local {
             let found = models::embedder_problems(&self.models.embedder_files());
             if found.is_empty()
-                && let Some(reason) = worker::lock(&self.shared.vectors).unavailable.clone()
+                && self.vectors.model().is_none()
+                && let Some(reason) = self.vectors.load_failure()
             {
                 problems.push(ModelProblem {
                     part: models::ModelPart::Embedder,
@@ -774,16 +685,30 @@ impl Doppel {
     /// What search by meaning can use right now. Unlike [`Doppel::doctor`] it never waits for
     /// the worker, so a shell can poll it while the worker embeds.
     pub fn vector_status(&self) -> VectorStatus {
-        let state = worker::lock(&self.shared.vectors).clone();
-        let index = worker::read(&self.shared.index);
-        VectorStatus {
-            model: match state.model {
-                Some((_, info)) => Ok(info),
-                None => Err(state.unavailable.unwrap_or_else(|| "not loaded".into())),
-            },
-            index_entries: index.as_ref().map_or(0, |i| i.len() as u64),
-            waiting: state.pending,
-            ef_search: index.as_ref().map_or(0, index::VectorIndex::ef_search),
+        self.vectors.status()
+    }
+
+    /// Waits until the vector index is no longer being rebuilt in the background (after a
+    /// crash, a damaged file or a change of its shape), passing [`Event::IndexRebuild`]
+    /// progress to `on_event`. Searches do not wait for a rebuild: they use keywords meanwhile
+    /// and say so; a short-lived command that wants vectors waits here first.
+    pub fn wait_for_index(&self, mut on_event: impl FnMut(&Event)) -> Result<VectorStatus> {
+        let events = self.subscribe();
+        loop {
+            let status = self.vector_status();
+            if status.rebuilding.is_none() {
+                return Ok(status);
+            }
+            match events.recv_timeout(Duration::from_secs(1)) {
+                Ok(event @ Event::IndexRebuild { .. }) => on_event(&event),
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::WorkerGone("events stopped".into()));
+                }
+            }
+            if self.worker.as_ref().is_none_or(|w| w.is_finished()) {
+                return Err(Error::WorkerGone("it stopped while the index was rebuilt".into()));
+            }
         }
     }
 
@@ -798,7 +723,7 @@ impl Doppel {
         let events = self.subscribe();
         loop {
             let status = self.vector_status();
-            if let Some(reason) = worker::lock(&self.shared.vectors).stalled.clone() {
+            if let Some(reason) = status.stalled.clone() {
                 return Err(Error::ModelUnavailable { reason });
             }
             match &status.model {
@@ -810,7 +735,7 @@ impl Doppel {
                     }
                     // A model server not asked yet is set up by the first batch; anything else
                     // without a model cannot embed.
-                    if worker::lock(&self.shared.embedder).is_none() {
+                    if !self.vectors.has_embedder() {
                         return Err(Error::ModelUnavailable { reason: reason.clone() });
                     }
                 }
@@ -836,7 +761,11 @@ impl Doppel {
     /// Checks the database and reports versions and counts.
     pub fn doctor(&self) -> Result<DoctorReport> {
         let mut problems = Vec::new();
-        if let Err(e) = self.readers.with(store::integrity_check) {
+        // On a connection of its own: SQLite's check of the keyword index reports a pooled
+        // reader's stale view of it (one read before a delete) as damage.
+        let checked =
+            store::open_reader(&self.dir.database()).and_then(|c| store::integrity_check(&c));
+        if let Err(e) = checked {
             problems.push(e.to_string());
         }
         if let Err(e) = self.call(|reply| Command::CheckIndex { reply }) {
@@ -851,14 +780,14 @@ impl Doppel {
                 store::state_counts(c, store::Table::Jobs)?,
             ))
         })?;
-        let state = worker::lock(&self.shared.vectors).clone();
+        let loaded = self.vectors.model();
         let VectorStatus { model, index_entries, ef_search, .. } = self.vector_status();
         // Counted in the database, not taken from the worker's running count: this is a check.
-        let chunks_without_vectors = match &state.model {
+        let chunks_without_vectors = match &loaded {
             Some((id, _)) => self.readers.with(|c| store::count_without_vectors(c, *id))?,
             None => chunks,
         };
-        let current = state.model.as_ref().map(|(_, info)| info.fingerprint.clone());
+        let current = loaded.as_ref().map(|(_, info)| info.fingerprint.clone());
         let other_models = self
             .readers
             .with(store::models)?
@@ -866,7 +795,7 @@ impl Doppel {
             .filter(|(info, _)| Some(&info.fingerprint) != current.as_ref())
             .collect();
         problems.extend(self.model_problems()?.iter().map(ToString::to_string));
-        if let (Some(_), Ok(_)) = (&state.model, &model)
+        if let (Some(_), Ok(_)) = (&loaded, &model)
             && index_entries + chunks_without_vectors < chunks
         {
             problems.push(format!(
@@ -976,14 +905,6 @@ impl Doppel {
             self.commands.as_ref().ok_or_else(|| Error::WorkerGone("shut down".into()))?;
         worker::call(commands, command)
     }
-}
-
-/// A chunk id found by meaning, with its similarity to the query.
-type Match = (u64, f32);
-
-/// Cosine similarity of two normalised vectors.
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 fn is_final_event(event: &Event) -> bool {

@@ -315,8 +315,8 @@ impl Settings {
     }
 
     /// HNSW parameters.
-    pub(crate) fn hnsw(&self) -> crate::index::HnswParams {
-        crate::index::HnswParams {
+    pub(crate) fn hnsw(&self) -> crate::vectors::index::HnswParams {
+        crate::vectors::index::HnswParams {
             m: self.hnsw_m as usize,
             ef_construction: self.hnsw_ef_construction as usize,
             ef_search: self.hnsw_ef_search as usize,

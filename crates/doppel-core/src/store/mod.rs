@@ -98,6 +98,15 @@ fn migrate(conn: &Connection, from: i64) -> Result<()> {
     Ok(())
 }
 
+/// A read-only connection outside the pool, for long work on a thread of its own (an index
+/// rebuild) that reads in short transactions.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
 /// The schema version stored in a database file, without changing it.
 pub(crate) fn stored_version(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
@@ -218,10 +227,7 @@ impl ReadPool {
     }
 
     fn open(&self) -> Result<Connection> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        Ok(conn)
+        open_reader(&self.path)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
