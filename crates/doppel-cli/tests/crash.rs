@@ -222,6 +222,81 @@ fn cr4_the_index_agrees_with_the_database_after_kills_in_rebuilds_saves_and_dele
     assert!(hits["hits"][0]["origin"].as_str().unwrap().ends_with("n09.txt"), "{hits}");
 }
 
+/// Every file under `dir` (recursively) that holds one of `needles`.
+fn files_holding(dir: &std::path::Path, needles: &[(&str, &[u8])]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needles));
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for (what, needle) in needles {
+            if bytes.windows(needle.len()).any(|w| w == *needle) {
+                found.push(format!("{what} in {}", path.display()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn cr4_nothing_of_a_forgotten_file_survives_a_sigkill_right_after_its_delete() {
+    let cli = Cli::with_models();
+    let gone = cli.write("notes/gone.md", "# Qrk5512 plans\nThe vzw8830 recipe must not survive.");
+    cli.write("notes/kept.md", "# Kept\nAn ordinary note about the garden.");
+    let notes = cli.file("notes");
+    cli.json(&["ingest", notes.to_str().unwrap()]);
+    cli.json(&["watch", "add", notes.to_str().unwrap()]);
+    let db = Connection::open_with_flags(
+        cli.data_dir().join("doppel.sqlite3"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let vector: Vec<u8> = db
+        .query_row(
+            "SELECT e.vector FROM embeddings e JOIN chunks c ON c.text_hash = e.text_hash
+             JOIN sources s ON s.id = c.source_id WHERE s.origin LIKE '%gone.md'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(db);
+    let needles: [(&str, &[u8]); 4] = [
+        ("text", b"vzw8830"),
+        ("title", b"Qrk5512"),
+        ("vector head", &vector[..32]),
+        ("vector tail", &vector[vector.len() - 32..]),
+    ];
+    assert!(!files_holding(cli.data_dir(), &needles).is_empty(), "the scan finds it before");
+
+    // The app follows the folder; the file goes, the app forgets it, and is killed at once.
+    let mut child = cli
+        .command()
+        .args(["--json", "watch", "run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_out, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_out.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next_line = || lines.recv_timeout(std::time::Duration::from_secs(120)).unwrap();
+    while !next_line().contains("watch_changed") {}
+    std::fs::remove_file(&gone).unwrap();
+    while !next_line().contains("source_deleted") {}
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(files_holding(cli.data_dir(), &needles), Vec::<String>::new());
+}
+
 /// A process killed while an answer streams: the next start finds the answer as far as it got,
 /// marked cancelled, never left "streaming".
 #[test]

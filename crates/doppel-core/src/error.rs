@@ -228,7 +228,7 @@ pub enum Error {
 
     /// A bug in Doppel stopped one piece of work (it failed alone; the rest goes on).
     #[error(
-        "Doppel stopped {during} on an internal error (a bug, reported in the log); other files go on"
+        "Doppel stopped {during} on an internal error (a bug, reported in the log); everything else goes on"
     )]
     Internal {
         /// What was being done, in a few words.

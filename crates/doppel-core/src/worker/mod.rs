@@ -283,7 +283,7 @@ impl Worker {
         let arrived: Vec<Command> = inbox.try_iter().collect();
         for command in arrived {
             match command {
-                Command::Chat(write) => self.chat_write(write),
+                chat @ Command::Chat(_) => self.dispatch(chat),
                 other => self.deferred.push_back(other),
             }
         }
@@ -292,12 +292,12 @@ impl Worker {
     fn serve(&mut self) {
         loop {
             while let Some(command) = self.deferred.pop_front() {
-                self.handle(command);
+                self.dispatch(command);
             }
             loop {
                 let Some(inbox) = &self.inbox else { return };
                 match inbox.try_recv() {
-                    Ok(command) => self.handle(command),
+                    Ok(command) => self.dispatch(command),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => return,
                 }
@@ -329,7 +329,7 @@ impl Worker {
             let wait = self.idle_wait();
             let Some(inbox) = &self.inbox else { return };
             match inbox.recv_timeout(wait) {
-                Ok(command) => self.handle(command),
+                Ok(command) => self.dispatch(command),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -349,6 +349,16 @@ impl Worker {
                 (due - store::now_ms()).clamp(0, IDLE_WAIT.as_millis() as i64) as u64,
             ),
             _ => IDLE_WAIT,
+        }
+    }
+
+    /// Handles one command. A panic (a bug) fails that command alone: its transaction rolls
+    /// back as it unwinds, its caller is told, and the worker goes on.
+    fn dispatch(&mut self, command: Command) {
+        let handled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(command)));
+        if handled.is_err() {
+            error!("a request stopped on an internal error; it failed alone");
         }
     }
 
@@ -478,7 +488,10 @@ impl Worker {
     fn delete(&mut self, source: SourceId) -> Result<()> {
         let started = std::time::Instant::now();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let origin = store::source(&tx, source)?.origin.unwrap_or_default();
         let removed = store::delete_source(&tx, source)?;
+        // A test's fault lands here, mid-transaction.
+        crate::faults::panic_if_delete_armed(&origin);
         tx.commit()?;
         let database = started.elapsed();
         self.vectors.remove_committed(&removed);
@@ -501,7 +514,10 @@ impl Worker {
     /// leaves the log; a busy log is tried again after [`RETRY`] until it succeeds.
     fn checkpoint(&mut self) {
         match store::checkpoint(&self.conn, &self.readers) {
-            Ok(()) => self.wal_pending = false,
+            Ok(()) => {
+                self.wal_pending = false;
+                self.shared.events.publish(Event::LogCheckpointed);
+            }
             Err(e) => {
                 if !self.wal_pending {
                     warn!(error = %e, "write-ahead log checkpoint postponed");
@@ -571,5 +587,7 @@ pub(crate) fn call<T>(
 ) -> Result<T> {
     let (reply, answer) = std::sync::mpsc::channel();
     commands.send(command(reply)).map_err(|_| Error::WorkerGone("it is not running".into()))?;
-    answer.recv().map_err(|_| Error::WorkerGone("it stopped before answering".into()))?
+    // A reply dropped unanswered: the command panicked (the worker goes on) or the worker
+    // stopped; a next command tells which.
+    answer.recv().map_err(|_| Error::Internal { during: "this request" })?
 }
