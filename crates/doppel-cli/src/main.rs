@@ -140,7 +140,12 @@ enum Command {
         yes: bool,
     },
     /// Check the data directory: integrity, versions, counts.
-    Doctor,
+    Doctor {
+        /// Rebuild the keyword index and the database's indexes first, which repairs damage
+        /// found in them (writing resumes once the database is whole).
+        #[arg(long)]
+        repair: bool,
+    },
     /// Ask the twin a question; the answer streams, with its citations. Ctrl-C stops it.
     Ask {
         /// The question.
@@ -302,7 +307,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
     // Commands that read vectors, or check them, wait for a rebuild of the index that opening
     // the directory started (after a crash, say), rather than answer by keywords alone.
     let reads_vectors = match &cli.command {
-        Command::Ask { .. } | Command::Chat { .. } | Command::Doctor => true,
+        Command::Ask { .. } | Command::Chat { .. } | Command::Doctor { .. } => true,
         Command::Search { mode, .. } => SearchMode::parse(mode) != Some(SearchMode::Keyword),
         _ => false,
     };
@@ -501,7 +506,11 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             Ok(Outcome::Ok)
         }
         Command::Embedder { action, no_wait, yes } => embedder(&doppel, action, no_wait, yes, &out),
-        Command::Doctor => {
+        Command::Doctor { repair } => {
+            if repair {
+                doppel.repair()?;
+                out.note("the database's indexes were rebuilt, and it is whole");
+            }
             let report = doppel.doctor()?;
             out.value(json::doctor(&report), || json::doctor_text(&report));
             Ok(if report.problems.is_empty() { Outcome::Ok } else { Outcome::Partial })

@@ -238,6 +238,17 @@ pub enum Error {
     /// The database file failed an integrity check.
     #[error("database is corrupt: {0}")]
     Corrupt(String),
+
+    /// The check at open found the database damaged: nothing is written to it until it is
+    /// repaired, so that the damage does not spread; reading goes on.
+    #[error(
+        "the database is damaged ({reason}), so Doppel will not write to it: run `doppel doctor \
+         --repair`, or restore a backup; searching and reading still work"
+    )]
+    Damaged {
+        /// SQLite's own words, shortened.
+        reason: String,
+    },
 }
 
 const MB: u64 = 1024 * 1024;
@@ -297,6 +308,7 @@ impl Error {
             Error::Generation { .. } => "generation",
             Error::Index { .. } => "index",
             Error::Corrupt(_) => "corrupt",
+            Error::Damaged { .. } => "database_damaged",
             Error::Internal { .. } => "internal",
         }
     }

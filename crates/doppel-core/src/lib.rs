@@ -758,6 +758,13 @@ impl Doppel {
         }
     }
 
+    /// Rebuilds what can be rebuilt of a damaged database (its keyword index and indexes) and
+    /// checks it again; writing resumes when it is whole. Fails with
+    /// [`Error::Damaged`] when the damage is in the data itself: restore a backup then.
+    pub fn repair(&self) -> Result<()> {
+        self.call(|reply| Command::Repair { reply })
+    }
+
     /// Checks the database and reports versions and counts.
     pub fn doctor(&self) -> Result<DoctorReport> {
         let mut problems = Vec::new();

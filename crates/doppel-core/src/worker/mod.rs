@@ -62,6 +62,11 @@ pub(crate) enum Command {
     CheckIndex {
         reply: Sender<Result<()>>,
     },
+    /// Rebuilds what can be rebuilt of a damaged database (the keyword index, the indexes) and
+    /// checks it again.
+    Repair {
+        reply: Sender<Result<()>>,
+    },
     /// Switches the embedder (saved first); passages are re-embedded in the background.
     SetEmbedder {
         choice: EmbedderChoice,
@@ -211,6 +216,12 @@ pub(crate) struct Worker {
     inbox: Option<Receiver<Command>>,
     /// Commands taken from the inbox during a job, to be handled after it.
     deferred: std::collections::VecDeque<Command>,
+    /// The database file, checked again after a repair.
+    database: PathBuf,
+    /// The check of the database started at open, until its answer is taken.
+    check: Option<JoinHandle<std::result::Result<(), String>>>,
+    /// Why the database is damaged, when it is: nothing is written to it until it is repaired.
+    damage: Option<String>,
 }
 
 /// Longest idle wait before the worker looks at the queue again on its own.
@@ -251,6 +262,8 @@ impl Worker {
         if requeued > 0 {
             info!(requeued, "jobs interrupted by a previous run were queued again");
         }
+        let database = writer.database.clone();
+        let check = spawn_check(database.clone());
         let mut vectors = VectorWriter::new(vectors, Arc::clone(&shared.events), writer, &settings);
         vectors.start(&conn);
         let worker = Worker {
@@ -264,6 +277,9 @@ impl Worker {
             wal_pending: false,
             inbox: None,
             deferred: Default::default(),
+            database,
+            check,
+            damage: None,
         };
         std::thread::Builder::new()
             .name("doppel-worker".into())
@@ -306,7 +322,7 @@ impl Worker {
                 return;
             }
             self.vectors.poll(&self.conn);
-            if self.process_queue {
+            if self.process_queue && self.damage().is_none() {
                 match store::claim_job(&self.conn) {
                     Ok(Some(claimed)) => {
                         self.run_job(claimed);
@@ -363,6 +379,11 @@ impl Worker {
     }
 
     fn handle(&mut self, command: Command) {
+        let checks = matches!(command, Command::CheckIndex { .. } | Command::Repair { .. });
+        if !checks && let Some(reason) = self.damage() {
+            command.refuse(Error::Damaged { reason });
+            return;
+        }
         // A caller that stopped waiting for its answer is not an error.
         match command {
             Command::Ingest { twin, files, urls, reply } => {
@@ -382,6 +403,7 @@ impl Worker {
                         .and_then(|()| self.vectors.check(&self.conn)),
                 ),
             ),
+            Command::Repair { reply } => drop(reply.send(self.repair())),
             Command::SetEmbedder { choice, reply } => drop(reply.send(self.set_embedder(&choice))),
             Command::ReloadEmbedder { reply } => {
                 self.vectors.reload(&self.conn);
@@ -562,12 +584,105 @@ impl Worker {
         Ok(next)
     }
 
+    /// Why the database is damaged, if it is; waits for the check started at open.
+    fn damage(&mut self) -> Option<String> {
+        if let Some(check) = self.check.take() {
+            match check.join() {
+                Ok(Err(reason)) => {
+                    error!(reason = %reason, "the database is damaged; nothing is written to it");
+                    self.damage = Some(reason);
+                }
+                Ok(Ok(())) => {}
+                Err(_) => warn!("the database check stopped on an internal error"),
+            }
+        }
+        self.damage.clone()
+    }
+
+    /// Rebuilds the keyword index and every index from their tables, then checks the database
+    /// again: writing resumes only if it is whole.
+    fn repair(&mut self) -> Result<()> {
+        self.damage();
+        let rebuilt = self
+            .conn
+            .execute_batch("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild'); REINDEX;");
+        if let Err(e) = &rebuilt {
+            warn!(error = %e, "the database's indexes could not be rebuilt");
+        }
+        let verdict = store::open_reader(&self.database)
+            .map_err(|e| e.to_string())
+            .and_then(|conn| store::quick_check(&conn));
+        match verdict {
+            Ok(()) => {
+                if self.damage.take().is_some() {
+                    info!("the database was repaired");
+                }
+                Ok(())
+            }
+            Err(reason) => {
+                self.damage = Some(reason.clone());
+                Err(Error::Damaged {
+                    reason: format!("{reason}; rebuilding its indexes did not help"),
+                })
+            }
+        }
+    }
+
     /// Saves the embedder choice and switches to it.
     fn set_embedder(&mut self, choice: &EmbedderChoice) -> Result<()> {
         store::set_embedder_choice(&self.conn, choice)?;
         info!(embedder = %redact_urls(&format!("{choice:?}")), "embedder changed");
         self.vectors.reload(&self.conn);
         Ok(())
+    }
+}
+
+/// Checks the database at open on a thread of its own, so that opening never waits for it: it
+/// reads every page of a large file. The worker takes its answer before its first write.
+fn spawn_check(database: PathBuf) -> Option<JoinHandle<std::result::Result<(), String>>> {
+    let check = move || {
+        let conn = store::open_reader(&database).map_err(|e| e.to_string())?;
+        store::quick_check(&conn)
+    };
+    match std::thread::Builder::new().name("doppel-check".into()).spawn(check) {
+        Ok(thread) => Some(thread),
+        Err(e) => {
+            warn!(error = %e, "the database could not be checked at open");
+            None
+        }
+    }
+}
+
+impl Command {
+    /// Answers the command with `error` instead of doing it.
+    fn refuse(self, error: Error) {
+        match self {
+            Command::Ingest { reply, .. } => drop(reply.send(Err(error))),
+            Command::AddText { reply, .. } => drop(reply.send(Err(error))),
+            Command::Delete { reply, .. }
+            | Command::CheckIndex { reply }
+            | Command::Repair { reply }
+            | Command::SetEmbedder { reply, .. }
+            | Command::ReloadEmbedder { reply } => drop(reply.send(Err(error))),
+            Command::Cancel { reply, .. } => drop(reply.send(Err(error))),
+            Command::SetSetting { reply, .. } => drop(reply.send(Err(error))),
+            Command::CreateTwin { reply, .. } | Command::RenameTwin { reply, .. } => {
+                drop(reply.send(Err(error)))
+            }
+            Command::WatchFolder { reply, .. } | Command::UnwatchFolder { reply, .. } => {
+                drop(reply.send(Err(error)))
+            }
+            Command::Chat(write) => match write {
+                ChatWrite::BeginAnswer { reply, .. } => drop(reply.send(Err(error))),
+                ChatWrite::RecordContext { reply, .. }
+                | ChatWrite::FinishAnswer { reply, .. }
+                | ChatWrite::Unverify { reply, .. }
+                | ChatWrite::SetPersona { reply, .. }
+                | ChatWrite::SetSettings { reply, .. } => drop(reply.send(Err(error))),
+                ChatWrite::Verify { reply, .. } => drop(reply.send(Err(error))),
+                ChatWrite::SaveProgress { .. } => {}
+            },
+        }
     }
 }
 
