@@ -98,6 +98,10 @@ pub(crate) enum Command {
     /// A write to conversations, verified answers or personas: small, and handled even between
     /// the embedding batches of a running job, so that chat never waits for ingestion.
     Chat(ChatWrite),
+    /// A small write of a concern outside the worker's own (the local API's tokens and their
+    /// use, `access.rs`): the closure runs on the write connection, makes its own transaction
+    /// and sends its own reply. Handled like chat writes, even between embedding batches.
+    Apply(Box<dyn FnOnce(&mut Connection) + Send>),
 }
 
 /// The writes of chat, each with its reply channel.
@@ -318,6 +322,7 @@ impl Worker {
         for command in arrived {
             match command {
                 Command::Chat(write) => self.chat_write(write),
+                Command::Apply(write) => write(&mut self.conn),
                 other => self.deferred.push_back(other),
             }
         }
@@ -429,6 +434,7 @@ impl Worker {
                 drop(reply.send(store::unwatch_folder(&self.conn, folder)))
             }
             Command::Chat(write) => self.chat_write(write),
+            Command::Apply(write) => write(&mut self.conn),
         }
     }
 

@@ -17,7 +17,7 @@
 
 pub(crate) mod answer;
 pub mod check;
-mod export;
+pub(crate) mod export;
 pub mod grounded;
 pub mod prompt;
 pub mod remote;
