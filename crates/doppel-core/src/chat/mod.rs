@@ -22,7 +22,7 @@ pub mod grounded;
 pub mod prompt;
 pub mod remote;
 
-pub use answer::{Answer, AnswerMode, AskRequest, ChatModel};
+pub use answer::{Answer, AnswerMode, AskRequest, ChatModel, check_question};
 
 use std::time::Duration;
 
