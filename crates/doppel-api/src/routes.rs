@@ -164,6 +164,9 @@ pub(crate) fn tokens_of(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4).max(1)
 }
 
+/// An answer being written in a blocking thread; it ends with the stored answer.
+pub(crate) type Answering = tokio::task::JoinHandle<Result<Answer, Error>>;
+
 /// Starts an answer in a blocking thread: pieces go to `pieces`, whose receiver going away (a
 /// client that left or stopped reading for `write_timeout`) stops the answer. Checks the
 /// budget and takes a place among the streams first.
@@ -174,7 +177,7 @@ pub(crate) fn start_answer(
     question: String,
     conversation: String,
     max_tokens: Option<u32>,
-) -> Result<(mpsc::Receiver<String>, tokio::task::JoinHandle<Result<Answer, Error>>), ApiError> {
+) -> Result<(mpsc::Receiver<String>, Answering), ApiError> {
     doppel_core::chat::check_question(&question)?;
     let now = now_ms();
     let remaining = app.ledger.remaining(&app.doppel, &caller.token, now)?;
@@ -248,10 +251,10 @@ async fn ask(
 /// its citations) or one `error` event.
 fn async_stream(
     pieces: mpsc::Receiver<String>,
-    answer: tokio::task::JoinHandle<Result<Answer, Error>>,
+    answer: Answering,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     enum State {
-        Pieces(mpsc::Receiver<String>, tokio::task::JoinHandle<Result<Answer, Error>>),
+        Pieces(mpsc::Receiver<String>, Answering),
         Done,
     }
     futures_util::stream::unfold(State::Pieces(pieces, answer), |state| async move {

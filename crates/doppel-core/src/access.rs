@@ -182,6 +182,9 @@ pub(crate) fn mint(request: &TokenRequest) -> Result<Minted> {
     })
 }
 
+/// A stored token with its salt and the hash of its secret.
+pub(crate) type StoredToken = (ApiToken, Vec<u8>, Vec<u8>);
+
 /// The prefix and secret of a presented token, when it has a token's shape.
 fn parse(presented: &str) -> Option<(&str, &str)> {
     let rest = presented.strip_prefix("dpl_")?;
@@ -194,7 +197,7 @@ fn parse(presented: &str) -> Option<(&str, &str)> {
 /// failure is [`Error::Unauthorized`] after the same work: a hash and a full comparison.
 pub(crate) fn verify(
     presented: &str,
-    lookup: impl FnOnce(&str) -> Result<Option<(ApiToken, Vec<u8>, Vec<u8>)>>,
+    lookup: impl FnOnce(&str) -> Result<Option<StoredToken>>,
 ) -> Result<ApiToken> {
     let (prefix, secret) = parse(presented).unwrap_or(("", presented));
     let found = if prefix.is_empty() { None } else { lookup(prefix)? };
@@ -249,7 +252,7 @@ pub fn day_and_seconds_left(now: Millis) -> (i64, u64) {
 mod tests {
     use super::*;
 
-    fn stored(secret: &str, revoked: bool) -> (ApiToken, Vec<u8>, Vec<u8>) {
+    fn stored(secret: &str, revoked: bool) -> StoredToken {
         let (_, secret) = parse(secret).unwrap();
         let salt = vec![7u8; SALT_BYTES];
         let token = ApiToken {

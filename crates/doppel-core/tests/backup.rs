@@ -188,7 +188,7 @@ fn backup_and_restore_round_trip_a_real_twin_with_the_same_sources_searches_and_
     assert_eq!(restored.counts, report.manifest.counts);
     let vectors = restored.counts.vectors;
     assert!(vectors > 0 && restored.index_entries > 0);
-    let index = progress.iter().filter(|p| p.stage == Stage::Index).last().unwrap();
+    let index = progress.iter().rfind(|p| p.stage == Stage::Index).unwrap();
     assert_eq!((index.done, index.total), (index.total, restored.index_entries), "{progress:?}");
     let there = Doppel::open(config(&elsewhere)).unwrap();
     assert_eq!(seen(&there), before);

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction};
 
-use crate::access::{ApiToken, Scope, TokenUse};
+use crate::access::{ApiToken, Scope, StoredToken, TokenUse};
 use crate::error::{Error, Result};
 use crate::model::*;
 
@@ -70,10 +70,7 @@ pub(crate) fn tokens(conn: &Connection) -> Result<Vec<ApiToken>> {
 }
 
 /// A token by its public prefix, with its salt and hash.
-pub(crate) fn token_by_prefix(
-    conn: &Connection,
-    prefix: &str,
-) -> Result<Option<(ApiToken, Vec<u8>, Vec<u8>)>> {
+pub(crate) fn token_by_prefix(conn: &Connection, prefix: &str) -> Result<Option<StoredToken>> {
     Ok(conn
         .query_row(
             &format!("SELECT {COLUMNS}, salt, hash FROM api_tokens WHERE prefix = ?1"),
