@@ -333,3 +333,118 @@ fn an_answer_cut_off_by_sigkill_keeps_what_it_had_said() {
     assert_eq!(messages[1]["state"], "cancelled", "{messages}");
     assert_eq!(messages[1]["content"], "In May");
 }
+
+/// Starts `doppel ARGS` on `cli`'s data directory and kills it with SIGKILL as soon as its
+/// stderr shows `line` (a step of its progress). Returns whether the line came before it ended.
+fn run_and_kill_at(cli: &Cli, args: &[&str], line: &str) -> bool {
+    let mut child =
+        cli.command().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let seen = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.trim() == line);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    seen
+}
+
+/// A twin of `files` notes of 40 paragraphs each, learnt without a model.
+fn learn_notes(cli: &Cli, files: usize, word: &str) {
+    for i in 0..files {
+        let text: String = (0..40)
+            .map(|p| {
+                format!("Note {i} paragraph {p} keeps the word {word}{i}p{p} among others.\n\n")
+            })
+            .collect();
+        cli.write(&format!("{word}/{word}{i:03}.md"), format!("# {word} {i}\n\n{text}"));
+    }
+    cli.json(&["ingest", cli.file(word).to_str().unwrap()]);
+}
+
+fn titles(cli: &Cli) -> Vec<String> {
+    let mut titles: Vec<String> =
+        cli.sources().iter().map(|s| s["title"].as_str().unwrap().to_string()).collect();
+    titles.sort();
+    titles
+}
+
+#[test]
+fn a_kill_during_a_backup_leaves_the_old_file_or_none_never_a_torn_one() {
+    let cli = Cli::new();
+    learn_notes(&cli, 300, "bean");
+    let path = cli.file("backups/twin.doppel");
+    let file = path.to_str().unwrap();
+    let check = |old: Option<&[u8]>| match std::fs::read(&path) {
+        Err(e) => assert!(old.is_none(), "the old backup is gone: {e}"),
+        Ok(bytes) if Some(bytes.as_slice()) == old => {}
+        // Not the old file: then a whole new one, which restores.
+        Ok(_) => {
+            let target = Cli::new();
+            let restored = target.json(&["restore", file]);
+            assert_eq!(restored["counts"]["sources"], 300, "{restored}");
+        }
+    };
+    // No file yet: a kill leaves none, or a whole one.
+    for stage in ["backup: snapshot", "backup: write"] {
+        let _ = std::fs::remove_file(&path);
+        run_and_kill_at(&cli, &["backup", file], stage);
+        check(None);
+    }
+    cli.json(&["backup", file]);
+    let old = std::fs::read(&path).unwrap();
+    for round in 0..3 {
+        for stage in ["backup: snapshot", "backup: write"] {
+            let seen = run_and_kill_at(&cli, &["backup", file], stage);
+            println!("round {round}: killed at {stage:?} (seen: {seen})");
+            check(Some(&old));
+        }
+    }
+    // Leftovers of the killed tries do not stop the next backup.
+    cli.json(&["backup", file]);
+    check(Some(&[]));
+}
+
+#[test]
+fn a_kill_during_a_restore_leaves_the_previous_data_directory_intact() {
+    let source = Cli::with_models();
+    learn_notes(&source, 40, "kale");
+    let backup = source.file("twin.doppel");
+    let backup = backup.to_str().unwrap();
+    source.json(&["backup", backup]);
+    let target = Cli::with_models();
+    learn_notes(&target, 3, "previous");
+    let previous = titles(&target);
+    let restored = titles(&source);
+    for round in 0..2 {
+        for stage in ["restore: read", "restore: check", "restore: index"] {
+            let seen = run_and_kill_at(&target, &["restore", backup, "--yes"], stage);
+            let now = titles(&target);
+            println!("round {round}: killed at {stage:?} (seen: {seen}): {} sources", now.len());
+            assert!(now == previous || now == restored, "{now:?}");
+            let doctor = target.doctor();
+            let problems = doctor["problems"].as_array().unwrap();
+            assert!(problems.iter().all(|p| !p.as_str().unwrap().contains("corrupt")), "{doctor}");
+            if now == restored {
+                // The restore had already happened: go back to the previous twin for the next
+                // round.
+                let again = Cli::with_models();
+                learn_notes(&again, 3, "previous");
+                let back = again.file("previous.doppel");
+                again.json(&["backup", back.to_str().unwrap()]);
+                target.json(&["restore", back.to_str().unwrap(), "--yes"]);
+                assert_eq!(titles(&target), previous);
+            }
+        }
+    }
+    let report = target.json(&["restore", backup, "--yes"]);
+    assert_eq!(report["replaced"], true);
+    assert_eq!(titles(&target), restored);
+    let parent = target.data_dir().parent().unwrap();
+    let name = target.data_dir().file_name().unwrap().to_string_lossy().into_owned();
+    let aside: Vec<_> = std::fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!(".{name}")))
+        .collect();
+    assert!(aside.is_empty(), "{aside:?}");
+}

@@ -98,6 +98,10 @@ pub(crate) enum Command {
     /// A write to conversations, verified answers or personas: small, and handled even between
     /// the embedding batches of a running job, so that chat never waits for ingestion.
     Chat(ChatWrite),
+    /// A small write of a concern outside the worker's own (the local API's tokens and their
+    /// use, `access.rs`): the closure runs on the write connection, makes its own transaction
+    /// and sends its own reply. Handled like chat writes, even between embedding batches.
+    Apply(Box<dyn FnOnce(&mut Connection) + Send>),
 }
 
 /// The writes of chat, each with its reply channel.
@@ -299,7 +303,7 @@ impl Worker {
         let arrived: Vec<Command> = inbox.try_iter().collect();
         for command in arrived {
             match command {
-                chat @ Command::Chat(_) => self.dispatch(chat),
+                small @ (Command::Chat(_) | Command::Apply(_)) => self.dispatch(small),
                 other => self.deferred.push_back(other),
             }
         }
@@ -422,6 +426,7 @@ impl Worker {
                 drop(reply.send(store::unwatch_folder(&self.conn, folder)))
             }
             Command::Chat(write) => self.chat_write(write),
+            Command::Apply(write) => write(&mut self.conn),
         }
     }
 
@@ -682,6 +687,8 @@ impl Command {
                 ChatWrite::Verify { reply, .. } => drop(reply.send(Err(error))),
                 ChatWrite::SaveProgress { .. } => {}
             },
+            // Its reply goes unanswered: the caller is told the request failed.
+            Command::Apply(_) => {}
         }
     }
 }
