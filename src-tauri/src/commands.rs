@@ -22,6 +22,11 @@ use crate::dto;
 use crate::error::IpcError;
 use crate::state::Shell;
 
+// Taking the twin along and the local API have a file of their own, and so do the views of
+// the twin as a whole (sources page by page, coverage, find, the queue).
+pub use crate::overview::*;
+pub use crate::portable::*;
+
 type Reply<T> = Result<T, IpcError>;
 
 /// Jobs listed at most, newest first.

@@ -23,6 +23,8 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(25);
 pub const BATCH_MAX: usize = 5000;
 /// The Tauri event that carries download progress.
 pub const DOWNLOAD: &str = "doppel://download";
+/// Progress of a backup or a restore: `{ stage, done, total }`.
+pub const BACKUP: &str = "doppel://backup";
 
 /// One core event as the front end receives it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

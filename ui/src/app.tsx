@@ -20,6 +20,7 @@ import { SettingsView } from "./views/Settings";
 import { CoverageView } from "./views/Coverage";
 import { SearchView } from "./views/Search";
 import { QueueStatus } from "./views/Queue";
+import { ApiStatusLine } from "./views/Portable";
 
 /**
  * Events gather until the tasks already queued have run: the batches the shell sends in a burst
@@ -486,6 +487,7 @@ export function App(props: { initialView?: View }) {
             ))}
           </ul>
           <div class="sidebar-foot">
+            <ApiStatusLine />
             <QueueStatus compact />
             <BackgroundStatus />
             <button

@@ -185,6 +185,19 @@ describe("reads racing events", () => {
     expect([s.get(9)!.title, s.get(9)!.state]).toEqual(["Nine", "ready"]);
   });
 
+  it("reads every source anew after a restore, with the list's filter kept", () => {
+    const before = Array.from({ length: 30 }, (_, i) => src(i + 1));
+    const s = loaded(before);
+    s.setQuery({ state: "failed" });
+    const restored = Array.from({ length: 5 }, (_, i) => src(100 + i, { state: "failed", updatedAt: 1 }));
+    s.reload();
+    expect(s.query).toEqual({ state: "failed" });
+    expect(s.loaded).toBe(false);
+    read(s, restored);
+    expect(shown(s).map((r) => r?.id)).toEqual([104, 103, 102, 101, 100]);
+    expect(s.counts.failed).toBe(5);
+  });
+
   it("drops a page read for rows that changed place meanwhile", () => {
     const s = loaded([src(1)]);
     const generation = s.generation;

@@ -271,6 +271,8 @@ pub(crate) fn doctor_text(r: &DoctorReport) -> String {
             index_entries: r.index_entries,
             waiting: r.chunks_without_vectors,
             ef_search: r.ef_search,
+            rebuilding: None,
+            stalled: None,
         }) + &other_models_text(r),
     )
 }

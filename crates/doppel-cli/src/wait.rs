@@ -156,3 +156,27 @@ pub(crate) fn vectors(doppel: &Doppel, out: &Printer) -> Result<VectorStatus, Er
     }
     status
 }
+
+/// Waits until the vector index is no longer being rebuilt in the background (a short-lived
+/// command would otherwise leave before the rebuild could be saved, and search by keywords
+/// alone), with a bar on a terminal.
+pub(crate) fn index(doppel: &Doppel, out: &Printer) -> Result<VectorStatus, Error> {
+    let bar = out.interactive().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} vectors back in the index")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let status = doppel.wait_for_index(|event| {
+        if let (Event::IndexRebuild { done, total }, Some(bar)) = (event, &bar) {
+            bar.set_length(*total);
+            bar.set_position(*done);
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    status
+}

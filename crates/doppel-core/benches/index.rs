@@ -473,7 +473,7 @@ fn rust_side(kind: &str, dir: &Path, out: &Path) -> Result<()> {
             let items: Vec<(u64, &[f32])> =
                 base.chunks_exact(DIM).enumerate().map(|(k, v)| (k as u64, v)).collect();
             let mut index = doppel_hnsw::Hnsw::new(DIM, doppel_hnsw::Params { m, ef_construction });
-            index.build(&items, BUILD_THREADS, |_, _| {})?;
+            index.build(&items, BUILD_THREADS, &Default::default(), |_, _| {})?;
             Built::Doppel(Box::new(index))
         }
         "usearch" => {

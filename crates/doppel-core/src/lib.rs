@@ -10,6 +10,8 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
+pub mod backup;
 pub mod catalogue;
 pub mod chat;
 pub mod coverage;
@@ -18,11 +20,11 @@ pub mod download;
 mod embed;
 mod error;
 mod events;
+mod export;
 #[doc(hidden)]
 pub mod faults;
 mod fetch;
 pub mod find;
-mod index;
 mod ingest;
 mod llm;
 mod logging;
@@ -34,6 +36,8 @@ mod sandbox;
 mod secrets;
 mod settings;
 mod store;
+mod sync;
+mod vectors;
 mod watch;
 mod worker;
 
@@ -49,6 +53,7 @@ pub use datadir::{DATABASE_FILE, LOG_DIR, default_data_dir};
 pub use embed::{EmbedderChoice, ModelFiles, ModelInfo, RemoteKind};
 pub use error::{Error, Result};
 pub use events::Event;
+pub use export::{ExportReport, ExportRequest};
 pub use logging::init_logging;
 pub use model::*;
 pub use models::{ModelProblem, ModelSearch};
@@ -58,18 +63,20 @@ pub use sandbox::{PARSER_ARG, ParserCommand, run_parser_child};
 pub use secrets::{KEYCHAIN_SERVICE, keychain_account, masked};
 pub use settings::{SPECS as SETTING_SPECS, SettingSpec, Settings};
 pub use store::SCHEMA_VERSION;
+pub use vectors::VectorStatus;
 pub use worker::Enqueued;
 
 /// Internals for the benchmarks in `benches/`; not a stable API.
 #[doc(hidden)]
 pub mod bench {
     pub use crate::embed::{LocalEmbedder, ModelFiles};
-    pub use crate::index::{HnswParams, VectorIndex};
     pub use crate::llm::{DEFAULT_CHAT_MODEL, GenerationTimes, bench_generation};
+    pub use crate::vectors::index::{HnswParams, VectorIndex};
 }
 
 use datadir::DataDir;
 use store::ReadPool;
+use vectors::Vectors;
 use worker::{Command, Shared, Worker};
 
 /// The environment variable that names a shared model cache (as `scripts/models` fills it).
@@ -308,26 +315,14 @@ pub struct EmbeddingCost {
     pub tokens: u64,
 }
 
-/// What search by meaning can use right now; read without waiting for the worker.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VectorStatus {
-    /// The embedding model in use, or why there is none.
-    pub model: std::result::Result<ModelInfo, String>,
-    /// Entries in the vector index.
-    pub index_entries: u64,
-    /// Passages still waiting for a vector from the model (after a change of model, until the
-    /// re-embedding is done); searches use keywords meanwhile.
-    pub waiting: u64,
-    /// The candidate list searches use (setting `hnsw_ef_search`); 0 without an index.
-    pub ef_search: usize,
-}
-
 /// An open data directory with its worker. Dropping it stops the worker (a running job goes
 /// back to the queue) and releases the lock.
 pub struct Doppel {
     dir: DataDir,
     readers: Arc<ReadPool>,
     shared: Arc<Shared>,
+    /// What search by meaning uses; the worker keeps it up to date.
+    vectors: Arc<Vectors>,
     commands: Option<Sender<Command>>,
     worker: Option<JoinHandle<()>>,
     /// The watch thread, when the opener asked for one (`Config::watch`).
@@ -365,17 +360,22 @@ impl Doppel {
         }
         let (commands, inbox) = mpsc::channel();
         let models = ModelSearch::new(config.models.clone(), dir.path(), config.bundled_models);
-        let readers = Arc::new(ReadPool::new(database));
+        let readers = Arc::new(ReadPool::new(database.clone()));
+        let vectors = Arc::new(Vectors::default());
         let worker = Worker::start(
             conn,
-            Arc::clone(&shared),
-            inbox,
-            Arc::clone(&readers),
             worker::WorkerConfig {
+                shared: Arc::clone(&shared),
+                vectors: Arc::clone(&vectors),
+                readers: Arc::clone(&readers),
+                inbox,
                 process_queue: config.process_queue,
                 parser: config.parser,
-                models: models.embedder_files(),
-                index_dir: dir.path().join(INDEX_DIR),
+                writer: vectors::WriterConfig {
+                    index_dir: dir.path().join(INDEX_DIR),
+                    database,
+                    models: models.embedder_files(),
+                },
             },
         )?;
         tracing::info!(data_dir = %dir.path().display(), "data directory opened");
@@ -394,6 +394,7 @@ impl Doppel {
             dir,
             readers,
             shared,
+            vectors,
             commands: Some(commands),
             worker: Some(worker),
             watcher,
@@ -567,13 +568,10 @@ impl Doppel {
     /// What a twin knows: its sources by state, format and folder, its passages and how many
     /// are embedded, the space taken, and every failure and skip with its reason.
     pub fn coverage(&self, twin: TwinId) -> Result<coverage::Coverage> {
-        let model = {
-            let state = worker::lock(&self.shared.vectors);
-            match &state.model {
-                Some(model) => Ok(model.clone()),
-                None => Err(state.unavailable.clone().unwrap_or_else(|| "not loaded".into())),
-            }
-        };
+        let model = self
+            .vectors
+            .model()
+            .ok_or_else(|| self.vectors.load_failure().unwrap_or_else(|| "not loaded".into()));
         self.readers.with(|c| {
             store::twin(c, twin)?;
             coverage::coverage(c, twin, model, self.dir.path())
@@ -714,7 +712,7 @@ impl Doppel {
         if job.state.is_final() {
             return Ok(job);
         }
-        self.shared.cancel.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        self.shared.request_cancel(id);
         self.call(|reply| Command::Cancel { job: id, reply })
     }
 
@@ -722,94 +720,7 @@ impl Doppel {
     /// default). Without a usable model or index it falls back to keyword search and says so
     /// in [`SearchResults::note`].
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResults> {
-        let settings = self.settings()?;
-        let limit = request.limit.map_or(settings.top_k, |l| l.clamp(1, 1000)) as usize;
-        // Fusion needs more than the final count from each list; a source filter is applied
-        // after the vector search, so it looks further.
-        let pool =
-            if request.sources.is_empty() { (limit * 4).max(32) } else { (limit * 20).max(200) };
-        let mut note = None;
-        let mut vector = Vec::new();
-        let mut query_vector = None;
-        let mut mode = request.mode;
-        if mode != SearchMode::Keyword {
-            match self.vector_matches(&request.query, pool, settings.min_similarity_pct) {
-                Ok((query, matches)) => {
-                    vector = self.readers.with(|c| retrieve::vector_hits(c, request, &matches))?;
-                    query_vector = Some(query);
-                }
-                Err(e) => {
-                    note = Some(format!("{e}; showing keyword results only"));
-                    mode = SearchMode::Keyword;
-                }
-            }
-        }
-        let mut keyword = if mode == SearchMode::Vector {
-            Vec::new()
-        } else {
-            self.readers.with(|c| retrieve::keyword(c, request, pool as u32))?
-        };
-        // A passage that shares a word with the question but is far from it in meaning is not
-        // relevant: with vectors at hand, keyword hits meet the same minimum similarity.
-        if let (Some(query), Some((model, _))) =
-            (&query_vector, worker::lock(&self.shared.vectors).model.clone())
-        {
-            let found: HashSet<ChunkId> = vector.iter().map(|h| h.chunk_id).collect();
-            let unchecked: Vec<ChunkId> =
-                keyword.iter().map(|h| h.chunk_id).filter(|id| !found.contains(id)).collect();
-            let similar = self.readers.with(|c| store::chunk_vectors(c, model, &unchecked))?;
-            let min = settings.min_similarity_pct as f32 / 100.0;
-            keyword.retain(|hit| {
-                found.contains(&hit.chunk_id)
-                    || similar.get(&hit.chunk_id).is_none_or(|v| cosine(v, query) >= min)
-            });
-        }
-        let hits = match mode {
-            SearchMode::Keyword => keyword.into_iter().take(limit).collect(),
-            SearchMode::Vector => vector.into_iter().take(limit).collect(),
-            SearchMode::Hybrid => retrieve::fuse(keyword, vector, limit),
-        };
-        Ok(SearchResults { hits, mode, note })
-    }
-
-    /// The query's embedding, and the chunk ids nearest to it with their similarity, above
-    /// `min_pct`.
-    fn vector_matches(
-        &self,
-        query: &str,
-        count: usize,
-        min_pct: u32,
-    ) -> Result<(Vec<f32>, Vec<Match>)> {
-        let state = worker::lock(&self.shared.vectors).clone();
-        if state.model.is_none() {
-            let reason = state.unavailable.unwrap_or_else(|| "no embedding model is loaded".into());
-            return Err(Error::ModelUnavailable { reason });
-        }
-        if state.pending > 0 {
-            return Err(Error::ModelUnavailable {
-                reason: format!(
-                    "passages are being embedded with the current model ({} still waiting)",
-                    state.pending
-                ),
-            });
-        }
-        let embedded = {
-            let mut embedder = worker::lock(&self.shared.embedder);
-            let embedder = embedder
-                .as_mut()
-                .ok_or_else(|| Error::ModelUnavailable { reason: "not loaded".into() })?;
-            embedder.embed(&[query])?
-        };
-        let vector = embedded.into_iter().next().unwrap_or_default();
-        let index = worker::read(&self.shared.index);
-        let index = index.as_ref().ok_or_else(|| Error::Index { reason: "not loaded".into() })?;
-        let min = min_pct as f32 / 100.0;
-        let matches = index
-            .search(&vector, count)?
-            .into_iter()
-            .filter(|(_, similarity)| *similarity >= min)
-            .collect();
-        Ok((vector, matches))
+        retrieve::search(&self.readers, &self.vectors, &self.settings()?, request)
     }
 
     /// The current settings.
@@ -911,7 +822,8 @@ impl Doppel {
         if self.embedder()? == EmbedderChoice::Local {
             let found = models::embedder_problems(&self.models.embedder_files());
             if found.is_empty()
-                && let Some(reason) = worker::lock(&self.shared.vectors).unavailable.clone()
+                && self.vectors.model().is_none()
+                && let Some(reason) = self.vectors.load_failure()
             {
                 problems.push(ModelProblem {
                     part: models::ModelPart::Embedder,
@@ -973,16 +885,30 @@ impl Doppel {
     /// What search by meaning can use right now. Unlike [`Doppel::doctor`] it never waits for
     /// the worker, so a shell can poll it while the worker embeds.
     pub fn vector_status(&self) -> VectorStatus {
-        let state = worker::lock(&self.shared.vectors).clone();
-        let index = worker::read(&self.shared.index);
-        VectorStatus {
-            model: match state.model {
-                Some((_, info)) => Ok(info),
-                None => Err(state.unavailable.unwrap_or_else(|| "not loaded".into())),
-            },
-            index_entries: index.as_ref().map_or(0, |i| i.len() as u64),
-            waiting: state.pending,
-            ef_search: index.as_ref().map_or(0, index::VectorIndex::ef_search),
+        self.vectors.status()
+    }
+
+    /// Waits until the vector index is no longer being rebuilt in the background (after a
+    /// crash, a damaged file or a change of its shape), passing [`Event::IndexRebuild`]
+    /// progress to `on_event`. Searches do not wait for a rebuild: they use keywords meanwhile
+    /// and say so; a short-lived command that wants vectors waits here first.
+    pub fn wait_for_index(&self, mut on_event: impl FnMut(&Event)) -> Result<VectorStatus> {
+        let events = self.subscribe();
+        loop {
+            let status = self.vector_status();
+            if status.rebuilding.is_none() {
+                return Ok(status);
+            }
+            match events.recv_timeout(Duration::from_secs(1)) {
+                Ok(event @ Event::IndexRebuild { .. }) => on_event(&event),
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::WorkerGone("events stopped".into()));
+                }
+            }
+            if self.worker.as_ref().is_none_or(|w| w.is_finished()) {
+                return Err(Error::WorkerGone("it stopped while the index was rebuilt".into()));
+            }
         }
     }
 
@@ -997,7 +923,7 @@ impl Doppel {
         let events = self.subscribe();
         loop {
             let status = self.vector_status();
-            if let Some(reason) = worker::lock(&self.shared.vectors).stalled.clone() {
+            if let Some(reason) = status.stalled.clone() {
                 return Err(Error::ModelUnavailable { reason });
             }
             match &status.model {
@@ -1009,7 +935,7 @@ impl Doppel {
                     }
                     // A model server not asked yet is set up by the first batch; anything else
                     // without a model cannot embed.
-                    if worker::lock(&self.shared.embedder).is_none() {
+                    if !self.vectors.has_embedder() {
                         return Err(Error::ModelUnavailable { reason: reason.clone() });
                     }
                 }
@@ -1036,10 +962,21 @@ impl Doppel {
         }
     }
 
+    /// Rebuilds what can be rebuilt of a damaged database (its keyword index and indexes) and
+    /// checks it again; writing resumes when it is whole. Fails with
+    /// [`Error::Damaged`] when the damage is in the data itself: restore a backup then.
+    pub fn repair(&self) -> Result<()> {
+        self.call(|reply| Command::Repair { reply })
+    }
+
     /// Checks the database and reports versions and counts.
     pub fn doctor(&self) -> Result<DoctorReport> {
         let mut problems = Vec::new();
-        if let Err(e) = self.readers.with(store::integrity_check) {
+        // On a connection of its own: SQLite's check of the keyword index reports a pooled
+        // reader's stale view of it (one read before a delete) as damage.
+        let checked =
+            store::open_reader(&self.dir.database()).and_then(|c| store::integrity_check(&c));
+        if let Err(e) = checked {
             problems.push(e.to_string());
         }
         if let Err(e) = self.call(|reply| Command::CheckIndex { reply }) {
@@ -1054,14 +991,14 @@ impl Doppel {
                 store::state_counts(c, store::Table::Jobs)?,
             ))
         })?;
-        let state = worker::lock(&self.shared.vectors).clone();
+        let loaded = self.vectors.model();
         let VectorStatus { model, index_entries, ef_search, .. } = self.vector_status();
         // Counted in the database, not taken from the worker's running count: this is a check.
-        let chunks_without_vectors = match &state.model {
+        let chunks_without_vectors = match &loaded {
             Some((id, _)) => self.readers.with(|c| store::count_without_vectors(c, *id))?,
             None => chunks,
         };
-        let current = state.model.as_ref().map(|(_, info)| info.fingerprint.clone());
+        let current = loaded.as_ref().map(|(_, info)| info.fingerprint.clone());
         let other_models = self
             .readers
             .with(store::models)?
@@ -1069,7 +1006,7 @@ impl Doppel {
             .filter(|(info, _)| Some(&info.fingerprint) != current.as_ref())
             .collect();
         problems.extend(self.model_problems()?.iter().map(ToString::to_string));
-        if let (Some(_), Ok(_)) = (&state.model, &model)
+        if let (Some(_), Ok(_)) = (&loaded, &model)
             && index_entries + chunks_without_vectors < chunks
         {
             problems.push(format!(
@@ -1177,20 +1114,151 @@ impl Doppel {
         }
     }
 
+    // Taking the twin along, and reaching it from elsewhere (issue 17): backups, restores,
+    // exports, and the local API's tokens and settings. Each is a thin call into `backup`,
+    // `export` or `access`; writes go through the worker as `Command::Apply`.
+
+    /// Backs up this data directory into one file, optionally encrypted, while it stays open
+    /// (see [`backup`]). Progress goes to `progress`; `cancel` stops it, leaving no file.
+    pub fn backup(
+        &self,
+        request: &backup::BackupRequest,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(backup::Progress),
+    ) -> Result<backup::BackupReport> {
+        backup::create(self.dir.path(), request, cancel, progress)
+    }
+
+    /// Backs up a data directory that this process has not opened (another may have: the
+    /// snapshot is consistent all the same).
+    pub fn backup_dir(
+        data_dir: &Path,
+        request: &backup::BackupRequest,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(backup::Progress),
+    ) -> Result<backup::BackupReport> {
+        backup::create(data_dir, request, cancel, progress)
+    }
+
+    /// Restores a backup into `request.config.data_dir`, which no process may have open: into
+    /// an empty or missing folder, or in place of a data directory once the owner confirmed
+    /// (`request.replace`). The vector index is rebuilt, with [`backup::Stage::Index`]
+    /// progress. A failure or a kill leaves the data directory as it was.
+    pub fn restore(
+        request: backup::RestoreRequest,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(backup::Progress),
+    ) -> Result<backup::RestoreReport> {
+        backup::restore(request, cancel, progress)
+    }
+
+    /// Writes a twin as plain files (see [`ExportRequest`]).
+    pub fn export(&self, request: &ExportRequest) -> Result<ExportReport> {
+        export::export(&self.readers, self.dir.path(), request)
+    }
+
+    /// Makes a token of the local API; its whole text is in the result, and nowhere else.
+    pub fn create_api_token(&self, request: &access::TokenRequest) -> Result<access::NewToken> {
+        let minted = access::mint(request)?;
+        let twin = request.twin;
+        let scope = request.scope;
+        let secret = minted.secret.clone();
+        let token = self.apply(move |tx| {
+            store::api::insert_token(
+                tx,
+                &store::api::NewTokenRow {
+                    twin,
+                    name: &minted.name,
+                    scope,
+                    prefix: &minted.prefix,
+                    salt: &minted.salt,
+                    hash: &minted.hash,
+                    rate_per_minute: minted.rate_per_minute,
+                    daily_tokens: minted.daily_tokens,
+                },
+            )
+        })?;
+        Ok(access::NewToken { token, secret })
+    }
+
+    /// Every token of the local API, revoked ones too, newest first.
+    pub fn api_tokens(&self) -> Result<Vec<access::ApiToken>> {
+        self.readers.with(store::api::tokens)
+    }
+
+    /// Revokes a token: it never authenticates again.
+    pub fn revoke_api_token(&self, id: i64) -> Result<access::ApiToken> {
+        self.apply(move |tx| store::api::revoke_token(tx, id))
+    }
+
+    /// The token a request presented, when it is whole, known and not revoked; otherwise
+    /// [`Error::Unauthorized`], the same for every reason.
+    pub fn authenticate(&self, presented: &str) -> Result<access::ApiToken> {
+        self.readers
+            .with(|c| access::verify(presented, |prefix| store::api::token_by_prefix(c, prefix)))
+    }
+
+    /// Tokens a token generated on a day (UTC days since the epoch).
+    pub fn api_tokens_generated(&self, token: i64, day: i64) -> Result<u64> {
+        self.readers.with(|c| store::api::generated_on(c, token, day))
+    }
+
+    /// Adds what tokens used (requests, generated tokens, last use) to their records.
+    pub fn record_api_use(&self, uses: Vec<access::TokenUse>) -> Result<()> {
+        self.apply(move |tx| store::api::record_use(tx, &uses))
+    }
+
+    /// Whether and where the local API listens.
+    pub fn api_settings(&self) -> Result<access::ApiSettings> {
+        let stored = self.readers.with(store::stored_settings)?;
+        Ok(access::ApiSettings::from_stored(
+            stored.get(access::ENABLED_KEY).map(String::as_str),
+            stored.get(access::ADDRESS_KEY).map(String::as_str),
+        ))
+    }
+
+    /// Saves whether and where the local API listens (the shell starts or stops the server).
+    pub fn set_api_settings(&self, settings: &access::ApiSettings) -> Result<()> {
+        let values = vec![
+            (access::ENABLED_KEY.to_string(), if settings.enabled { "1" } else { "0" }.into()),
+            (access::ADDRESS_KEY.to_string(), settings.address.to_string()),
+        ];
+        self.call(|reply| Command::Chat(worker::ChatWrite::SetSettings { values, reply }))
+    }
+
+    /// After a restore: the local API is off until the owner switches it on again here.
+    pub(crate) fn reset_after_restore(&self) -> Result<()> {
+        let settings = access::ApiSettings { enabled: false, ..self.api_settings()? };
+        self.set_api_settings(&settings)
+    }
+
+    /// Runs a write of `access` on the worker's connection, in one transaction.
+    fn apply<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.call(|reply| {
+            Command::Apply(Box::new(move |conn: &mut rusqlite::Connection| {
+                let result = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(Error::from)
+                    .and_then(|tx| {
+                        let value = write(&tx)?;
+                        tx.commit()?;
+                        Ok(value)
+                    });
+                // A caller that stopped waiting is not an error.
+                drop(reply.send(result));
+            }))
+        })
+    }
+
     /// Sends a command to the worker and waits for its answer.
     fn call<T>(&self, command: impl FnOnce(Sender<Result<T>>) -> Command) -> Result<T> {
         let commands =
             self.commands.as_ref().ok_or_else(|| Error::WorkerGone("shut down".into()))?;
         worker::call(commands, command)
     }
-}
-
-/// A chunk id found by meaning, with its similarity to the query.
-type Match = (u64, f32);
-
-/// Cosine similarity of two normalised vectors.
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 fn is_final_event(event: &Event) -> bool {

@@ -47,7 +47,34 @@ fn directives(value: Option<&str>) -> String {
         .map(|v| v.trim().to_ascii_lowercase())
         .filter(|v| ["error", "warn", "info", "debug", "trace"].contains(&v.as_str()))
         .unwrap_or_else(|| "info".into());
-    format!("off,doppel_core={level},doppel={level},doppel_desktop={level},doppel_parse={level}")
+    format!(
+        "off,doppel_core={level},doppel={level},doppel_desktop={level},doppel_parse={level},doppel_api={level}"
+    )
+}
+
+/// A message fit for the log: the query strings and fragments of URLs (where tokens hide) and
+/// any user name or password in them are cut away.
+pub(crate) fn redact_urls(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            let Some(start) = word.find("http://").or_else(|| word.find("https://")) else {
+                return word.to_string();
+            };
+            let (before, url) = word.split_at(start);
+            let end = url.find(['?', '#']).unwrap_or(url.len());
+            let trail = if url[end..].ends_with(':') { ":" } else { "" };
+            let mut kept = url[..end].to_string();
+            if let Some(at) = kept.find('@') {
+                let scheme_end = kept.find("://").map_or(0, |i| i + 3);
+                if at > scheme_end {
+                    kept.replace_range(scheme_end..=at, "");
+                }
+            }
+            let cut = if end < url.len() { "?…" } else { "" };
+            format!("{before}{kept}{cut}{trail}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -58,11 +85,23 @@ mod tests {
     fn only_doppels_crates_log_whatever_the_level_asked() {
         assert_eq!(
             directives(Some("trace")),
-            "off,doppel_core=trace,doppel=trace,doppel_desktop=trace,doppel_parse=trace"
+            "off,doppel_core=trace,doppel=trace,doppel_desktop=trace,doppel_parse=trace,doppel_api=trace"
         );
         // Turning a library's own logging on is not a choice the variable offers.
         for value in [None, Some("hyper=trace"), Some("trace,html5ever=trace"), Some("")] {
             assert!(directives(value).starts_with("off,doppel_core=info,"), "{value:?}");
         }
+    }
+
+    #[test]
+    fn logged_urls_lose_their_secrets() {
+        assert_eq!(
+            redact_urls("https://user:pw@example.org/doc?token=s3cret: timed out after 1 s"),
+            "https://example.org/doc?…: timed out after 1 s"
+        );
+        assert_eq!(
+            redact_urls("/home/a/file.txt: no text found"),
+            "/home/a/file.txt: no text found"
+        );
     }
 }

@@ -1,4 +1,9 @@
-//! Retrieval: keyword search over the FTS5 index, ranked by BM25.
+//! Retrieval: the one home of search. Keyword search over the FTS5 index (BM25), search by
+//! meaning through [`crate::vectors`], and their fusion by reciprocal rank.
+//!
+//! When search by meaning cannot run (no model, passages still being embedded, the index being
+//! rebuilt), a search falls back to keywords and says why in [`SearchResults::note`]. Vector
+//! hits are checked against live rows, so a stale index entry never surfaces a deleted passage.
 //!
 //! User text never reaches FTS5 syntax: the query is cut into words exactly where FTS5's
 //! `unicode61` tokenizer would cut it, and each word is passed as a quoted string, so quotes,
@@ -6,10 +11,15 @@
 //! words. Very common English words are dropped when the query has others. The remaining words
 //! are OR-ed: BM25 ranks passages that hold more of them, and rarer ones, first.
 
+use std::collections::HashSet;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::Result;
 use crate::model::*;
+use crate::settings::Settings;
+use crate::store::{self, ReadPool};
+use crate::vectors::{Vectors, cosine};
 
 /// What to search for.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +58,60 @@ impl SearchRequest {
             mode: SearchMode::Hybrid,
         }
     }
+}
+
+/// Searches the twin's passages: keyword (BM25), vector (HNSW) or both fused. Without a usable
+/// model or index it falls back to keyword search and says so.
+pub(crate) fn search(
+    readers: &ReadPool,
+    vectors: &Vectors,
+    settings: &Settings,
+    request: &SearchRequest,
+) -> Result<SearchResults> {
+    let limit = request.limit.map_or(settings.top_k, |l| l.clamp(1, 1000)) as usize;
+    // Fusion needs more than the final count from each list; a source filter is applied after
+    // the vector search, so it looks further.
+    let pool = if request.sources.is_empty() { (limit * 4).max(32) } else { (limit * 20).max(200) };
+    let min = settings.min_similarity_pct as f32 / 100.0;
+    let mut note = None;
+    let mut vector = Vec::new();
+    let mut query_vector = None;
+    let mut mode = request.mode;
+    if mode != SearchMode::Keyword {
+        match vectors.nearest(&request.query, pool, min) {
+            Ok((query, matches)) => {
+                vector = readers.with(|c| vector_hits(c, request, &matches))?;
+                query_vector = Some(query);
+            }
+            Err(e) => {
+                note = Some(format!("{e}; showing keyword results only"));
+                mode = SearchMode::Keyword;
+            }
+        }
+    }
+    let mut keyword = if mode == SearchMode::Vector {
+        Vec::new()
+    } else {
+        readers.with(|c| keyword(c, request, pool as u32))?
+    };
+    // A passage that shares a word with the question but is far from it in meaning is not
+    // relevant: with vectors at hand, keyword hits meet the same minimum similarity.
+    if let (Some(query), Some((model, _))) = (&query_vector, vectors.model()) {
+        let found: HashSet<ChunkId> = vector.iter().map(|h| h.chunk_id).collect();
+        let unchecked: Vec<ChunkId> =
+            keyword.iter().map(|h| h.chunk_id).filter(|id| !found.contains(id)).collect();
+        let similar = readers.with(|c| store::chunk_vectors(c, model, &unchecked))?;
+        keyword.retain(|hit| {
+            found.contains(&hit.chunk_id)
+                || similar.get(&hit.chunk_id).is_none_or(|v| cosine(v, query) >= min)
+        });
+    }
+    let hits = match mode {
+        SearchMode::Keyword => keyword.into_iter().take(limit).collect(),
+        SearchMode::Vector => vector.into_iter().take(limit).collect(),
+        SearchMode::Hybrid => fuse(keyword, vector, limit),
+    };
+    Ok(SearchResults { hits, mode, note })
 }
 
 /// Most words of a query that are searched; the rest are ignored.

@@ -216,7 +216,7 @@ pub static SPECS: &[SettingSpec] = &[
     },
     SettingSpec {
         key: "hnsw_m",
-        help: "HNSW links per node (takes effect when the index is next rebuilt)",
+        help: "HNSW links per node: more finds more of the true neighbours and costs memory (the index is rebuilt in the background, the current one serving meanwhile)",
         default: 16,
         min: 4,
         max: 128,
@@ -224,7 +224,7 @@ pub static SPECS: &[SettingSpec] = &[
     },
     SettingSpec {
         key: "hnsw_ef_construction",
-        help: "HNSW candidate list while building (takes effect when the index is next rebuilt)",
+        help: "HNSW candidate list while building: higher builds a better graph, slower (the index is rebuilt in the background, the current one serving meanwhile)",
         default: 128,
         min: 16,
         max: 2048,
@@ -315,8 +315,8 @@ impl Settings {
     }
 
     /// HNSW parameters.
-    pub(crate) fn hnsw(&self) -> crate::index::HnswParams {
-        crate::index::HnswParams {
+    pub(crate) fn hnsw(&self) -> crate::vectors::index::HnswParams {
+        crate::vectors::index::HnswParams {
             m: self.hnsw_m as usize,
             ef_construction: self.hnsw_ef_construction as usize,
             ef_search: self.hnsw_ef_search as usize,

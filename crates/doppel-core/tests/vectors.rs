@@ -304,14 +304,22 @@ fn m6_a_stale_or_corrupt_index_is_rebuilt_from_the_stored_vectors() {
         }
     }
     assert_eq!(spoiled, 1, "the index file is {INDEX_DIR}/<model>.hnsw");
-    let doppel = open(data.path());
-    let report = doppel.doctor().unwrap();
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
-    assert_eq!(report.index_entries, 2);
-    assert_eq!(
-        search(&doppel, "nocturnal birds of prey", SearchMode::Vector).hits[0].source_title,
-        "Owls"
-    );
+    for round in ["garbage", "removed"] {
+        let doppel = open(data.path());
+        let report = doppel.doctor().unwrap();
+        assert!(report.problems.is_empty(), "{round}: {:?}", report.problems);
+        assert_eq!(report.index_entries, 2, "{round}");
+        assert_eq!(
+            search(&doppel, "nocturnal birds of prey", SearchMode::Vector).hits[0].source_title,
+            "Owls",
+            "{round}"
+        );
+        drop(doppel);
+        // Next, the index file is gone altogether.
+        for file in common::walk(&index_dir) {
+            std::fs::remove_file(file).unwrap();
+        }
+    }
 }
 
 #[test]
@@ -366,4 +374,104 @@ fn m6_a_job_that_fails_after_indexing_leaves_no_entry_in_the_index() {
     assert_eq!(report.index_entries, report.chunks);
     let hits = search(&doppel, "icy bodies orbiting the sun", SearchMode::Vector).hits;
     assert!(hits.iter().all(|h| h.source_title != "Comets"), "{hits:?}");
+}
+
+/// Makes the saved index stale, as a kill before its save does: its generation marker no
+/// longer names the database's.
+fn make_index_stale(data: &Path) {
+    let mut markers = 0;
+    for file in common::walk(&data.join(INDEX_DIR)) {
+        if file.extension().is_some_and(|e| e == "generation") {
+            std::fs::write(&file, "0").unwrap();
+            markers += 1;
+        }
+    }
+    assert_eq!(markers, 1, "the marker is {INDEX_DIR}/<model>.generation");
+}
+
+#[test]
+fn h1_a_stale_index_is_rebuilt_while_searches_and_writes_go_on() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let gone = write(files.path(), "owls.md", "# Owls\nOwls hunt mice at night in the barn.");
+    let kept = write(files.path(), "garden.md", "# Garden\nThe tomatoes went in during May.");
+    ingest(&open(data.path()), &[gone.clone(), kept]);
+    make_index_stale(data.path());
+
+    let marker = data.path().to_str().unwrap().to_string();
+    faults::hold_rebuilds_of(&marker);
+    let doppel = open(data.path());
+    // The directory is open and the rebuild waits: search says so and answers by keywords.
+    let rebuilding = doppel.vector_status().rebuilding;
+    assert_eq!(rebuilding, Some((0, 2)));
+    let results = search(&doppel, "tomatoes", SearchMode::Hybrid);
+    assert_eq!(results.mode, SearchMode::Keyword);
+    assert!(results.note.as_deref().unwrap_or("").contains("being rebuilt"), "{results:?}");
+    assert_eq!(results.hits[0].source_title, "Garden");
+    // Writes do not wait for it: a new note goes in, a source goes out.
+    let trip = write(files.path(), "trip.md", "# Lisbon\nWe ate custard tarts in Belém.");
+    assert_eq!(ingest(&doppel, &[trip])[0].state, JobState::Done);
+    let owls = doppel.find_source(DEFAULT_TWIN, gone.to_str().unwrap()).unwrap();
+    doppel.delete_source(owls.id).unwrap();
+    assert!(doppel.vector_status().rebuilding.is_some(), "still held");
+
+    faults::release_rebuilds_of(&marker);
+    let status = doppel.wait_for_index(|_| {}).unwrap();
+    // What happened meanwhile is in the rebuilt index: the new note, not the deleted one.
+    assert_eq!((status.rebuilding, status.index_entries), (None, 2));
+    let results = search(&doppel, "Portuguese pastry on holiday", SearchMode::Vector);
+    assert_eq!(results.note, None);
+    assert_eq!(results.hits[0].source_title, "Lisbon");
+    let hits = search(&doppel, "nocturnal birds of prey", SearchMode::Vector).hits;
+    assert!(hits.iter().all(|h| h.source_id != owls.id), "{hits:?}");
+    let report = doppel.doctor().unwrap();
+    let problems: Vec<&String> =
+        report.problems.iter().filter(|p| !p.contains("models install-defaults")).collect();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(report.index_entries, report.chunks);
+}
+
+#[test]
+fn m1_a_new_graph_shape_is_built_beside_the_index_that_goes_on_serving() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let trip = write(files.path(), "trip.md", "# Lisbon\nWe ate custard tarts in Belém.");
+    let doppel = open(data.path());
+    ingest(&doppel, &[trip]);
+
+    let marker = data.path().to_str().unwrap().to_string();
+    faults::hold_rebuilds_of(&marker);
+    doppel.set_setting("hnsw_m", "24").unwrap();
+    assert_eq!(doppel.vector_status().rebuilding, Some((0, 1)));
+    // The index in use answers meanwhile.
+    let results = search(&doppel, "Portuguese pastry on holiday", SearchMode::Vector);
+    assert_eq!((results.mode, results.note.clone()), (SearchMode::Vector, None));
+    assert_eq!(results.hits[0].source_title, "Lisbon");
+
+    faults::release_rebuilds_of(&marker);
+    let status = doppel.wait_for_index(|_| {}).unwrap();
+    assert_eq!((status.rebuilding, status.index_entries), (None, 1));
+    assert_eq!(
+        search(&doppel, "Portuguese pastry on holiday", SearchMode::Vector).hits[0].source_title,
+        "Lisbon"
+    );
+}
+
+#[test]
+fn m6_doctor_finds_no_damage_after_a_keyword_search_and_a_delete() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let gone = write(files.path(), "owls.md", "# Owls\nOwls hunt mice at night in the barn.");
+    let kept = write(files.path(), "garden.md", "# Garden\nThe tomatoes went in during May.");
+    let doppel = open(data.path());
+    ingest(&doppel, &[gone.clone(), kept]);
+    // A pooled reader reads the keyword index, then a delete changes it: SQLite's integrity
+    // check on that reader would report the index as malformed although it is whole.
+    assert_eq!(search(&doppel, "tomatoes", SearchMode::Keyword).hits.len(), 1);
+    let owls = doppel.find_source(DEFAULT_TWIN, gone.to_str().unwrap()).unwrap();
+    doppel.delete_source(owls.id).unwrap();
+    let report = doppel.doctor().unwrap();
+    let problems: Vec<&String> =
+        report.problems.iter().filter(|p| !p.contains("models install-defaults")).collect();
+    assert!(problems.is_empty(), "{problems:?}");
 }

@@ -24,7 +24,7 @@ mod file;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering as Atomic};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as Atomic};
 
 pub use distance::kernel;
 pub use file::LoadError;
@@ -527,6 +527,8 @@ pub enum AddError {
     NotFinite,
     /// More than `u32::MAX - 1` nodes.
     Full,
+    /// A build was told to stop; the index holds part of what it was given.
+    Cancelled,
 }
 
 impl std::fmt::Display for AddError {
@@ -538,6 +540,7 @@ impl std::fmt::Display for AddError {
             AddError::ReservedKey => write!(f, "the key u64::MAX is reserved"),
             AddError::NotFinite => write!(f, "a vector with a value that is not finite"),
             AddError::Full => write!(f, "the index is full"),
+            AddError::Cancelled => write!(f, "the build was cancelled"),
         }
     }
 }
@@ -721,11 +724,14 @@ impl Hnsw {
     }
 
     /// Adds every `(key, vector)` on `threads` threads (replacing the vectors of keys it had),
-    /// telling `progress` how many are in, now and then and at the end.
+    /// telling `progress` how many are in, now and then and at the end. When `cancel` is set,
+    /// every thread stops after its current insert and the build ends with
+    /// [`AddError::Cancelled`], the index holding part of the items (to be thrown away).
     pub fn build(
         &mut self,
         items: &[(u64, &[f32])],
         threads: usize,
+        cancel: &AtomicBool,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<(), AddError> {
         for (key, vector) in items {
@@ -758,7 +764,7 @@ impl Hnsw {
             (0..slots).map(|s| std::sync::atomic::AtomicBool::new(!placed_set[s])).collect();
         let view = View { locks: Some(&locks), ready: Some(&ready), ..self.view() };
         let work = |scratch: &mut Scratch| {
-            loop {
+            while !cancel.load(Atomic::Relaxed) {
                 let i = next.fetch_add(1, Atomic::Relaxed);
                 let Some(&(slot, level)) = placed.get(i) else { break };
                 view.insert(slot, level, &top, scratch);
@@ -779,7 +785,7 @@ impl Hnsw {
                 scope.spawn(move || work(scratch));
             }
             // This thread inserts too, and reports progress between its inserts.
-            loop {
+            while !cancel.load(Atomic::Relaxed) {
                 let i = next.fetch_add(1, Atomic::Relaxed);
                 let Some(&(slot, level)) = placed.get(i) else { break };
                 view.insert(slot, level, &top, mine);
@@ -790,6 +796,9 @@ impl Hnsw {
         });
         self.top = *lock(&top);
         lock(&self.visited).extend(scratches.into_iter().map(|s| s.visited));
+        if cancel.load(Atomic::Relaxed) {
+            return Err(AddError::Cancelled);
+        }
         self.adopt_orphans();
         progress(total, total);
         Ok(())

@@ -80,7 +80,9 @@ fn a_build_on_many_threads_loses_no_node() {
         vectors.iter().enumerate().map(|(k, v)| (k as u64 * 3 + 1, v.as_slice())).collect();
     let mut index = Hnsw::new(DIM, PARAMS);
     let mut reports = Vec::new();
-    index.build(&items, 8, |done, total| reports.push((done, total))).unwrap();
+    index
+        .build(&items, 8, &AtomicBool::new(false), |done, total| reports.push((done, total)))
+        .unwrap();
     assert_eq!(index.len(), 8000);
     assert_eq!(reports.last(), Some(&(8000, 8000)));
     let lost: Vec<u64> = items
@@ -109,7 +111,7 @@ fn removing_repairs_the_graph_and_forgets_the_vectors() {
     let items: Vec<(u64, &[f32])> =
         vectors.iter().enumerate().map(|(k, v)| (k as u64, v.as_slice())).collect();
     let mut index = Hnsw::new(DIM, PARAMS);
-    index.build(&items, 2, |_, _| {}).unwrap();
+    index.build(&items, 2, &AtomicBool::new(false), |_, _| {}).unwrap();
     // A whole subject goes (as a source's passages do), and a scattering of others.
     let removed: Vec<u64> = (0..6000u64).filter(|k| k % 60 == 5 || k % 97 == 0).collect();
     assert_eq!(index.remove(&removed), removed.len());
@@ -213,7 +215,7 @@ fn the_file_round_trips_and_a_damaged_one_is_refused() {
     let items: Vec<(u64, &[f32])> =
         vectors.iter().enumerate().map(|(k, v)| (k as u64 + 100, v.as_slice())).collect();
     let mut index = Hnsw::new(DIM, PARAMS);
-    index.build(&items, 2, |_, _| {}).unwrap();
+    index.build(&items, 2, &AtomicBool::new(false), |_, _| {}).unwrap();
     index.remove(&[100, 150, 1999]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.hnsw");
@@ -266,7 +268,7 @@ fn a_kill_during_a_save_leaves_a_whole_file() {
     let items: Vec<(u64, &[f32])> =
         vectors.iter().enumerate().map(|(k, v)| (k as u64, v.as_slice())).collect();
     let mut index = Hnsw::new(DIM, PARAMS);
-    index.build(&items, 2, |_, _| {}).unwrap();
+    index.build(&items, 2, &AtomicBool::new(false), |_, _| {}).unwrap();
     if let Some(path) = std::env::var_os(SAVE_FOREVER) {
         let path = std::path::PathBuf::from(path);
         for round in 0u64.. {
@@ -319,7 +321,7 @@ fn a_removal_is_planned_while_searches_go_on_and_replanned_after_a_change() {
     let items: Vec<(u64, &[f32])> =
         vectors.iter().enumerate().map(|(k, v)| (k as u64, v.as_slice())).collect();
     let mut index = Hnsw::new(DIM, PARAMS);
-    index.build(&items, 2, |_, _| {}).unwrap();
+    index.build(&items, 2, &AtomicBool::new(false), |_, _| {}).unwrap();
     let removed: Vec<u64> = (0..4000u64).filter(|k| k % 40 == 3).collect();
     // Planning reads only: searches on other threads share the index meanwhile.
     let plan = std::thread::scope(|scope| {
@@ -339,4 +341,21 @@ fn a_removal_is_planned_while_searches_go_on_and_replanned_after_a_change() {
     for k in (0..4000u64).filter(|k| !removed.contains(k)).step_by(7) {
         assert_eq!(index.search(&vectors[k as usize], 1, 64)[0].0, k);
     }
+}
+
+#[test]
+fn a_cancelled_build_stops_and_says_so() {
+    let items: Vec<(u64, Vec<f32>)> = (0..2_000u64)
+        .map(|k| (k, (0..16).map(|d| ((k * 31 + d) % 97) as f32 + 1.0).collect()))
+        .collect();
+    let refs: Vec<(u64, &[f32])> = items.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    let mut index = Hnsw::new(16, Params { m: 8, ef_construction: 32 });
+    let cancel = AtomicBool::new(false);
+    let mut reports = 0;
+    let result = index.build(&refs, 2, &cancel, |_, _| {
+        reports += 1;
+        cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(matches!(result, Err(AddError::Cancelled)), "{result:?}");
+    assert_eq!(reports, 1, "no progress is reported after the cancel");
 }

@@ -163,6 +163,13 @@ export class SourceStore {
     this.changed();
   }
 
+  /** Everything read anew with the same query (a restore replaced every source). */
+  reload() {
+    const query = this.query;
+    this.reset();
+    this.query = query;
+  }
+
   /** A row as a read brought it, with the state an event gave it since the read began. */
   private settled(row: Source, marks: number): Source {
     const m = this.marked.get(row.id);

@@ -195,6 +195,18 @@ fn new_conversation_id() -> String {
     crate::ingest::sha256_hex(seed.as_bytes())[..16].to_string()
 }
 
+/// Refuses a question that is empty or longer than an answer can take, before anything is
+/// stored (a shell may check it before it starts streaming).
+pub fn check_question(question: &str) -> Result<()> {
+    let question = question.trim();
+    if question.is_empty() || question.chars().count() > MAX_QUESTION_CHARS {
+        return Err(Error::InvalidInput(format!(
+            "a question of 1 to {MAX_QUESTION_CHARS} characters is needed"
+        )));
+    }
+    Ok(())
+}
+
 fn check_conversation_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 64
@@ -216,12 +228,8 @@ impl Doppel {
         cancel: &AtomicBool,
         on_token: &mut dyn FnMut(&str),
     ) -> Result<Answer> {
+        check_question(&request.question)?;
         let question = request.question.trim();
-        if question.is_empty() || question.chars().count() > MAX_QUESTION_CHARS {
-            return Err(Error::InvalidInput(format!(
-                "a question of 1 to {MAX_QUESTION_CHARS} characters is needed"
-            )));
-        }
         let conversation = match &request.conversation {
             Some(id) => {
                 check_conversation_id(id)?;
@@ -402,8 +410,10 @@ impl Doppel {
             on_token(&persona.not_covered);
             return Ok(FinishedAnswer { grounding: Grounding::NotCovered, ..base });
         }
-        let composed =
-            grounded::compose(question, &passages, &mut |texts| self.similarities(question, texts));
+        let composed = grounded::compose(question, &passages, &mut |texts: &[String]| {
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            self.vectors.similarities(question, &texts)
+        });
         let grounded_answer = |base: FinishedAnswer| match &composed {
             Some(g) => FinishedAnswer {
                 content: g.text.clone(),
@@ -548,18 +558,6 @@ impl Doppel {
         Ok(Some(model))
     }
 
-    /// The similarity by meaning of `question` to each text, with the embedder (`None`
-    /// without one).
-    fn similarities(&self, question: &str, texts: &[String]) -> Option<Vec<f32>> {
-        let mut embedder = crate::worker::lock(&self.shared.embedder);
-        let embedder = embedder.as_mut()?;
-        let mut all = vec![question];
-        all.extend(texts.iter().map(String::as_str));
-        let vectors = embedder.embed(&all).ok()?;
-        let (query, others) = vectors.split_first()?;
-        Some(others.iter().map(|v| crate::cosine(query, v)).collect())
-    }
-
     /// How answers are made unless a question says otherwise.
     pub fn answer_mode(&self) -> Result<AnswerMode> {
         let stored = self.readers.with(store::stored_settings)?;
@@ -582,12 +580,14 @@ impl Doppel {
         if verified.is_empty() {
             return Ok((None, Vec::new()));
         }
-        let mut scored: Vec<(f32, VerifiedAnswer)> = match self.embed_texts(question, &verified) {
-            Some(scores) => scores.into_iter().zip(verified).collect(),
-            None => {
-                verified.into_iter().map(|v| (word_overlap(question, &v.question), v)).collect()
-            }
-        };
+        let questions: Vec<&str> = verified.iter().map(|v| v.question.as_str()).collect();
+        let mut scored: Vec<(f32, VerifiedAnswer)> =
+            match self.vectors.similarities(question, &questions) {
+                Some(scores) => scores.into_iter().zip(verified).collect(),
+                None => {
+                    verified.into_iter().map(|v| (word_overlap(question, &v.question), v)).collect()
+                }
+            };
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut scored = scored.into_iter().filter(|(s, _)| *s >= VERIFIED_RELATED).take(3);
         let first = scored.next();
@@ -598,17 +598,6 @@ impl Doppel {
         };
         related.extend(scored.map(|(_, v)| v));
         Ok((primary, related))
-    }
-
-    /// Cosine similarity of the question to each verified question, with the embedder.
-    fn embed_texts(&self, question: &str, verified: &[VerifiedAnswer]) -> Option<Vec<f32>> {
-        let mut embedder = crate::worker::lock(&self.shared.embedder);
-        let embedder = embedder.as_mut()?;
-        let mut texts = vec![question];
-        texts.extend(verified.iter().map(|v| v.question.as_str()));
-        let vectors = embedder.embed(&texts).ok()?;
-        let (query, others) = vectors.split_first()?;
-        Some(others.iter().map(|v| crate::cosine(query, v)).collect())
     }
 
     /// The language model in use.

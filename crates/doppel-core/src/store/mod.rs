@@ -5,9 +5,11 @@
 //! else ([`ReadPool`]). Read-only connections are opened with `SQLITE_OPEN_READ_ONLY`, so a write
 //! from anywhere but the worker fails loudly. User text reaches SQL only as bound parameters.
 
+pub(crate) mod api;
 pub(crate) mod chat;
 mod overview;
 mod read;
+mod snapshot;
 mod vectors;
 mod write;
 
@@ -19,6 +21,8 @@ use rusqlite::{Connection, OpenFlags, Row};
 
 pub(crate) use overview::*;
 pub(crate) use read::*;
+pub use snapshot::Counts;
+pub(crate) use snapshot::{counts, holds_a_twin, snapshot, stored_key_markers};
 pub(crate) use vectors::*;
 pub(crate) use write::*;
 
@@ -34,13 +38,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema-v5.sql"),
     include_str!("schema-v6.sql"),
     include_str!("schema-v7.sql"),
+    include_str!("schema-v8.sql"),
 ];
 
 /// The newest schema version this build understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// How long a connection waits for a lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many read-only connections may be open at once.
 const READERS: usize = 4;
@@ -98,6 +103,15 @@ fn migrate(conn: &Connection, from: i64) -> Result<()> {
     }
     conn.pragma_update(None, "foreign_keys", true)?;
     Ok(())
+}
+
+/// A read-only connection outside the pool, for long work on a thread of its own (an index
+/// rebuild) that reads in short transactions.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
 }
 
 /// The schema version stored in a database file, without changing it.
@@ -220,10 +234,7 @@ impl ReadPool {
     }
 
     fn open(&self) -> Result<Connection> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        Ok(conn)
+        open_reader(&self.path)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {

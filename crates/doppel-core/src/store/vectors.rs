@@ -152,19 +152,27 @@ pub(crate) fn chunk_vectors(
     Ok(out)
 }
 
-/// Every live chunk that has a vector from `model`, with that vector: what the index must hold.
-pub(crate) fn live_vectors(conn: &Connection, model: i64) -> Result<Vec<(u64, Vec<f32>)>> {
-    let mut stmt = conn.prepare(
+/// Live chunks with a vector from `model` and an id above `after`, with that vector, in id
+/// order, at most `limit`: what the index must hold, read a batch at a time.
+pub(crate) fn live_vectors_after(
+    conn: &Connection,
+    model: i64,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<(u64, Vec<f32>)>> {
+    let mut stmt = conn.prepare_cached(
         "SELECT c.id, e.vector FROM chunks c
-         JOIN embeddings e ON e.model_id = ?1 AND e.text_hash = c.text_hash ORDER BY c.id",
+         JOIN embeddings e ON e.model_id = ?1 AND e.text_hash = c.text_hash
+         WHERE c.id > ?2 ORDER BY c.id LIMIT ?3",
     )?;
-    let rows = stmt.query_map([model], |r| {
+    let rows = stmt.query_map(params![model, after as i64, limit], |r| {
         Ok((r.get::<_, i64>(0)? as u64, from_blob(&r.get::<_, Vec<u8>>(1)?)))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// The ids of [`live_vectors`], without the vectors: what doctor compares the index with.
+/// The ids of the live chunks that have a vector from `model`: what doctor compares the index
+/// with.
 pub(crate) fn live_vector_ids(conn: &Connection, model: i64) -> Result<Vec<u64>> {
     let mut stmt = conn.prepare(
         "SELECT c.id FROM chunks c

@@ -1,19 +1,14 @@
-//! The HNSW vector index (`doppel-hnsw`, our own), persisted beside the database.
+//! The HNSW index of one model's vectors (`doppel-hnsw`, our own), persisted beside the
+//! database.
 //!
-//! The database is the source of truth: every vector lives in the `embeddings` table, written
-//! in the same transaction as its chunk. The index is a fast copy keyed by chunk id. Each change
-//! to the vectors bumps a generation number in the database; the index file is saved together
-//! with the generation it holds. At open, a file whose generation differs (the process died
-//! before saving) or that cannot be read is rebuilt from the stored vectors. Searches check
-//! every result against live rows, so a stale entry can never surface a deleted chunk.
-//!
-//! A removal is made in place: the graph is repaired around the removed nodes and their bytes
-//! are zeroed, in time proportional to what is removed (plus one scan of the links), so the next
-//! save writes a file without them and nothing is rebuilt. The worker removes the saved file at
-//! the first removal and writes it again when the queue is idle, so no file holds a removed
-//! vector once `delete` returns.
+//! The index is a fast copy of the stored vectors keyed by chunk id, saved in one file with
+//! the database's generation number beside it (`vectors/writer.rs` decides when it is loaded,
+//! saved or rebuilt). A removal is made in place: the graph is repaired around the removed nodes
+//! and their bytes are zeroed, in time proportional to what is removed (plus one scan of the
+//! links), so nothing is rebuilt and the next save writes a file without them.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 
 use doppel_hnsw::{Hnsw, Params};
 
@@ -135,20 +130,32 @@ impl VectorIndex {
         Ok(self.index.search(query, count, self.params.ef_search))
     }
 
-    /// A fresh index at this one's path, with these parameters, holding `vectors`, built on
-    /// every core; `progress` is told `(done, total)` every 1,000 vectors or so and at the end.
-    pub fn rebuilt(
-        &self,
+    /// An index to be saved at `path`, holding `vectors`, built on every core; `progress` is
+    /// told `(done, total)` every 1,000 vectors or so and at the end. Setting `cancel` ends it
+    /// with [`Error::Cancelled`].
+    pub fn build(
+        path: PathBuf,
+        dimension: usize,
+        params: HnswParams,
         vectors: &[(u64, Vec<f32>)],
+        cancel: &AtomicBool,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<VectorIndex> {
-        let mut fresh = VectorIndex::new(self.path.clone(), self.index.dim(), self.params)?;
+        let mut fresh = VectorIndex::new(path, dimension, params)?;
         let items: Vec<(u64, &[f32])> = vectors.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-        fresh
+        match fresh
             .index
-            .build(&items, threads(), |done, total| progress(done as u64, total as u64))
-            .map_err(|e| failed("could not build the vector index", e))?;
-        Ok(fresh)
+            .build(&items, threads(), cancel, |done, total| progress(done as u64, total as u64))
+        {
+            Ok(()) => Ok(fresh),
+            Err(doppel_hnsw::AddError::Cancelled) => Err(Error::Cancelled),
+            Err(e) => Err(failed("could not build the vector index", e)),
+        }
+    }
+
+    /// Its parameters.
+    pub fn params(&self) -> HnswParams {
+        self.params
     }
 
     /// Writes the index to its file, atomically (a temporary file beside it, synced, renamed).
