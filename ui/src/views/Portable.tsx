@@ -316,8 +316,8 @@ export function LocalApiCard() {
           void create();
         }}
       >
-        <input placeholder="Name, e.g. phone" data-testid="api-token-name" value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
-        <select data-testid="api-token-scope" value={scope} onChange={(e) => setScope((e.target as HTMLSelectElement).value as ApiScope)}>
+        <input placeholder="Name, e.g. phone" aria-label="Token name" data-testid="api-token-name" value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+        <select aria-label="Token scope" data-testid="api-token-scope" value={scope} onChange={(e) => setScope((e.target as HTMLSelectElement).value as ApiScope)}>
           <option value="ask">ask (and share link)</option>
           <option value="read">read</option>
         </select>
