@@ -454,6 +454,9 @@ fn m6_a_damaged_keyword_index_stops_writes_until_doctor_repairs_it() {
     assert_eq!(code, "database_damaged");
     assert!(message.contains("doppel doctor --repair") && message.contains("backup"), "{message}");
     assert!(message.contains("malformed inverted index"), "{message}");
+    // The local API's tokens are refused with the same reason.
+    let made = cli.json_status(&["api", "token", "create", "--name", "phone", "--scope", "ask"], 1);
+    assert_eq!(error_of(&made).0, "database_damaged");
     let report = cli.doctor();
     assert_eq!(report["ok"], false, "{report}");
 

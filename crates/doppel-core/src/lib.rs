@@ -1034,10 +1034,12 @@ impl Doppel {
         write: impl FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         self.call(|reply| {
-            Command::Apply(Box::new(move |conn: &mut rusqlite::Connection| {
+            Command::Apply(Box::new(move |conn: Result<&mut rusqlite::Connection>| {
                 let result = conn
-                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                    .map_err(Error::from)
+                    .and_then(|conn| {
+                        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                            .map_err(Error::from)
+                    })
                     .and_then(|tx| {
                         let value = write(&tx)?;
                         tx.commit()?;

@@ -100,8 +100,9 @@ pub(crate) enum Command {
     Chat(ChatWrite),
     /// A small write of a concern outside the worker's own (the local API's tokens and their
     /// use, `access.rs`): the closure runs on the write connection, makes its own transaction
-    /// and sends its own reply. Handled like chat writes, even between embedding batches.
-    Apply(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// and sends its own reply. Handled like chat writes, even between embedding batches. It
+    /// is given the error instead when the write is refused.
+    Apply(Box<dyn FnOnce(Result<&mut Connection>) + Send>),
 }
 
 /// The writes of chat, each with its reply channel.
@@ -426,7 +427,7 @@ impl Worker {
                 drop(reply.send(store::unwatch_folder(&self.conn, folder)))
             }
             Command::Chat(write) => self.chat_write(write),
-            Command::Apply(write) => write(&mut self.conn),
+            Command::Apply(write) => write(Ok(&mut self.conn)),
         }
     }
 
@@ -687,8 +688,7 @@ impl Command {
                 ChatWrite::Verify { reply, .. } => drop(reply.send(Err(error))),
                 ChatWrite::SaveProgress { .. } => {}
             },
-            // Its reply goes unanswered: the caller is told the request failed.
-            Command::Apply(_) => {}
+            Command::Apply(write) => write(Err(error)),
         }
     }
 }
