@@ -102,8 +102,11 @@ pub(crate) enum Command {
     /// use, `access.rs`): the closure runs on the write connection, makes its own transaction
     /// and sends its own reply. Handled like chat writes, even between embedding batches. It
     /// is given the error instead when the write is refused.
-    Apply(Box<dyn FnOnce(Result<&mut Connection>) + Send>),
+    Apply(ApplyWrite),
 }
+
+/// The closure of a [`Command::Apply`]: given the write connection, or why it is refused.
+pub(crate) type ApplyWrite = Box<dyn FnOnce(Result<&mut Connection>) + Send>;
 
 /// The writes of chat, each with its reply channel.
 pub(crate) enum ChatWrite {
