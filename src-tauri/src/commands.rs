@@ -23,6 +23,7 @@ use crate::error::IpcError;
 use crate::state::Shell;
 
 // Taking the twin along and the local API have a file of their own.
+pub use crate::diagnostics::*;
 pub use crate::portable::*;
 
 type Reply<T> = Result<T, IpcError>;

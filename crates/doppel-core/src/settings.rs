@@ -57,6 +57,8 @@ pub struct Settings {
     /// Quiet time after a change in a watched folder before its files are queued, in
     /// milliseconds: a burst of writes to a file becomes one job.
     pub watch_debounce_ms: u32,
+    /// Days of local metrics kept (`doppel stats`); 0 records none.
+    pub metrics_days: u32,
 }
 
 impl Default for Settings {
@@ -84,6 +86,7 @@ impl Default for Settings {
             chat_timeout_s: 0,
             chat_idle_s: 0,
             watch_debounce_ms: 0,
+            metrics_days: 0,
         };
         for spec in SPECS {
             *(spec.field)(&mut settings) = spec.default;
@@ -285,6 +288,14 @@ pub static SPECS: &[SettingSpec] = &[
         min: 50,
         max: 60_000,
         field: |s| &mut s.watch_debounce_ms,
+    },
+    SettingSpec {
+        key: "metrics_days",
+        help: "days of local metrics kept (job times, failures, latencies; never document text); 0 records none",
+        default: 30,
+        min: 0,
+        max: 365,
+        field: |s| &mut s.metrics_days,
     },
 ];
 
