@@ -9,6 +9,7 @@ mod chat;
 mod input;
 mod json;
 mod models;
+mod rerank;
 mod wait;
 mod watch;
 
@@ -179,6 +180,11 @@ enum Command {
         #[command(subcommand)]
         action: Option<chat::ChatModelAction>,
     },
+    /// Show or choose the reranking server that reorders search results (off by default).
+    Reranker {
+        #[command(subcommand)]
+        action: Option<rerank::RerankerAction>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -329,6 +335,9 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Persona(args) => chat::persona(&doppel, &out, args).map(|()| Outcome::Ok),
         Command::ChatModel { action } => {
             chat::chat_model(&doppel, &out, action).map(|()| Outcome::Ok)
+        }
+        Command::Reranker { action } => {
+            rerank::reranker(&doppel, &out, action).map(|()| Outcome::Ok)
         }
         Command::Ingest { items, no_wait } => {
             let (urls, paths): (Vec<String>, Vec<String>) = items
