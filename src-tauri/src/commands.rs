@@ -22,6 +22,9 @@ use crate::dto;
 use crate::error::IpcError;
 use crate::state::Shell;
 
+// Taking the twin along and the local API have a file of their own.
+pub use crate::portable::*;
+
 type Reply<T> = Result<T, IpcError>;
 
 /// Jobs listed at most, newest first.

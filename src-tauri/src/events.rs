@@ -15,6 +15,8 @@ use tauri::{AppHandle, Emitter};
 pub const EVENT: &str = "doppel://event";
 /// The Tauri event that carries download progress.
 pub const DOWNLOAD: &str = "doppel://download";
+/// Progress of a backup or a restore: `{ stage, done, total }`.
+pub const BACKUP: &str = "doppel://backup";
 
 /// One core event as the front end receives it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -10,6 +10,7 @@ mod commands;
 mod dto;
 mod error;
 mod events;
+mod portable;
 mod state;
 
 use std::process::ExitCode;
@@ -82,6 +83,15 @@ commands![
     watch_folder,
     unwatch_folder,
     ping,
+    backup,
+    cancel_backup,
+    restore,
+    export_twin,
+    api_status,
+    set_api,
+    api_tokens,
+    create_api_token,
+    revoke_api_token,
 ];
 
 fn main() -> ExitCode {

@@ -30,6 +30,10 @@ struct Inner {
     asks: Mutex<HashMap<String, Arc<AtomicBool>>>,
     /// The running download or import, if any.
     download: Mutex<Option<Arc<AtomicBool>>>,
+    /// The local API's server, while it runs.
+    api: Mutex<Option<doppel_api::ApiServer>>,
+    /// The running backup or restore, if any.
+    backup: Mutex<Option<Arc<AtomicBool>>>,
 }
 
 /// The core as it is: still opening, open, failed to open, or closed at exit.
@@ -61,6 +65,7 @@ impl Shell {
                 crate::events::forward(app, received);
             }
             shell.set_core(opened);
+            shell.start_api_if_on();
         });
         if let Err(e) = spawned {
             self.set_core(Err(IpcError::internal(format!("could not start opening: {e}"))));
@@ -166,12 +171,116 @@ impl Shell {
         }
     }
 
+    /// Starts the local API if the owner switched it on (at open, and after a restore). A
+    /// failure to listen (the port is taken) is logged and shown by `api_status`.
+    pub fn start_api_if_on(&self) {
+        let Ok(doppel) = self.core() else { return };
+        if let Err(e) = self.apply_api(&doppel) {
+            tracing::warn!(code = %e.code, "the local API could not start");
+        }
+    }
+
+    /// Runs the API server as the settings say: started at their address, or stopped.
+    pub fn apply_api(&self, doppel: &Arc<Doppel>) -> Result<(), IpcError> {
+        let settings = doppel.api_settings()?;
+        let mut api = lock(&self.inner.api);
+        let running = api.as_ref().map(doppel_api::ApiServer::address);
+        if !settings.enabled {
+            drop(api.take());
+            return Ok(());
+        }
+        if running == Some(settings.address) {
+            return Ok(());
+        }
+        drop(api.take());
+        *api = Some(doppel_api::ApiServer::start(
+            Arc::clone(doppel),
+            settings.address,
+            Default::default(),
+        )?);
+        Ok(())
+    }
+
+    /// Where the API server listens, while it runs.
+    pub fn api_address(&self) -> Option<std::net::SocketAddr> {
+        lock(&self.inner.api).as_ref().map(doppel_api::ApiServer::address)
+    }
+
+    /// Registers the backup or restore about to run; only one runs at a time.
+    pub fn begin_backup(&self) -> Result<BackupGuard, IpcError> {
+        let mut slot = lock(&self.inner.backup);
+        if slot.is_some() {
+            return Err(IpcError::invalid_input("a backup or restore is already running"));
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        *slot = Some(Arc::clone(&cancel));
+        Ok(BackupGuard { shell: self.clone(), cancel })
+    }
+
+    /// Stops the running backup or restore, if any; it leaves everything as it was.
+    pub fn cancel_backup(&self) {
+        if let Some(cancel) = lock(&self.inner.backup).as_ref() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the core, runs `work` on its data directory (a restore), and opens it again,
+    /// whatever `work` did. Commands meanwhile wait for the core to open.
+    pub fn without_core<T>(
+        &self,
+        app: AppHandle,
+        work: impl FnOnce(PathBuf) -> Result<T, IpcError>,
+    ) -> Result<T, IpcError> {
+        let doppel = self.core()?;
+        let data_dir = doppel.data_dir().to_path_buf();
+        self.cancel_all_asks();
+        self.cancel_download();
+        drop(lock(&self.inner.api).take());
+        *lock(&self.inner.core) = Slot::Opening;
+        // The core closes when the last command that holds it returns (answers and downloads
+        // were just stopped).
+        let mut held = doppel;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match Arc::try_unwrap(held) {
+                Ok(doppel) => {
+                    drop(doppel);
+                    break;
+                }
+                Err(still) if std::time::Instant::now() < deadline => {
+                    held = still;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(still) => {
+                    // Something still works with it: it stays open, and nothing is restored.
+                    *lock(&self.inner.core) = Slot::Open(still);
+                    self.inner.opened.notify_all();
+                    self.start_api_if_on();
+                    return Err(IpcError::from(doppel_core::Error::Busy(
+                        "Doppel is still busy with the data directory; try again".into(),
+                    )));
+                }
+            }
+        }
+        let result = work(data_dir);
+        let (events, received) = std::sync::mpsc::channel();
+        let opened = open_core(events);
+        if opened.is_ok() {
+            crate::events::forward(app, received);
+        }
+        self.set_core(opened);
+        self.start_api_if_on();
+        result
+    }
+
     /// At exit: stops answers and downloads, and lets the core go. The core closes (its worker
     /// puts a running job back in the queue and releases the lock) once the last command
     /// holding it returns.
     pub fn close(&self) {
         self.cancel_all_asks();
         self.cancel_download();
+        self.cancel_backup();
+        drop(lock(&self.inner.api).take());
         let previous = std::mem::replace(&mut *lock(&self.inner.core), Slot::Closed);
         self.inner.opened.notify_all();
         drop(previous);
@@ -205,6 +314,18 @@ pub struct DownloadGuard {
 impl Drop for DownloadGuard {
     fn drop(&mut self) {
         *lock(&self.shell.inner.download) = None;
+    }
+}
+
+/// The running backup's or restore's cancel flag; frees the slot when dropped.
+pub struct BackupGuard {
+    shell: Shell,
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Drop for BackupGuard {
+    fn drop(&mut self) {
+        *lock(&self.shell.inner.backup) = None;
     }
 }
 

@@ -177,6 +177,36 @@ export type DownloadProgress = { done: number; total: number | null };
 
 export const EVENT = "doppel://event";
 export const DOWNLOAD_EVENT = "doppel://download";
+export const BACKUP_EVENT = "doppel://backup";
+
+// ---- Taking the twin along, and the local API ----
+
+export type Counts = { sources: number; chunks: number; conversations: number; verifiedAnswers: number };
+export type BackupDone = { path: string; bytes: number; encrypted: boolean; counts: Counts };
+export type RestoreDone = {
+  counts: Counts;
+  replaced: boolean;
+  migratedFrom: number | null;
+  indexEntries: number;
+  notes: string[];
+};
+export type ExportDone = { dir: string; conversations: number; verifiedAnswers: number; sources: number };
+export type BackupProgress = { stage: "snapshot" | "write" | "read" | "check" | "index"; done: number; total: number };
+export type ApiStatus = { enabled: boolean; address: string; url: string | null };
+export type ApiScope = "ask" | "read";
+export type ApiToken = {
+  id: number;
+  twin: number;
+  name: string;
+  scope: ApiScope;
+  prefix: string;
+  ratePerMinute: number;
+  dailyTokens: number;
+  createdAt: number;
+  lastUsedAt: number | null;
+  revokedAt: number | null;
+};
+export type NewApiToken = { token: ApiToken; secret: string; shareLink: string | null };
 
 // ---- Errors ----
 
@@ -305,6 +335,22 @@ export const api = {
   watchFolder: (twin: number, path: string) => call<WatchedFolder>("watch_folder", { twin, path }),
   unwatchFolder: (folder: number) => call<null>("unwatch_folder", { folder }),
   ping: () => call<null>("ping"),
+
+  backup: (path: string, passphrase?: string) => call<BackupDone>("backup", { path, passphrase }),
+  cancelBackup: () => call<null>("cancel_backup"),
+  /** Replaces the twin with a backup's; a twin that holds anything is replaced only when
+   * `confirmed` (else `confirmation_needed`). */
+  restore: (path: string, passphrase: string | undefined, confirmed: boolean) =>
+    call<RestoreDone>("restore", { path, passphrase, confirmed }),
+  exportTwin: (twin: number, path: string) => call<ExportDone>("export_twin", { twin, path }),
+  apiStatus: () => call<ApiStatus>("api_status"),
+  /** An address other than loopback needs `confirmed` (else `confirmation_needed`). */
+  setApi: (enabled: boolean, address?: string, confirmed?: boolean) =>
+    call<ApiStatus>("set_api", { enabled, address, confirmed }),
+  apiTokens: () => call<ApiToken[]>("api_tokens"),
+  createApiToken: (twin: number, name: string, scope: ApiScope) =>
+    call<NewApiToken>("create_api_token", { twin, name, scope }),
+  revokeApiToken: (token: number) => call<ApiToken>("revoke_api_token", { token }),
 };
 
 // ---- Events ----
@@ -315,4 +361,8 @@ export function onDoppelEvent(handler: (ev: DoppelEvent) => void): Promise<Unlis
 
 export function onDownloadProgress(handler: (p: DownloadProgress) => void): Promise<UnlistenFn> {
   return listen<DownloadProgress>(DOWNLOAD_EVENT, (e) => handler(e.payload));
+}
+
+export function onBackupProgress(handler: (p: BackupProgress) => void): Promise<UnlistenFn> {
+  return listen<BackupProgress>(BACKUP_EVENT, (e) => handler(e.payload));
 }

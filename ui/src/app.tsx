@@ -22,6 +22,7 @@ import { useModels, type ModelsState } from "./views/Models";
 const EVENT_BATCH_MS = 0;
 import { TwinView } from "./views/Twin";
 import { SettingsView } from "./views/Settings";
+import { ApiStatusLine } from "./views/Portable";
 
 export type View = "sources" | "chat" | "twin" | "settings";
 type ToastKind = "info" | "error" | "success";
@@ -369,6 +370,7 @@ export function App(props: { initialView?: View }) {
             ))}
           </ul>
           <div class="sidebar-foot">
+            <ApiStatusLine />
             {bg && (
               <div class={`bg-status ${bg.error ? "error" : ""}`} data-testid="background-status" role="status">
                 <span>{bg.label}</span>

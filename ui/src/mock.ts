@@ -9,6 +9,7 @@ import { emit } from "@tauri-apps/api/event";
 import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import type {
   AnswerMode,
+  ApiToken,
   Catalogue,
   AskEvent,
   ChatModel,
@@ -32,6 +33,9 @@ const now = Date.now();
 const min = 60_000;
 const params = new URLSearchParams(location.search);
 const slow = params.has("slow") ? 4 : 1;
+
+const apiState = { enabled: false, address: "127.0.0.1:8765" };
+const apiTokens: ApiToken[] = [];
 
 function err(code: string, message: string) {
   return { code, message };
@@ -522,6 +526,36 @@ function handle(cmd: string, a: Args): unknown {
       return a.persona;
     case "watched_folders":
       return watched;
+    case "api_status":
+      return { ...apiState, url: apiState.enabled ? `http://${apiState.address}/v1` : null };
+    case "set_api":
+      apiState.enabled = Boolean(a.enabled);
+      if (typeof a.address === "string") apiState.address = a.address;
+      return { ...apiState, url: apiState.enabled ? `http://${apiState.address}/v1` : null };
+    case "api_tokens":
+      return apiTokens;
+    case "create_api_token": {
+      const token = {
+        id: apiTokens.length + 1,
+        twin: a.twin as number,
+        name: String(a.name),
+        scope: a.scope as "ask" | "read",
+        prefix: "0123456789ab",
+        ratePerMinute: 60,
+        dailyTokens: 50000,
+        createdAt: Date.now(),
+        lastUsedAt: null,
+        revokedAt: null,
+      };
+      apiTokens.unshift(token);
+      const secret = `dpl_0123456789ab_${"f".repeat(64)}`;
+      return { token, secret, shareLink: a.scope === "ask" ? `http://${apiState.address}/share#token=${secret}` : null };
+    }
+    case "revoke_api_token": {
+      const t = apiTokens.find((x) => x.id === a.token);
+      if (t) t.revokedAt = Date.now();
+      return t;
+    }
     case "watch_folder": {
       const f = { id: watched.length + 1, twinId: a.twin as number, path: String(a.path), createdAt: Date.now() };
       watched.push(f);

@@ -26,3 +26,18 @@ export async function pickModelFile(): Promise<string | null> {
 export async function pickSavePath(defaultPath: string): Promise<string | null> {
   return save({ defaultPath, title: "Export conversation", filters: [{ name: "Markdown", extensions: ["md"] }] });
 }
+
+export async function pickBackupSavepath(): Promise<string | null> {
+  const day = new Date().toISOString().slice(0, 10);
+  return save({ defaultPath: `doppel-${day}.doppel`, title: "Back up", filters: [{ name: "Doppel backup", extensions: ["doppel"] }] });
+}
+
+export async function pickBackupFile(): Promise<string | null> {
+  const picked = await open({
+    multiple: false,
+    directory: false,
+    title: "Restore a backup",
+    filters: [{ name: "Doppel backup", extensions: ["doppel"] }],
+  });
+  return typeof picked === "string" ? picked : null;
+}

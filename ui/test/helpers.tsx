@@ -129,6 +129,8 @@ export function baseHandlers(): Record<string, Handler> {
     chat_models: () => [],
     answer_mode: () => "auto",
     watched_folders: () => [],
+    api_status: () => ({ enabled: false, address: "127.0.0.1:8765", url: null }),
+    api_tokens: () => [],
     app_info: () => ({ version: "0.1.0", dataDir: "/data", schemaVersion: 4 }),
     model_status: () => ({ problems: [], dirs: [] }),
     catalogue: () => ({ chat: [], embedding: [] }),

@@ -5,6 +5,8 @@
 //! `--json`) or `error: message` on stderr, with exit status 1. A command whose items partly
 //! failed (some files of an ingest) prints its report and exits with status 2.
 
+mod api;
+mod backup;
 mod chat;
 mod input;
 mod json;
@@ -141,7 +143,12 @@ enum Command {
         yes: bool,
     },
     /// Check the data directory: integrity, versions, counts.
-    Doctor,
+    Doctor {
+        /// Rebuild the keyword index and the database's indexes first, which repairs damage
+        /// found in them (writing resumes once the database is whole).
+        #[arg(long)]
+        repair: bool,
+    },
     /// Ask the twin a question; the answer streams, with its citations. Ctrl-C stops it.
     Ask {
         /// The question.
@@ -184,6 +191,36 @@ enum Command {
     Reranker {
         #[command(subcommand)]
         action: Option<rerank::RerankerAction>,
+    },
+    /// Back up the data directory into one file (the app may be running).
+    Backup {
+        /// The file to write (replaced whole if it exists).
+        file: PathBuf,
+        /// Encrypt it with a passphrase, read from standard input.
+        #[arg(long)]
+        encrypt: bool,
+    },
+    /// Restore a backup into the data directory (`--data-dir`): an empty one, or one holding a
+    /// twin when `--yes` confirms replacing it. An encrypted backup's passphrase is read from
+    /// standard input.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Replace a data directory that holds a twin.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The local API: serve it, switch it on or off for the desktop app, make and revoke
+    /// tokens.
+    Api {
+        #[command(subcommand)]
+        action: api::ApiAction,
+    },
+    /// Write the twin as plain files into a new folder: conversations (Markdown), verified
+    /// answers, persona, sources (CSV).
+    Export {
+        /// The folder to create (or an empty one).
+        dir: PathBuf,
     },
 }
 
@@ -283,12 +320,25 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<Outcome, Error> {
     let data_dir = Config::resolve_data_dir(cli.data_dir.as_deref())?;
     doppel_core::init_logging(&data_dir);
+    let out = Printer { json: cli.json };
+    // These two never open the data directory: a backup reads it while the app may hold it,
+    // and a restore takes its lock itself.
+    match &cli.command {
+        Command::Backup { file, encrypt } => {
+            return backup::backup(data_dir, &out, file.clone(), *encrypt).map(|()| Outcome::Ok);
+        }
+        Command::Restore { file, yes } => {
+            return backup::restore(data_dir, &out, file.clone(), *yes).map(|()| Outcome::Ok);
+        }
+        _ => {}
+    }
     let process_queue = match &cli.command {
         Command::Ingest { no_wait, .. }
         | Command::AddText { no_wait, .. }
         | Command::Reingest { no_wait, .. } => !no_wait,
         Command::Wait => true,
         Command::Watch { action } => action.runs(),
+        Command::Api { action: api::ApiAction::Serve { .. } } => true,
         Command::Embedder { action: Some(action), no_wait, .. } => {
             !no_wait && !matches!(action, EmbedderAction::Key { .. })
         }
@@ -304,11 +354,10 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         subscriber: watching.then_some(subscriber),
         ..Config::new(data_dir)
     })?;
-    let out = Printer { json: cli.json };
     // Commands that read vectors, or check them, wait for a rebuild of the index that opening
     // the directory started (after a crash, say), rather than answer by keywords alone.
     let reads_vectors = match &cli.command {
-        Command::Ask { .. } | Command::Chat { .. } | Command::Doctor => true,
+        Command::Ask { .. } | Command::Chat { .. } | Command::Doctor { .. } => true,
         Command::Search { mode, .. } => SearchMode::parse(mode) != Some(SearchMode::Keyword),
         _ => false,
     };
@@ -316,6 +365,9 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         wait::index(&doppel, &out)?;
     }
     match cli.command {
+        Command::Backup { .. } | Command::Restore { .. } => Ok(Outcome::Ok),
+        Command::Export { dir } => backup::export(&doppel, &out, dir).map(|()| Outcome::Ok),
+        Command::Api { action } => api::api(doppel, &out, action).map(|()| Outcome::Ok),
         Command::Ask { question, conversation, mode } => {
             let mode = mode.as_deref().map(chat::parse_mode).transpose()?;
             let answer = chat::ask(&doppel, &out, question, conversation, mode)?;
@@ -510,7 +562,11 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             Ok(Outcome::Ok)
         }
         Command::Embedder { action, no_wait, yes } => embedder(&doppel, action, no_wait, yes, &out),
-        Command::Doctor => {
+        Command::Doctor { repair } => {
+            if repair {
+                doppel.repair()?;
+                out.note("the database's indexes were rebuilt, and it is whole");
+            }
             let report = doppel.doctor()?;
             out.value(json::doctor(&report), || json::doctor_text(&report));
             Ok(if report.problems.is_empty() { Outcome::Ok } else { Outcome::Partial })
@@ -609,7 +665,7 @@ fn embedder(
 }
 
 /// One line from standard input; on a terminal it is asked for with `prompt` and not echoed.
-fn read_secret(prompt: &str) -> std::io::Result<String> {
+pub(crate) fn read_secret(prompt: &str) -> std::io::Result<String> {
     let stdin = std::io::stdin();
     let terminal = stdin.is_terminal();
     // SAFETY: termios is plain data; tcgetattr fills it and tcsetattr only reads it.

@@ -439,6 +439,62 @@ fn doctor_reports_a_healthy_directory() {
 }
 
 #[test]
+fn m6_a_damaged_keyword_index_stops_writes_until_doctor_repairs_it() {
+    let cli = Cli::new();
+    let note = cli.write("a.md", "# Owls\nOwls hunt mice at night in the barn.");
+    cli.json(&["ingest", note.to_str().unwrap()]);
+    // The keyword index's pages are damaged behind Doppel's back.
+    let db = rusqlite::Connection::open(cli.data_dir().join("doppel.sqlite3")).unwrap();
+    db.execute("UPDATE chunks_fts_data SET block = randomblob(40) WHERE id NOT IN (1, 10)", [])
+        .unwrap();
+    drop(db);
+
+    let other = cli.write("b.md", "# Garden\nThe tomatoes went in during May.");
+    let (code, message) = error_of(&cli.json_status(&["ingest", other.to_str().unwrap()], 1));
+    assert_eq!(code, "database_damaged");
+    assert!(message.contains("doppel doctor --repair") && message.contains("backup"), "{message}");
+    assert!(message.contains("malformed inverted index"), "{message}");
+    let report = cli.doctor();
+    assert_eq!(report["ok"], false, "{report}");
+
+    // This CLI has no model files, which doctor reports too (exit status 2).
+    cli.json_status(&["doctor", "--repair"], 2);
+    assert_eq!(cli.doctor()["ok"], true);
+    let report = cli.json(&["ingest", other.to_str().unwrap()]);
+    assert_eq!(report["jobs"][0]["state"], "done", "{report}");
+    assert_eq!(cli.search("owls").len(), 1);
+    assert_eq!(cli.search("tomatoes").len(), 1);
+}
+
+#[test]
+fn m6_damage_to_the_data_itself_is_refused_and_points_to_a_backup() {
+    let cli = Cli::new();
+    let note = cli.write("a.md", "# Owls\nOwls hunt mice at night in the barn.");
+    cli.json(&["ingest", note.to_str().unwrap()]);
+    let path = cli.data_dir().join("doppel.sqlite3");
+    let (page_size, root): (u64, u64) = {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let page_size = db.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        let root = db
+            .query_row("SELECT rootpage FROM sqlite_master WHERE name = 'chunks'", [], |r| r.get(0))
+            .unwrap();
+        (page_size, root)
+    };
+    // The passages' table page is overwritten, as a failing disk would.
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start((root - 1) * page_size)).unwrap();
+    file.write_all(&[0xAA; 64]).unwrap();
+    drop(file);
+
+    let other = cli.write("b.md", "# Garden\nThe tomatoes went in during May.");
+    let (code, _) = error_of(&cli.json_status(&["ingest", other.to_str().unwrap()], 1));
+    assert_eq!(code, "database_damaged");
+    let (code, message) = error_of(&cli.json_status(&["doctor", "--repair"], 1));
+    assert_eq!(code, "database_damaged");
+    assert!(message.contains("did not help") && message.contains("restore a backup"), "{message}");
+}
+
+#[test]
 fn debian_handbook_pages_are_found_by_distinctive_phrases() {
     let dir = std::path::Path::new("/usr/share/doc/debian-handbook/html/en-US");
     assert!(dir.is_dir(), "install the debian-handbook package (.ci/run does)");

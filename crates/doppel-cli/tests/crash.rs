@@ -222,6 +222,81 @@ fn cr4_the_index_agrees_with_the_database_after_kills_in_rebuilds_saves_and_dele
     assert!(hits["hits"][0]["origin"].as_str().unwrap().ends_with("n09.txt"), "{hits}");
 }
 
+/// Every file under `dir` (recursively) that holds one of `needles`.
+fn files_holding(dir: &std::path::Path, needles: &[(&str, &[u8])]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needles));
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for (what, needle) in needles {
+            if bytes.windows(needle.len()).any(|w| w == *needle) {
+                found.push(format!("{what} in {}", path.display()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn cr4_nothing_of_a_forgotten_file_survives_a_sigkill_right_after_its_delete() {
+    let cli = Cli::with_models();
+    let gone = cli.write("notes/gone.md", "# Qrk5512 plans\nThe vzw8830 recipe must not survive.");
+    cli.write("notes/kept.md", "# Kept\nAn ordinary note about the garden.");
+    let notes = cli.file("notes");
+    cli.json(&["ingest", notes.to_str().unwrap()]);
+    cli.json(&["watch", "add", notes.to_str().unwrap()]);
+    let db = Connection::open_with_flags(
+        cli.data_dir().join("doppel.sqlite3"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let vector: Vec<u8> = db
+        .query_row(
+            "SELECT e.vector FROM embeddings e JOIN chunks c ON c.text_hash = e.text_hash
+             JOIN sources s ON s.id = c.source_id WHERE s.origin LIKE '%gone.md'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(db);
+    let needles: [(&str, &[u8]); 4] = [
+        ("text", b"vzw8830"),
+        ("title", b"Qrk5512"),
+        ("vector head", &vector[..32]),
+        ("vector tail", &vector[vector.len() - 32..]),
+    ];
+    assert!(!files_holding(cli.data_dir(), &needles).is_empty(), "the scan finds it before");
+
+    // The app follows the folder; the file goes, the app forgets it, and is killed at once.
+    let mut child = cli
+        .command()
+        .args(["--json", "watch", "run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_out, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_out.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next_line = || lines.recv_timeout(std::time::Duration::from_secs(120)).unwrap();
+    while !next_line().contains("watch_changed") {}
+    std::fs::remove_file(&gone).unwrap();
+    while !next_line().contains("source_deleted") {}
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(files_holding(cli.data_dir(), &needles), Vec::<String>::new());
+}
+
 /// A process killed while an answer streams: the next start finds the answer as far as it got,
 /// marked cancelled, never left "streaming".
 #[test]
@@ -257,4 +332,119 @@ fn an_answer_cut_off_by_sigkill_keeps_what_it_had_said() {
     let messages = cli.json(&["export-conversation", id]);
     assert_eq!(messages[1]["state"], "cancelled", "{messages}");
     assert_eq!(messages[1]["content"], "In May");
+}
+
+/// Starts `doppel ARGS` on `cli`'s data directory and kills it with SIGKILL as soon as its
+/// stderr shows `line` (a step of its progress). Returns whether the line came before it ended.
+fn run_and_kill_at(cli: &Cli, args: &[&str], line: &str) -> bool {
+    let mut child =
+        cli.command().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let seen = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.trim() == line);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    seen
+}
+
+/// A twin of `files` notes of 40 paragraphs each, learnt without a model.
+fn learn_notes(cli: &Cli, files: usize, word: &str) {
+    for i in 0..files {
+        let text: String = (0..40)
+            .map(|p| {
+                format!("Note {i} paragraph {p} keeps the word {word}{i}p{p} among others.\n\n")
+            })
+            .collect();
+        cli.write(&format!("{word}/{word}{i:03}.md"), format!("# {word} {i}\n\n{text}"));
+    }
+    cli.json(&["ingest", cli.file(word).to_str().unwrap()]);
+}
+
+fn titles(cli: &Cli) -> Vec<String> {
+    let mut titles: Vec<String> =
+        cli.sources().iter().map(|s| s["title"].as_str().unwrap().to_string()).collect();
+    titles.sort();
+    titles
+}
+
+#[test]
+fn a_kill_during_a_backup_leaves_the_old_file_or_none_never_a_torn_one() {
+    let cli = Cli::new();
+    learn_notes(&cli, 300, "bean");
+    let path = cli.file("backups/twin.doppel");
+    let file = path.to_str().unwrap();
+    let check = |old: Option<&[u8]>| match std::fs::read(&path) {
+        Err(e) => assert!(old.is_none(), "the old backup is gone: {e}"),
+        Ok(bytes) if Some(bytes.as_slice()) == old => {}
+        // Not the old file: then a whole new one, which restores.
+        Ok(_) => {
+            let target = Cli::new();
+            let restored = target.json(&["restore", file]);
+            assert_eq!(restored["counts"]["sources"], 300, "{restored}");
+        }
+    };
+    // No file yet: a kill leaves none, or a whole one.
+    for stage in ["backup: snapshot", "backup: write"] {
+        let _ = std::fs::remove_file(&path);
+        run_and_kill_at(&cli, &["backup", file], stage);
+        check(None);
+    }
+    cli.json(&["backup", file]);
+    let old = std::fs::read(&path).unwrap();
+    for round in 0..3 {
+        for stage in ["backup: snapshot", "backup: write"] {
+            let seen = run_and_kill_at(&cli, &["backup", file], stage);
+            println!("round {round}: killed at {stage:?} (seen: {seen})");
+            check(Some(&old));
+        }
+    }
+    // Leftovers of the killed tries do not stop the next backup.
+    cli.json(&["backup", file]);
+    check(Some(&[]));
+}
+
+#[test]
+fn a_kill_during_a_restore_leaves_the_previous_data_directory_intact() {
+    let source = Cli::with_models();
+    learn_notes(&source, 40, "kale");
+    let backup = source.file("twin.doppel");
+    let backup = backup.to_str().unwrap();
+    source.json(&["backup", backup]);
+    let target = Cli::with_models();
+    learn_notes(&target, 3, "previous");
+    let previous = titles(&target);
+    let restored = titles(&source);
+    for round in 0..2 {
+        for stage in ["restore: read", "restore: check", "restore: index"] {
+            let seen = run_and_kill_at(&target, &["restore", backup, "--yes"], stage);
+            let now = titles(&target);
+            println!("round {round}: killed at {stage:?} (seen: {seen}): {} sources", now.len());
+            assert!(now == previous || now == restored, "{now:?}");
+            let doctor = target.doctor();
+            let problems = doctor["problems"].as_array().unwrap();
+            assert!(problems.iter().all(|p| !p.as_str().unwrap().contains("corrupt")), "{doctor}");
+            if now == restored {
+                // The restore had already happened: go back to the previous twin for the next
+                // round.
+                let again = Cli::with_models();
+                learn_notes(&again, 3, "previous");
+                let back = again.file("previous.doppel");
+                again.json(&["backup", back.to_str().unwrap()]);
+                target.json(&["restore", back.to_str().unwrap(), "--yes"]);
+                assert_eq!(titles(&target), previous);
+            }
+        }
+    }
+    let report = target.json(&["restore", backup, "--yes"]);
+    assert_eq!(report["replaced"], true);
+    assert_eq!(titles(&target), restored);
+    let parent = target.data_dir().parent().unwrap();
+    let name = target.data_dir().file_name().unwrap().to_string_lossy().into_owned();
+    let aside: Vec<_> = std::fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!(".{name}")))
+        .collect();
+    assert!(aside.is_empty(), "{aside:?}");
 }

@@ -237,7 +237,7 @@ pub enum Error {
 
     /// A bug in Doppel stopped one piece of work (it failed alone; the rest goes on).
     #[error(
-        "Doppel stopped {during} on an internal error (a bug, reported in the log); other files go on"
+        "Doppel stopped {during} on an internal error (a bug, reported in the log); everything else goes on"
     )]
     Internal {
         /// What was being done, in a few words.
@@ -247,6 +247,81 @@ pub enum Error {
     /// The database file failed an integrity check.
     #[error("database is corrupt: {0}")]
     Corrupt(String),
+
+    /// The check at open found the database damaged: nothing is written to it until it is
+    /// repaired, so that the damage does not spread; reading goes on.
+    #[error(
+        "the database is damaged ({reason}), so Doppel will not write to it: run `doppel doctor \
+         --repair`, or restore a backup; searching and reading still work"
+    )]
+    Damaged {
+        /// SQLite's own words, shortened.
+        reason: String,
+    },
+
+    /// A backup is encrypted and no passphrase was given.
+    #[error("this backup is encrypted: its passphrase is needed")]
+    PassphraseNeeded,
+
+    /// The passphrase given does not open the backup.
+    #[error("the passphrase does not open this backup; nothing was changed")]
+    WrongPassphrase,
+
+    /// A backup file is not whole: truncated, altered, or not a Doppel backup at all.
+    #[error("the backup {} cannot be used: {reason}; nothing was changed", .path.display())]
+    BackupDamaged {
+        /// The backup file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A request to the local API carried no valid token (missing, unknown, revoked, of
+    /// another twin). Every such failure reads the same, so that none tells more than another.
+    #[error("a valid API token is needed: send it as `Authorization: Bearer <token>`")]
+    Unauthorized,
+
+    /// A valid token asked for something outside its scope.
+    #[error("this token's scope ({scope}) does not allow {what}")]
+    Forbidden {
+        /// The token's scope.
+        scope: &'static str,
+        /// What was asked, in a few words.
+        what: &'static str,
+    },
+
+    /// A token made more requests than its rate limit allows.
+    #[error(
+        "rate limit of {per_minute} requests per minute reached; try again in {retry_after_s} s"
+    )]
+    RateLimited {
+        /// The token's limit.
+        per_minute: u32,
+        /// Seconds until a request will be accepted.
+        retry_after_s: u64,
+    },
+
+    /// A token used its daily budget of generated tokens.
+    #[error("daily budget of {budget} generated tokens used up; it renews in {retry_after_s} s")]
+    BudgetExhausted {
+        /// The token's daily budget.
+        budget: u64,
+        /// Seconds until the budget renews (midnight UTC).
+        retry_after_s: u64,
+    },
+
+    /// A request to the local API was larger than it accepts.
+    #[error("{what} too large (limit {})", human_size(*.limit))]
+    TooLarge {
+        /// "body" or "headers".
+        what: &'static str,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
+    /// The local API is serving as many answers at once as it allows.
+    #[error("{0}")]
+    Busy(String),
 }
 
 const MB: u64 = 1024 * 1024;
@@ -307,7 +382,17 @@ impl Error {
             Error::Generation { .. } => "generation",
             Error::Index { .. } => "index",
             Error::Corrupt(_) => "corrupt",
+            Error::Damaged { .. } => "database_damaged",
             Error::Internal { .. } => "internal",
+            Error::PassphraseNeeded => "passphrase_needed",
+            Error::WrongPassphrase => "wrong_passphrase",
+            Error::BackupDamaged { .. } => "backup_damaged",
+            Error::Unauthorized => "unauthorized",
+            Error::Forbidden { .. } => "forbidden",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::BudgetExhausted { .. } => "budget_exhausted",
+            Error::TooLarge { .. } => "too_large",
+            Error::Busy(_) => "busy",
         }
     }
 

@@ -109,6 +109,10 @@ pub enum Event {
         /// The source.
         source: SourceId,
     },
+    /// The write-ahead log was folded into the database file and emptied: text deleted before
+    /// it (a forgotten source, an edit's removed paragraphs) has left every file. Sent after
+    /// each delete or edit, or later if a reader outside Doppel held the log until then.
+    LogCheckpointed,
     /// A watched folder was caught up with (when watching starts; sent even when nothing
     /// changed) or noticed changes (only when something was queued or forgotten).
     WatchChanged {

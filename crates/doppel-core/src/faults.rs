@@ -55,6 +55,21 @@ pub(crate) fn wait_while_rebuild_held(database: &Path, cancel: &AtomicBool) -> c
     Ok(())
 }
 
+/// Origin markers: deleting a source whose origin contains one panics mid-transaction.
+static PANIC_IN_DELETE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Makes deleting a source whose origin contains `marker` panic inside its transaction.
+pub fn panic_in_deletes_of(marker: &str) {
+    lock(&PANIC_IN_DELETE).push(marker.to_string());
+}
+
+pub(crate) fn panic_if_delete_armed(origin: &str) {
+    let armed = lock(&PANIC_IN_DELETE).iter().any(|m| origin.contains(m.as_str()));
+    if armed {
+        panic!("fault injected into a delete");
+    }
+}
+
 /// Makes every job whose origin contains `marker` panic after it has parsed its content.
 pub fn panic_in_jobs_of(marker: &str) {
     lock(&PANIC_IN_JOB).push(marker.to_string());

@@ -10,6 +10,8 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
+pub mod backup;
 pub mod catalogue;
 pub mod chat;
 mod datadir;
@@ -17,6 +19,7 @@ pub mod download;
 mod embed;
 mod error;
 mod events;
+mod export;
 #[doc(hidden)]
 pub mod faults;
 mod fetch;
@@ -48,6 +51,7 @@ pub use datadir::{DATABASE_FILE, LOG_DIR, default_data_dir};
 pub use embed::{EmbedderChoice, ModelFiles, ModelInfo, RemoteKind};
 pub use error::{Error, Result};
 pub use events::Event;
+pub use export::{ExportReport, ExportRequest};
 pub use logging::init_logging;
 pub use model::*;
 pub use models::{ModelProblem, ModelSearch};
@@ -799,6 +803,13 @@ impl Doppel {
         }
     }
 
+    /// Rebuilds what can be rebuilt of a damaged database (its keyword index and indexes) and
+    /// checks it again; writing resumes when it is whole. Fails with
+    /// [`Error::Damaged`] when the damage is in the data itself: restore a backup then.
+    pub fn repair(&self) -> Result<()> {
+        self.call(|reply| Command::Repair { reply })
+    }
+
     /// Checks the database and reports versions and counts.
     pub fn doctor(&self) -> Result<DoctorReport> {
         let mut problems = Vec::new();
@@ -938,6 +949,145 @@ impl Doppel {
                 Event::JobDone { job: job.id, source: job.source_id, outcome, chunks }
             }
         }
+    }
+
+    // Taking the twin along, and reaching it from elsewhere (issue 17): backups, restores,
+    // exports, and the local API's tokens and settings. Each is a thin call into `backup`,
+    // `export` or `access`; writes go through the worker as `Command::Apply`.
+
+    /// Backs up this data directory into one file, optionally encrypted, while it stays open
+    /// (see [`backup`]). Progress goes to `progress`; `cancel` stops it, leaving no file.
+    pub fn backup(
+        &self,
+        request: &backup::BackupRequest,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(backup::Progress),
+    ) -> Result<backup::BackupReport> {
+        backup::create(self.dir.path(), request, cancel, progress)
+    }
+
+    /// Backs up a data directory that this process has not opened (another may have: the
+    /// snapshot is consistent all the same).
+    pub fn backup_dir(
+        data_dir: &Path,
+        request: &backup::BackupRequest,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(backup::Progress),
+    ) -> Result<backup::BackupReport> {
+        backup::create(data_dir, request, cancel, progress)
+    }
+
+    /// Restores a backup into `request.config.data_dir`, which no process may have open: into
+    /// an empty or missing folder, or in place of a data directory once the owner confirmed
+    /// (`request.replace`). The vector index is rebuilt, with [`backup::Stage::Index`]
+    /// progress. A failure or a kill leaves the data directory as it was.
+    pub fn restore(
+        request: backup::RestoreRequest,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(backup::Progress),
+    ) -> Result<backup::RestoreReport> {
+        backup::restore(request, cancel, progress)
+    }
+
+    /// Writes a twin as plain files (see [`ExportRequest`]).
+    pub fn export(&self, request: &ExportRequest) -> Result<ExportReport> {
+        export::export(&self.readers, self.dir.path(), request)
+    }
+
+    /// Makes a token of the local API; its whole text is in the result, and nowhere else.
+    pub fn create_api_token(&self, request: &access::TokenRequest) -> Result<access::NewToken> {
+        let minted = access::mint(request)?;
+        let twin = request.twin;
+        let scope = request.scope;
+        let secret = minted.secret.clone();
+        let token = self.apply(move |tx| {
+            store::api::insert_token(
+                tx,
+                &store::api::NewTokenRow {
+                    twin,
+                    name: &minted.name,
+                    scope,
+                    prefix: &minted.prefix,
+                    salt: &minted.salt,
+                    hash: &minted.hash,
+                    rate_per_minute: minted.rate_per_minute,
+                    daily_tokens: minted.daily_tokens,
+                },
+            )
+        })?;
+        Ok(access::NewToken { token, secret })
+    }
+
+    /// Every token of the local API, revoked ones too, newest first.
+    pub fn api_tokens(&self) -> Result<Vec<access::ApiToken>> {
+        self.readers.with(store::api::tokens)
+    }
+
+    /// Revokes a token: it never authenticates again.
+    pub fn revoke_api_token(&self, id: i64) -> Result<access::ApiToken> {
+        self.apply(move |tx| store::api::revoke_token(tx, id))
+    }
+
+    /// The token a request presented, when it is whole, known and not revoked; otherwise
+    /// [`Error::Unauthorized`], the same for every reason.
+    pub fn authenticate(&self, presented: &str) -> Result<access::ApiToken> {
+        self.readers
+            .with(|c| access::verify(presented, |prefix| store::api::token_by_prefix(c, prefix)))
+    }
+
+    /// Tokens a token generated on a day (UTC days since the epoch).
+    pub fn api_tokens_generated(&self, token: i64, day: i64) -> Result<u64> {
+        self.readers.with(|c| store::api::generated_on(c, token, day))
+    }
+
+    /// Adds what tokens used (requests, generated tokens, last use) to their records.
+    pub fn record_api_use(&self, uses: Vec<access::TokenUse>) -> Result<()> {
+        self.apply(move |tx| store::api::record_use(tx, &uses))
+    }
+
+    /// Whether and where the local API listens.
+    pub fn api_settings(&self) -> Result<access::ApiSettings> {
+        let stored = self.readers.with(store::stored_settings)?;
+        Ok(access::ApiSettings::from_stored(
+            stored.get(access::ENABLED_KEY).map(String::as_str),
+            stored.get(access::ADDRESS_KEY).map(String::as_str),
+        ))
+    }
+
+    /// Saves whether and where the local API listens (the shell starts or stops the server).
+    pub fn set_api_settings(&self, settings: &access::ApiSettings) -> Result<()> {
+        let values = vec![
+            (access::ENABLED_KEY.to_string(), if settings.enabled { "1" } else { "0" }.into()),
+            (access::ADDRESS_KEY.to_string(), settings.address.to_string()),
+        ];
+        self.call(|reply| Command::Chat(worker::ChatWrite::SetSettings { values, reply }))
+    }
+
+    /// After a restore: the local API is off until the owner switches it on again here.
+    pub(crate) fn reset_after_restore(&self) -> Result<()> {
+        let settings = access::ApiSettings { enabled: false, ..self.api_settings()? };
+        self.set_api_settings(&settings)
+    }
+
+    /// Runs a write of `access` on the worker's connection, in one transaction.
+    fn apply<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.call(|reply| {
+            Command::Apply(Box::new(move |conn: &mut rusqlite::Connection| {
+                let result = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(Error::from)
+                    .and_then(|tx| {
+                        let value = write(&tx)?;
+                        tx.commit()?;
+                        Ok(value)
+                    });
+                // A caller that stopped waiting is not an error.
+                drop(reply.send(result));
+            }))
+        })
     }
 
     /// Sends a command to the worker and waits for its answer.

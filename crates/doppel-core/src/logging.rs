@@ -47,7 +47,9 @@ fn directives(value: Option<&str>) -> String {
         .map(|v| v.trim().to_ascii_lowercase())
         .filter(|v| ["error", "warn", "info", "debug", "trace"].contains(&v.as_str()))
         .unwrap_or_else(|| "info".into());
-    format!("off,doppel_core={level},doppel={level},doppel_desktop={level},doppel_parse={level}")
+    format!(
+        "off,doppel_core={level},doppel={level},doppel_desktop={level},doppel_parse={level},doppel_api={level}"
+    )
 }
 
 /// A message fit for the log: the query strings and fragments of URLs (where tokens hide) and
@@ -83,7 +85,7 @@ mod tests {
     fn only_doppels_crates_log_whatever_the_level_asked() {
         assert_eq!(
             directives(Some("trace")),
-            "off,doppel_core=trace,doppel=trace,doppel_desktop=trace,doppel_parse=trace"
+            "off,doppel_core=trace,doppel=trace,doppel_desktop=trace,doppel_parse=trace,doppel_api=trace"
         );
         // Turning a library's own logging on is not a choice the variable offers.
         for value in [None, Some("hyper=trace"), Some("trace,html5ever=trace"), Some("")] {

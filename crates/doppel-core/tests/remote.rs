@@ -368,3 +368,45 @@ fn a_new_model_re_embeds_every_passage_with_progress_and_keywords_answer_meanwhi
         assert!(name.starts_with(&fingerprint), "{name} is left from another model");
     }
 }
+
+#[test]
+fn h1_search_by_meaning_answers_while_the_worker_waits_on_a_slow_server() {
+    let data = tempfile::tempdir().unwrap();
+    // The server holds back the batch of one passage until the test lets it go, and says
+    // when it has it; every other request it answers at once.
+    let (arrived, batch_arrived) = channel::<()>();
+    let (release, released_by_test) = channel::<()>();
+    let (arrived, released_by_test) = (Mutex::new(arrived), Mutex::new(released_by_test));
+    let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let held_answered = Arc::clone(&answered);
+    let (url, _) = serve(Arc::new(move |request: &Request| {
+        let texts = request.texts();
+        if texts.iter().any(|t| t.contains("Sourdough")) {
+            arrived.lock().unwrap().send(()).unwrap();
+            released_by_test.lock().unwrap().recv().unwrap();
+            held_answered.store(true, Ordering::SeqCst);
+        }
+        let vectors: Vec<Vec<f32>> = texts.iter().map(|t| bag_of_words(t, 16)).collect();
+        Answer::Json(200, json!({ "embeddings": vectors }))
+    }));
+    let doppel = open(data.path());
+    doppel.set_setting("embed_timeout_s", "60").unwrap();
+    use_server(&doppel, RemoteKind::Ollama, &url, "words-16");
+    assert_eq!(add(&doppel, "Garden", GARDEN).state, JobState::Done);
+
+    let bread = doppel
+        .add_text(TextRequest { twin: DEFAULT_TWIN, title: "Bread".into(), text: BREAD.into() })
+        .unwrap();
+    batch_arrived.recv().unwrap();
+    // The worker waits for the server's answer to its batch; a search by meaning does not.
+    let results = search(&doppel, "tomatoes garden frost", SearchMode::Vector);
+    assert_eq!((results.mode, results.note.clone()), (SearchMode::Vector, None));
+    assert_eq!(results.hits[0].source_title, "Garden");
+    // Had it waited, the batch would have been answered, or have failed by its timeout.
+    assert!(!answered.load(Ordering::SeqCst), "the search waited for the worker's batch");
+    assert_eq!(doppel.job(bread.job_id).unwrap().state, JobState::Running);
+
+    release.send(()).unwrap();
+    let job = doppel.wait_for(&[bread.job_id], |_| {}).unwrap().remove(0);
+    assert_eq!(job.state, JobState::Done, "{:?}", job.last_error);
+}

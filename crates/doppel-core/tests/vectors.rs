@@ -304,14 +304,22 @@ fn m6_a_stale_or_corrupt_index_is_rebuilt_from_the_stored_vectors() {
         }
     }
     assert_eq!(spoiled, 1, "the index file is {INDEX_DIR}/<model>.hnsw");
-    let doppel = open(data.path());
-    let report = doppel.doctor().unwrap();
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
-    assert_eq!(report.index_entries, 2);
-    assert_eq!(
-        search(&doppel, "nocturnal birds of prey", SearchMode::Vector).hits[0].source_title,
-        "Owls"
-    );
+    for round in ["garbage", "removed"] {
+        let doppel = open(data.path());
+        let report = doppel.doctor().unwrap();
+        assert!(report.problems.is_empty(), "{round}: {:?}", report.problems);
+        assert_eq!(report.index_entries, 2, "{round}");
+        assert_eq!(
+            search(&doppel, "nocturnal birds of prey", SearchMode::Vector).hits[0].source_title,
+            "Owls",
+            "{round}"
+        );
+        drop(doppel);
+        // Next, the index file is gone altogether.
+        for file in common::walk(&index_dir) {
+            std::fs::remove_file(file).unwrap();
+        }
+    }
 }
 
 #[test]

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use doppel_core::*;
 use rusqlite::Connection;
 
+mod common;
+
 fn open(dir: &Path) -> Doppel {
     Doppel::open(without_models(dir)).unwrap()
 }
@@ -194,7 +196,10 @@ fn m3_a_job_that_panics_fails_alone_with_a_reason_and_the_worker_goes_on() {
     assert_eq!(broken.state, JobState::Failed);
     assert_eq!(broken.last_error_code.as_deref(), Some("internal"));
     let reason = broken.last_error.clone().unwrap();
-    assert!(reason.contains("internal error") && reason.contains("other files go on"), "{reason}");
+    assert!(
+        reason.contains("internal error") && reason.contains("everything else goes on"),
+        "{reason}"
+    );
     let source = doppel.source(broken.source_id.unwrap()).unwrap();
     assert_eq!(source.state, SourceState::Failed);
     assert!(doppel.chunks(source.id).unwrap().is_empty(), "half a file was kept");
@@ -348,6 +353,70 @@ fn a_schema_v1_database_file_is_migrated_with_its_data() {
 }
 
 /// A keyword-only search of the default twin (vector search is tested on its own).
+#[test]
+fn m3_a_command_that_panics_fails_alone_and_the_worker_goes_on() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    faults::panic_in_deletes_of("m3delmarker");
+    let paths = [
+        write_files(files.path(), "m3delmarker", 1, 2),
+        write_files(files.path(), "m3keepfine", 1, 2),
+    ]
+    .concat();
+    let doppel = open(data.path());
+    doppel.wait_for(&ingest(&doppel, &paths), |_| {}).unwrap();
+    let marked = doppel.find_source(DEFAULT_TWIN, paths[0].to_str().unwrap()).unwrap();
+
+    let error = doppel.delete_source(marked.id).unwrap_err();
+    assert_eq!(error.code(), "internal", "{error}");
+    assert!(error.to_string().contains("everything else goes on"), "{error}");
+    // Its transaction rolled back: the source is whole and still found.
+    assert_eq!(doppel.source(marked.id).unwrap().state, SourceState::Ready);
+    assert_eq!(doppel.search(&keyword("m3delmarkerx0y1")).unwrap().hits.len(), 1);
+
+    // The worker goes on with commands and jobs.
+    let fine = doppel.find_source(DEFAULT_TWIN, paths[1].to_str().unwrap()).unwrap();
+    doppel.delete_source(fine.id).unwrap();
+    assert!(doppel.search(&keyword("m3keepfinex0y1")).unwrap().hits.is_empty());
+    let more = write_files(&files.path().join("more"), "m3after", 1, 1);
+    assert_eq!(doppel.wait_for(&ingest(&doppel, &more), |_| {}).unwrap()[0].state, JobState::Done);
+}
+
+#[test]
+fn cr4_a_reader_outside_doppel_only_delays_the_checkpoint_until_it_lets_go() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let paths =
+        [write_files(files.path(), "qbw7731", 1, 2), write_files(files.path(), "keepplain", 1, 2)]
+            .concat();
+    let doppel = open(data.path());
+    doppel.wait_for(&ingest(&doppel, &paths), |_| {}).unwrap();
+    let gone = doppel.find_source(DEFAULT_TWIN, paths[0].to_str().unwrap()).unwrap();
+    let needles: [(&str, &[u8]); 1] = [("text", b"qbw7731x0y1")];
+
+    // Another program reads the database and keeps its snapshot open.
+    let other = raw(data.path());
+    other.execute_batch("BEGIN; SELECT count(*) FROM chunks;").unwrap();
+    let events = doppel.subscribe();
+    doppel.delete_source(gone.id).unwrap();
+    assert!(doppel.search(&keyword("qbw7731x0y1")).unwrap().hits.is_empty());
+    assert!(
+        !common::files_holding(data.path(), &needles).is_empty(),
+        "the old pages stay while the other reader holds them"
+    );
+
+    // Once it lets go, the worker's next try folds the log, and the text is gone.
+    other.execute_batch("COMMIT").unwrap();
+    drop(other);
+    loop {
+        match events.recv_timeout(std::time::Duration::from_secs(30)).unwrap() {
+            Event::LogCheckpointed => break,
+            _ => continue,
+        }
+    }
+    assert_eq!(common::files_holding(data.path(), &needles), Vec::<String>::new());
+}
+
 fn keyword(query: impl Into<String>) -> SearchRequest {
     SearchRequest { mode: SearchMode::Keyword, ..SearchRequest::new(query) }
 }

@@ -23,6 +23,7 @@ import { formatBytes, formatRelative, plural } from "../format";
 import { pickFolder, pickModelFile } from "../pickers";
 import { chatProblem } from "../state/models";
 import { CatalogueCard, ChatModelStatus, EmbedderStatus } from "./Models";
+import { BackupCard, LocalApiCard } from "./Portable";
 
 export function SettingsView() {
   const app = useApp();
@@ -48,6 +49,8 @@ export function SettingsView() {
         <CatalogueCard />
       </div>
       <WatchedFoldersCard />
+      <BackupCard />
+      <LocalApiCard />
       <TunablesCard />
       <AboutCard />
     </div>

@@ -195,6 +195,18 @@ fn new_conversation_id() -> String {
     crate::ingest::sha256_hex(seed.as_bytes())[..16].to_string()
 }
 
+/// Refuses a question that is empty or longer than an answer can take, before anything is
+/// stored (a shell may check it before it starts streaming).
+pub fn check_question(question: &str) -> Result<()> {
+    let question = question.trim();
+    if question.is_empty() || question.chars().count() > MAX_QUESTION_CHARS {
+        return Err(Error::InvalidInput(format!(
+            "a question of 1 to {MAX_QUESTION_CHARS} characters is needed"
+        )));
+    }
+    Ok(())
+}
+
 fn check_conversation_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 64
@@ -216,12 +228,8 @@ impl Doppel {
         cancel: &AtomicBool,
         on_token: &mut dyn FnMut(&str),
     ) -> Result<Answer> {
+        check_question(&request.question)?;
         let question = request.question.trim();
-        if question.is_empty() || question.chars().count() > MAX_QUESTION_CHARS {
-            return Err(Error::InvalidInput(format!(
-                "a question of 1 to {MAX_QUESTION_CHARS} characters is needed"
-            )));
-        }
         let conversation = match &request.conversation {
             Some(id) => {
                 check_conversation_id(id)?;

@@ -17,12 +17,12 @@
 
 pub(crate) mod answer;
 pub mod check;
-mod export;
+pub(crate) mod export;
 pub mod grounded;
 pub mod prompt;
 pub mod remote;
 
-pub use answer::{Answer, AnswerMode, AskRequest, ChatModel};
+pub use answer::{Answer, AnswerMode, AskRequest, ChatModel, check_question};
 
 use std::time::Duration;
 

@@ -73,6 +73,17 @@ impl Embedder {
         }
     }
 
+    /// A second embedder for the queries of searches, so that a search never waits for a model
+    /// server's answer to the worker's batch (a slow server may take up to its timeout): the
+    /// same server through a client of its own. The local model answers a batch in a fraction
+    /// of a second, and a second copy would double its memory: it has none.
+    pub(crate) fn for_queries(&self) -> Option<Embedder> {
+        match self {
+            Embedder::Local(_) => None,
+            Embedder::Remote(e) => e.with_own_client().ok().map(|e| Embedder::Remote(Box::new(e))),
+        }
+    }
+
     /// Applies new timeouts and retries to a model server's requests from now on (the local
     /// model has none).
     pub(crate) fn set_policy(&mut self, policy: remote::RemotePolicy) -> Result<()> {

@@ -186,6 +186,21 @@ impl RemoteEmbedder {
     }
 
     /// Applies new timeouts and retries to the requests from now on.
+    /// A copy with a client of its own, for another thread's requests: the blocking client
+    /// drives its requests on one background runtime, and a clone of it shares that.
+    pub(crate) fn with_own_client(&self) -> Result<RemoteEmbedder> {
+        Ok(RemoteEmbedder {
+            client: client_for(self.policy)?,
+            kind: self.kind,
+            endpoint: self.endpoint.clone(),
+            server: self.server.clone(),
+            model: self.model.clone(),
+            api_key: self.api_key.clone(),
+            policy: self.policy,
+            info: self.info.clone(),
+        })
+    }
+
     pub(crate) fn set_policy(&mut self, policy: RemotePolicy) -> Result<()> {
         self.client = client_for(policy)?;
         self.policy = policy;

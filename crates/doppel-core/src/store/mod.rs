@@ -5,8 +5,10 @@
 //! else ([`ReadPool`]). Read-only connections are opened with `SQLITE_OPEN_READ_ONLY`, so a write
 //! from anywhere but the worker fails loudly. User text reaches SQL only as bound parameters.
 
+pub(crate) mod api;
 pub(crate) mod chat;
 mod read;
+mod snapshot;
 mod vectors;
 mod write;
 
@@ -17,6 +19,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, Row};
 
 pub(crate) use read::*;
+pub use snapshot::Counts;
+pub(crate) use snapshot::{counts, holds_a_twin, snapshot, stored_key_markers};
 pub(crate) use vectors::*;
 pub(crate) use write::*;
 
@@ -32,13 +36,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema-v5.sql"),
     include_str!("schema-v6.sql"),
     include_str!("schema-v7.sql"),
+    include_str!("schema-v8.sql"),
 ];
 
 /// The newest schema version this build understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// How long a connection waits for a lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many read-only connections may be open at once.
 const READERS: usize = 4;

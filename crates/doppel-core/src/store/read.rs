@@ -172,6 +172,27 @@ impl Table {
     }
 }
 
+/// Runs SQLite's quick check (the b-trees' structure and the keyword index, not every index
+/// against its table); `Err` with what it found, shortened, when it is not "ok".
+pub(crate) fn quick_check(conn: &Connection) -> std::result::Result<(), String> {
+    let found: rusqlite::Result<Vec<String>> = conn
+        .prepare("PRAGMA quick_check(20)")
+        .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect());
+    match found {
+        Ok(lines) if lines.len() == 1 && lines[0] == "ok" => Ok(()),
+        Ok(lines) => Err(shorten(&lines.join("; "))),
+        Err(e) => Err(shorten(&e.to_string())),
+    }
+}
+
+fn shorten(text: &str) -> String {
+    const MOST: usize = 300;
+    match text.char_indices().nth(MOST) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
 /// Runs SQLite's own integrity check; `Ok(())` when it says "ok".
 pub(crate) fn integrity_check(conn: &Connection) -> Result<()> {
     let mut stmt = conn.prepare("PRAGMA integrity_check")?;

@@ -67,6 +67,8 @@ const LOAD_WAIT: Duration = Duration::from_secs(30);
 pub(crate) struct Vectors {
     /// The embedding model: the worker embeds batches with it, searches one query.
     embedder: Mutex<Option<Embedder>>,
+    /// A model server's second client, for searches' queries (see [`Embedder::for_queries`]).
+    queries: Mutex<Option<Embedder>>,
     /// The live index, and the journal of changes while another is being prepared.
     slot: RwLock<Slot>,
     state: Mutex<State>,
@@ -110,6 +112,8 @@ struct State {
     pending: u64,
     /// Why the last background embedding failed, until one succeeds.
     stalled: Option<String>,
+    /// An embedder is loaded (known without waiting for the worker's batch to end).
+    embedder: bool,
     phase: Phase,
 }
 
@@ -171,7 +175,7 @@ impl Vectors {
 
     /// Whether an embedder is loaded (a model server not asked yet counts).
     pub(crate) fn has_embedder(&self) -> bool {
-        lock(&self.embedder).is_some()
+        lock(&self.state).embedder
     }
 
     /// The query's embedding, and the chunk ids nearest to it with their similarity, at least
@@ -218,20 +222,26 @@ impl Vectors {
         let mut all = Vec::with_capacity(texts.len() + 1);
         all.push(question);
         all.extend_from_slice(texts);
-        let vectors = {
-            let mut embedder = lock(&self.embedder);
-            embedder.as_mut()?.embed(&all).ok()?
-        };
+        let vectors = self.embed_for_reader(&all).ok()?;
         let (query, others) = vectors.split_first()?;
         Some(others.iter().map(|v| cosine(query, v)).collect())
     }
 
     fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
+        Ok(self.embed_for_reader(&[text])?.into_iter().next().unwrap_or_default())
+    }
+
+    /// Embeds for a reader: with a model server's second client when there is one, so that
+    /// the worker's batch never holds a search up.
+    fn embed_for_reader(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if let Some(embedder) = lock(&self.queries).as_mut() {
+            return embedder.embed(texts);
+        }
         let mut embedder = lock(&self.embedder);
         let embedder = embedder
             .as_mut()
             .ok_or_else(|| Error::ModelUnavailable { reason: "not loaded".into() })?;
-        Ok(embedder.embed(&[text])?.into_iter().next().unwrap_or_default())
+        embedder.embed(texts)
     }
 
     /// The state once a saved index being read (or a quick rebuild) is done, or [`LOAD_WAIT`]

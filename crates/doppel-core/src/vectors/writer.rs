@@ -114,7 +114,9 @@ impl VectorWriter {
             }
         };
         let info = embedder.info().clone();
+        *lock(&self.vectors.queries) = embedder.for_queries();
         *lock(&self.vectors.embedder) = Some(embedder);
+        lock(&self.vectors.state).embedder = true;
         if info.dimension == 0 {
             lock(&self.vectors.state).unavailable =
                 Some("the embedding server has not been reached yet".into());
@@ -132,6 +134,7 @@ impl VectorWriter {
         self.save(conn);
         *write(&self.vectors.slot) = Default::default();
         *lock(&self.vectors.embedder) = None;
+        *lock(&self.vectors.queries) = None;
         *lock(&self.vectors.state) = Default::default();
         self.vectors.phase_changed.notify_all();
         self.start(conn);
@@ -156,10 +159,12 @@ impl VectorWriter {
                 }
             }
             "embed_timeout_s" | "embed_retries" => {
-                if let Some(embedder) = lock(&self.vectors.embedder).as_mut()
-                    && let Err(e) = embedder.set_policy(self.policy)
-                {
-                    warn!(error = %e, "the model server's new timeouts could not be applied");
+                for embedder in [&self.vectors.embedder, &self.vectors.queries] {
+                    if let Some(embedder) = lock(embedder).as_mut()
+                        && let Err(e) = embedder.set_policy(self.policy)
+                    {
+                        warn!(error = %e, "the model server's new timeouts could not be applied");
+                    }
                 }
             }
             "hnsw_m" | "hnsw_ef_construction" => {

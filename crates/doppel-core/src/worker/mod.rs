@@ -62,6 +62,11 @@ pub(crate) enum Command {
     CheckIndex {
         reply: Sender<Result<()>>,
     },
+    /// Rebuilds what can be rebuilt of a damaged database (the keyword index, the indexes) and
+    /// checks it again.
+    Repair {
+        reply: Sender<Result<()>>,
+    },
     /// Switches the embedder (saved first); passages are re-embedded in the background.
     SetEmbedder {
         choice: EmbedderChoice,
@@ -93,6 +98,10 @@ pub(crate) enum Command {
     /// A write to conversations, verified answers or personas: small, and handled even between
     /// the embedding batches of a running job, so that chat never waits for ingestion.
     Chat(ChatWrite),
+    /// A small write of a concern outside the worker's own (the local API's tokens and their
+    /// use, `access.rs`): the closure runs on the write connection, makes its own transaction
+    /// and sends its own reply. Handled like chat writes, even between embedding batches.
+    Apply(Box<dyn FnOnce(&mut Connection) + Send>),
 }
 
 /// The writes of chat, each with its reply channel.
@@ -211,6 +220,12 @@ pub(crate) struct Worker {
     inbox: Option<Receiver<Command>>,
     /// Commands taken from the inbox during a job, to be handled after it.
     deferred: std::collections::VecDeque<Command>,
+    /// The database file, checked again after a repair.
+    database: PathBuf,
+    /// The check of the database started at open, until its answer is taken.
+    check: Option<JoinHandle<std::result::Result<(), String>>>,
+    /// Why the database is damaged, when it is: nothing is written to it until it is repaired.
+    damage: Option<String>,
 }
 
 /// Longest idle wait before the worker looks at the queue again on its own.
@@ -251,6 +266,8 @@ impl Worker {
         if requeued > 0 {
             info!(requeued, "jobs interrupted by a previous run were queued again");
         }
+        let database = writer.database.clone();
+        let check = spawn_check(database.clone());
         let mut vectors = VectorWriter::new(vectors, Arc::clone(&shared.events), writer, &settings);
         vectors.start(&conn);
         let worker = Worker {
@@ -264,6 +281,9 @@ impl Worker {
             wal_pending: false,
             inbox: None,
             deferred: Default::default(),
+            database,
+            check,
+            damage: None,
         };
         std::thread::Builder::new()
             .name("doppel-worker".into())
@@ -283,7 +303,7 @@ impl Worker {
         let arrived: Vec<Command> = inbox.try_iter().collect();
         for command in arrived {
             match command {
-                Command::Chat(write) => self.chat_write(write),
+                small @ (Command::Chat(_) | Command::Apply(_)) => self.dispatch(small),
                 other => self.deferred.push_back(other),
             }
         }
@@ -292,12 +312,12 @@ impl Worker {
     fn serve(&mut self) {
         loop {
             while let Some(command) = self.deferred.pop_front() {
-                self.handle(command);
+                self.dispatch(command);
             }
             loop {
                 let Some(inbox) = &self.inbox else { return };
                 match inbox.try_recv() {
-                    Ok(command) => self.handle(command),
+                    Ok(command) => self.dispatch(command),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => return,
                 }
@@ -306,7 +326,7 @@ impl Worker {
                 return;
             }
             self.vectors.poll(&self.conn);
-            if self.process_queue {
+            if self.process_queue && self.damage().is_none() {
                 match store::claim_job(&self.conn) {
                     Ok(Some(claimed)) => {
                         self.run_job(claimed);
@@ -329,7 +349,7 @@ impl Worker {
             let wait = self.idle_wait();
             let Some(inbox) = &self.inbox else { return };
             match inbox.recv_timeout(wait) {
-                Ok(command) => self.handle(command),
+                Ok(command) => self.dispatch(command),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -352,7 +372,22 @@ impl Worker {
         }
     }
 
+    /// Handles one command. A panic (a bug) fails that command alone: its transaction rolls
+    /// back as it unwinds, its caller is told, and the worker goes on.
+    fn dispatch(&mut self, command: Command) {
+        let handled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(command)));
+        if handled.is_err() {
+            error!("a request stopped on an internal error; it failed alone");
+        }
+    }
+
     fn handle(&mut self, command: Command) {
+        let checks = matches!(command, Command::CheckIndex { .. } | Command::Repair { .. });
+        if !checks && let Some(reason) = self.damage() {
+            command.refuse(Error::Damaged { reason });
+            return;
+        }
         // A caller that stopped waiting for its answer is not an error.
         match command {
             Command::Ingest { twin, files, urls, reply } => {
@@ -372,6 +407,7 @@ impl Worker {
                         .and_then(|()| self.vectors.check(&self.conn)),
                 ),
             ),
+            Command::Repair { reply } => drop(reply.send(self.repair())),
             Command::SetEmbedder { choice, reply } => drop(reply.send(self.set_embedder(&choice))),
             Command::ReloadEmbedder { reply } => {
                 self.vectors.reload(&self.conn);
@@ -390,6 +426,7 @@ impl Worker {
                 drop(reply.send(store::unwatch_folder(&self.conn, folder)))
             }
             Command::Chat(write) => self.chat_write(write),
+            Command::Apply(write) => write(&mut self.conn),
         }
     }
 
@@ -478,7 +515,10 @@ impl Worker {
     fn delete(&mut self, source: SourceId) -> Result<()> {
         let started = std::time::Instant::now();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let origin = store::source(&tx, source)?.origin.unwrap_or_default();
         let removed = store::delete_source(&tx, source)?;
+        // A test's fault lands here, mid-transaction.
+        crate::faults::panic_if_delete_armed(&origin);
         tx.commit()?;
         let database = started.elapsed();
         self.vectors.remove_committed(&removed);
@@ -501,7 +541,10 @@ impl Worker {
     /// leaves the log; a busy log is tried again after [`RETRY`] until it succeeds.
     fn checkpoint(&mut self) {
         match store::checkpoint(&self.conn, &self.readers) {
-            Ok(()) => self.wal_pending = false,
+            Ok(()) => {
+                self.wal_pending = false;
+                self.shared.events.publish(Event::LogCheckpointed);
+            }
             Err(e) => {
                 if !self.wal_pending {
                     warn!(error = %e, "write-ahead log checkpoint postponed");
@@ -546,12 +589,107 @@ impl Worker {
         Ok(next)
     }
 
+    /// Why the database is damaged, if it is; waits for the check started at open.
+    fn damage(&mut self) -> Option<String> {
+        if let Some(check) = self.check.take() {
+            match check.join() {
+                Ok(Err(reason)) => {
+                    error!(reason = %reason, "the database is damaged; nothing is written to it");
+                    self.damage = Some(reason);
+                }
+                Ok(Ok(())) => {}
+                Err(_) => warn!("the database check stopped on an internal error"),
+            }
+        }
+        self.damage.clone()
+    }
+
+    /// Rebuilds the keyword index and every index from their tables, then checks the database
+    /// again: writing resumes only if it is whole.
+    fn repair(&mut self) -> Result<()> {
+        self.damage();
+        let rebuilt = self
+            .conn
+            .execute_batch("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild'); REINDEX;");
+        if let Err(e) = &rebuilt {
+            warn!(error = %e, "the database's indexes could not be rebuilt");
+        }
+        let verdict = store::open_reader(&self.database)
+            .map_err(|e| e.to_string())
+            .and_then(|conn| store::quick_check(&conn));
+        match verdict {
+            Ok(()) => {
+                if self.damage.take().is_some() {
+                    info!("the database was repaired");
+                }
+                Ok(())
+            }
+            Err(reason) => {
+                self.damage = Some(reason.clone());
+                Err(Error::Damaged {
+                    reason: format!("{reason}; rebuilding its indexes did not help"),
+                })
+            }
+        }
+    }
+
     /// Saves the embedder choice and switches to it.
     fn set_embedder(&mut self, choice: &EmbedderChoice) -> Result<()> {
         store::set_embedder_choice(&self.conn, choice)?;
         info!(embedder = %redact_urls(&format!("{choice:?}")), "embedder changed");
         self.vectors.reload(&self.conn);
         Ok(())
+    }
+}
+
+/// Checks the database at open on a thread of its own, so that opening never waits for it: it
+/// reads every page of a large file. The worker takes its answer before its first write.
+fn spawn_check(database: PathBuf) -> Option<JoinHandle<std::result::Result<(), String>>> {
+    let check = move || {
+        let conn = store::open_reader(&database).map_err(|e| e.to_string())?;
+        store::quick_check(&conn)
+    };
+    match std::thread::Builder::new().name("doppel-check".into()).spawn(check) {
+        Ok(thread) => Some(thread),
+        Err(e) => {
+            warn!(error = %e, "the database could not be checked at open");
+            None
+        }
+    }
+}
+
+impl Command {
+    /// Answers the command with `error` instead of doing it.
+    fn refuse(self, error: Error) {
+        match self {
+            Command::Ingest { reply, .. } => drop(reply.send(Err(error))),
+            Command::AddText { reply, .. } => drop(reply.send(Err(error))),
+            Command::Delete { reply, .. }
+            | Command::CheckIndex { reply }
+            | Command::Repair { reply }
+            | Command::SetEmbedder { reply, .. }
+            | Command::ReloadEmbedder { reply } => drop(reply.send(Err(error))),
+            Command::Cancel { reply, .. } => drop(reply.send(Err(error))),
+            Command::SetSetting { reply, .. } => drop(reply.send(Err(error))),
+            Command::CreateTwin { reply, .. } | Command::RenameTwin { reply, .. } => {
+                drop(reply.send(Err(error)))
+            }
+            Command::WatchFolder { reply, .. } | Command::UnwatchFolder { reply, .. } => {
+                drop(reply.send(Err(error)))
+            }
+            Command::Chat(write) => match write {
+                ChatWrite::BeginAnswer { reply, .. } => drop(reply.send(Err(error))),
+                ChatWrite::RecordContext { reply, .. }
+                | ChatWrite::FinishAnswer { reply, .. }
+                | ChatWrite::Unverify { reply, .. }
+                | ChatWrite::SetPersona { reply, .. }
+                | ChatWrite::SetSettings { reply, .. } => drop(reply.send(Err(error))),
+                ChatWrite::Verify { reply, .. } => drop(reply.send(Err(error))),
+                ChatWrite::SaveProgress { .. } => {}
+            },
+            // Its reply goes unanswered: the caller is told the request failed.
+            Command::Apply(_) => {}
+        }
     }
 }
 
@@ -571,5 +709,7 @@ pub(crate) fn call<T>(
 ) -> Result<T> {
     let (reply, answer) = std::sync::mpsc::channel();
     commands.send(command(reply)).map_err(|_| Error::WorkerGone("it is not running".into()))?;
-    answer.recv().map_err(|_| Error::WorkerGone("it stopped before answering".into()))?
+    // A reply dropped unanswered: the command panicked (the worker goes on) or the worker
+    // stopped; a next command tells which.
+    answer.recv().map_err(|_| Error::Internal { during: "this request" })?
 }
