@@ -11,6 +11,7 @@ mod chat;
 mod input;
 mod json;
 mod models;
+mod rerank;
 mod stats;
 mod wait;
 mod watch;
@@ -196,6 +197,11 @@ enum Command {
     ChatModel {
         #[command(subcommand)]
         action: Option<chat::ChatModelAction>,
+    },
+    /// Show or choose the reranking server that reorders search results (off by default).
+    Reranker {
+        #[command(subcommand)]
+        action: Option<rerank::RerankerAction>,
     },
     /// Back up the data directory into one file (the app may be running).
     Backup {
@@ -396,6 +402,9 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Persona(args) => chat::persona(&doppel, &out, args).map(|()| Outcome::Ok),
         Command::ChatModel { action } => {
             chat::chat_model(&doppel, &out, action).map(|()| Outcome::Ok)
+        }
+        Command::Reranker { action } => {
+            rerank::reranker(&doppel, &out, action).map(|()| Outcome::Ok)
         }
         Command::Ingest { items, no_wait } => {
             let (urls, paths): (Vec<String>, Vec<String>) = items

@@ -30,6 +30,7 @@ pub mod metrics;
 mod model;
 pub mod models;
 mod report;
+mod rerank;
 mod retrieve;
 mod sandbox;
 mod secrets;
@@ -56,6 +57,7 @@ pub use export::{ExportReport, ExportRequest};
 pub use logging::init_logging;
 pub use model::*;
 pub use models::{ModelProblem, ModelSearch};
+pub use rerank::RerankerChoice;
 pub use retrieve::{SearchRequest, SearchResults};
 pub use sandbox::{PARSER_ARG, ParserCommand, run_parser_child};
 pub use secrets::{KEYCHAIN_SERVICE, keychain_account, masked};
@@ -536,6 +538,45 @@ impl Doppel {
         };
         self.shared.metrics.record_since(metrics::Metric::SearchTime, mode, started);
         Ok(results)
+    }
+
+    /// The reranking server that reorders search results, or [`RerankerChoice::Off`].
+    pub fn reranker(&self) -> Result<RerankerChoice> {
+        self.readers.with(|c| Ok(RerankerChoice::from_stored(&store::stored_settings(c)?)))
+    }
+
+    /// Chooses the reranking server (or none); searches use it from the next one on.
+    pub fn set_reranker(&self, choice: &RerankerChoice) -> Result<()> {
+        let values = choice.to_stored();
+        self.call(|reply| Command::Chat(worker::ChatWrite::SetSettings { values, reply }))
+    }
+
+    /// Stores the reranking server's API key in the OS keychain (never on disk), bound to its
+    /// URL.
+    pub fn set_reranker_api_key(&self, key: &str) -> Result<()> {
+        let url = self.reranker()?.url().map(str::to_string).ok_or_else(|| {
+            Error::InvalidInput("no reranking server is chosen; choose one first".into())
+        })?;
+        secrets::set_api_key(&url, key)?;
+        self.mark_key(&url, true)
+    }
+
+    /// The reranking server's API key, masked for display (`None` when none is stored).
+    pub fn reranker_api_key_hint(&self) -> Result<Option<String>> {
+        match self.reranker()?.url() {
+            Some(url) if self.key_stored(url)? => {
+                Ok(secrets::api_key(url)?.as_deref().map(secrets::masked))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Removes the reranking server's API key; returns whether there was one.
+    pub fn delete_reranker_api_key(&self) -> Result<bool> {
+        let Some(url) = self.reranker()?.url().map(str::to_string) else { return Ok(false) };
+        let removed = secrets::delete_api_key(&url)?;
+        self.mark_key(&url, false)?;
+        Ok(removed)
     }
 
     /// The current settings.
