@@ -22,8 +22,9 @@ use crate::dto;
 use crate::error::IpcError;
 use crate::state::Shell;
 
-// Taking the twin along and the local API have a file of their own, and so do the views of
-// the twin as a whole (sources page by page, coverage, find, the queue).
+// Taking the twin along and the local API have a file of their own, and so do diagnostics and
+// the views of the twin as a whole (sources page by page, coverage, find, the queue).
+pub use crate::diagnostics::*;
 pub use crate::overview::*;
 pub use crate::portable::*;
 

@@ -7,6 +7,7 @@
 //! would have to decide belongs in doppel-core.
 
 mod commands;
+mod diagnostics;
 mod dto;
 mod error;
 mod events;
@@ -102,6 +103,8 @@ commands![
     api_tokens,
     create_api_token,
     revoke_api_token,
+    stats,
+    diagnostic_report,
 ];
 
 fn main() -> ExitCode {

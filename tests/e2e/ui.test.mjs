@@ -394,4 +394,22 @@ describe("the window, driven as a person uses it", () => {
     assert.ok(about[0].text.includes(env.dataDir), about[0].text);
     await app.screenshot("ui-07-settings-after-restart");
   });
+
+  it("shows what Doppel measured in Diagnostics, and copies a report with none of the documents' words", async () => {
+    await app.click(byTestId("nav-settings"));
+    const jobs = await app.waitFor("the jobs' times by format", byTestId("metric-job_ms-markdown"));
+    assert.match(jobs[0].text, /Jobs/);
+    const failures = await app.waitFor("the failures by reason", byTestId("diagnostics-failures"));
+    assert.match(failures[0].text, /malformed \d/);
+    await app.waitFor("the index's health", byTestId("diagnostics-health"), (h) => /agrees with the database/.test(h[0].text) && h);
+    await app.click(byTestId("copy-report"));
+    await app.waitFor("the report", byTestId("diagnostic-report"));
+    const report = await app.session.execute(`return document.querySelector('[data-testid="diagnostic-report"]').value`);
+    assert.match(report, /# Doppel diagnostic report/);
+    assert.match(report, /failures by code: malformed/);
+    for (const needle of ["Wilhelmina", "quince", "damson", "orchard", "broken.pdf", "recipes", docs, env.dataDir]) {
+      assert.ok(!report.toLowerCase().includes(needle.toLowerCase()), `${needle} is in the report`);
+    }
+    await app.screenshot("ui-08-diagnostics");
+  });
 });

@@ -252,6 +252,35 @@ export type RestoreDone = {
 export type ExportDone = { dir: string; conversations: number; verifiedAnswers: number; sources: number };
 export type BackupProgress = { stage: "snapshot" | "write" | "read" | "check" | "index"; done: number; total: number };
 export type ApiStatus = { enabled: boolean; address: string; url: string | null };
+
+/** One metric and label over the period (docs/ipc.md `stats`); times in milliseconds. */
+export type MetricSummary = {
+  metric: string;
+  label: string;
+  count: number;
+  sum: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+};
+export type HourStats = { startMs: number; jobs: number; meanJobMs: number; failures: number };
+export type Stats = {
+  days: number;
+  keepDays: number;
+  metrics: MetricSummary[];
+  hours: HourStats[];
+  health: {
+    passages: number;
+    indexEntries: number;
+    indexMemoryBytes: number;
+    indexFileBytes: number;
+    databaseBytes: number;
+    indexProblem: string | null;
+    duplicateVectors: number;
+    queuedJobs: number;
+  };
+};
 export type ApiScope = "ask" | "read";
 export type ApiToken = {
   id: number;
@@ -430,6 +459,8 @@ export const api = {
   createApiToken: (twin: number, name: string, scope: ApiScope) =>
     call<NewApiToken>("create_api_token", { twin, name, scope }),
   revokeApiToken: (token: number) => call<ApiToken>("revoke_api_token", { token }),
+  stats: (days?: number) => call<Stats>("stats", { days }),
+  diagnosticReport: () => call<string>("diagnostic_report"),
 };
 
 // ---- Events ----

@@ -591,6 +591,20 @@ function handle(cmd: string, a: Args): unknown {
       return a.persona;
     case "watched_folders":
       return watched;
+    case "stats":
+      return {
+        days: 30,
+        keepDays: 30,
+        metrics: [
+          { metric: "job_ms", label: "markdown", count: 12, sum: 2400, p50: 150, p95: 420, p99: 610, max: 610 },
+          { metric: "search_ms", label: "hybrid", count: 5, sum: 60, p50: 11, p95: 19, p99: 19, max: 19 },
+          { metric: "job_failed", label: "malformed", count: 1, sum: 1, p50: 1, p95: 1, p99: 1, max: 1 },
+        ],
+        hours: [0, 1, 2].map((h) => ({ startMs: Date.now() - (3 - h) * 3_600_000, jobs: 4 + h, meanJobMs: 180 + 40 * h, failures: 0 })),
+        health: { passages: 48, indexEntries: 48, indexMemoryBytes: 90_000, indexFileBytes: 88_000, databaseBytes: 700_000, indexProblem: null, duplicateVectors: 0, queuedJobs: 0 },
+      };
+    case "diagnostic_report":
+      return "# Doppel diagnostic report\n\nDoppel 0.1.0 (a canned report of the development backend)\n";
     case "api_status":
       return { ...apiState, url: apiState.enabled ? `http://${apiState.address}/v1` : null };
     case "set_api":

@@ -11,6 +11,8 @@ mod chat;
 mod input;
 mod json;
 mod models;
+mod rerank;
+mod stats;
 mod status;
 mod wait;
 mod watch;
@@ -162,6 +164,16 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Local metrics: job times by format, failures by code, embedding, search and answer
+    /// latencies, the queue and the index's health (never a word of a document).
+    Stats {
+        /// The period, in days back from now.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// A diagnostic report to attach to a bug report: versions, settings, counts, metrics,
+    /// doctor's findings and the log's last lines, with no document text, title, path or URL.
+    Report,
     /// Ask the twin a question; the answer streams, with its citations. Ctrl-C stops it.
     Ask {
         /// The question.
@@ -199,6 +211,11 @@ enum Command {
     ChatModel {
         #[command(subcommand)]
         action: Option<chat::ChatModelAction>,
+    },
+    /// Show or choose the reranking server that reorders search results (off by default).
+    Reranker {
+        #[command(subcommand)]
+        action: Option<rerank::RerankerAction>,
     },
     /// Back up the data directory into one file (the app may be running).
     Backup {
@@ -365,7 +382,11 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
     // Commands that read vectors, or check them, wait for a rebuild of the index that opening
     // the directory started (after a crash, say), rather than answer by keywords alone.
     let reads_vectors = match &cli.command {
-        Command::Ask { .. } | Command::Chat { .. } | Command::Doctor { .. } => true,
+        Command::Ask { .. }
+        | Command::Chat { .. }
+        | Command::Doctor { .. }
+        | Command::Stats { .. }
+        | Command::Report => true,
         Command::Search { mode, .. } => SearchMode::parse(mode) != Some(SearchMode::Keyword),
         _ => false,
     };
@@ -395,6 +416,9 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Persona(args) => chat::persona(&doppel, &out, args).map(|()| Outcome::Ok),
         Command::ChatModel { action } => {
             chat::chat_model(&doppel, &out, action).map(|()| Outcome::Ok)
+        }
+        Command::Reranker { action } => {
+            rerank::reranker(&doppel, &out, action).map(|()| Outcome::Ok)
         }
         Command::Ingest { items, no_wait } => {
             let (urls, paths): (Vec<String>, Vec<String>) = items
@@ -579,6 +603,16 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             Ok(Outcome::Ok)
         }
         Command::Embedder { action, no_wait, yes } => embedder(&doppel, action, no_wait, yes, &out),
+        Command::Stats { days } => {
+            let stats = doppel.stats(days)?;
+            out.value(stats::json(&stats), || stats::text(&stats));
+            Ok(Outcome::Ok)
+        }
+        Command::Report => {
+            let report = doppel.report()?;
+            out.value(json!({ "report": report }), || report.trim_end().to_string());
+            Ok(Outcome::Ok)
+        }
         Command::Doctor { repair } => {
             if repair {
                 doppel.repair()?;

@@ -454,6 +454,9 @@ fn m6_a_damaged_keyword_index_stops_writes_until_doctor_repairs_it() {
     assert_eq!(code, "database_damaged");
     assert!(message.contains("doppel doctor --repair") && message.contains("backup"), "{message}");
     assert!(message.contains("malformed inverted index"), "{message}");
+    // The local API's tokens are refused with the same reason.
+    let made = cli.json_status(&["api", "token", "create", "--name", "phone", "--scope", "ask"], 1);
+    assert_eq!(error_of(&made).0, "database_damaged");
     let report = cli.doctor();
     assert_eq!(report["ok"], false, "{report}");
 
@@ -974,4 +977,52 @@ fn a_server_that_needs_no_key_works_without_a_keychain() {
     assert_eq!(out.status.code(), Some(1));
     let error: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(error_of(&error).0, "keychain", "{error}");
+}
+
+#[test]
+fn the_diagnostic_report_holds_no_word_title_or_path_of_the_documents() {
+    let cli = Cli::new();
+    // Marker words in the text, the titles, the file names and a folder name with spaces.
+    let note = cli.write(
+        "Private Notes vq7731/plan zx5521.md",
+        "# Title kw8842\nThe body says mm3390 and nothing else of note.",
+    );
+    let mail = cli.write(
+        "Private Notes vq7731/letter.eml",
+        "From: Ann <ann@example.org>\nSubject: Subject hh2208\n\nThe mail says pp4471.",
+    );
+    cli.write("Private Notes vq7731/scan jj6674.pdf", "%PDF-1.4 torn");
+    cli.write("Private Notes vq7731/book tt5519.epub", "not an e-book");
+    let folder = note.parent().unwrap();
+    cli.command().args(["ingest", folder.to_str().unwrap()]).output().unwrap();
+    cli.command().args(["search", "mm3390"]).output().unwrap();
+    cli.json_status(&["doctor"], 2);
+
+    let report = cli.json(&["report"])["report"].as_str().unwrap().to_string();
+    let markers = ["vq7731", "zx5521", "kw8842", "mm3390", "hh2208", "pp4471", "jj6674", "tt5519"];
+    for needle in markers.iter().copied().chain([
+        "ann@example.org",
+        "Private Notes",
+        cli.data_dir().to_str().unwrap(),
+        folder.to_str().unwrap(),
+        mail.to_str().unwrap(),
+    ]) {
+        assert!(!report.contains(needle), "{needle} in the report:\n{report}");
+    }
+    // What it is for is there: the failures by code, the metrics, the log's lines.
+    assert!(report.contains("failures by code: malformed 2"), "{report}");
+    assert!(report.contains("job_ms pdf 1 "), "{report}");
+    assert!(report.contains("job failed code=\"malformed\" error=<malformed>"), "{report}");
+    assert!(report.contains("data_dir=<path>"), "{report}");
+    assert!(report.contains("sources: failed 2, ready 2"), "{report}");
+
+    let stats = cli.json(&["stats"]);
+    assert_eq!(stats["failures"], serde_json::json!({"malformed": 2}), "{stats}");
+    assert_eq!(stats["health"]["queued_jobs"], 0);
+    let markdown = stats["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "job_ms" && m["label"] == "markdown");
+    assert_eq!(markdown.unwrap()["count"], 1, "{stats}");
 }

@@ -983,6 +983,32 @@ mod tests {
         let _ = stream.read(&mut [0u8; 1]);
     }
 
+    /// Set by [`trickles`] once it has sent [`TRICKLE_BEFORE_CANCEL`] bytes: the cancel of the
+    /// download that reads it.
+    static TRICKLE_CANCEL: AtomicBool = AtomicBool::new(false);
+    /// Bytes of the body [`trickles`] sent in all.
+    static TRICKLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    const TRICKLE_BEFORE_CANCEL: usize = 20;
+
+    /// Announces the whole file, then sends one byte every 20 ms, well inside the idle timeout,
+    /// until the client hangs up or the connection's lifetime is over; cancels the download
+    /// after a few bytes.
+    fn trickles(_: usize, _: Option<u64>, stream: &mut TcpStream) {
+        let body = payload();
+        head(stream, "200 OK", "", body.len());
+        let _ = stream.set_nodelay(true);
+        let lifetime = std::time::Instant::now() + CONNECTION_LIFETIME;
+        for byte in body.iter().take_while(|_| std::time::Instant::now() < lifetime) {
+            if stream.write_all(std::slice::from_ref(byte)).is_err() {
+                return;
+            }
+            if TRICKLED.fetch_add(1, Ordering::SeqCst) + 1 == TRICKLE_BEFORE_CANCEL {
+                TRICKLE_CANCEL.store(true, Ordering::SeqCst);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn web_page(_: usize, _: Option<u64>, stream: &mut TcpStream) {
         respond(stream, "200 OK", "Content-Type: text/html\r\n", b"<html>Sign in</html>");
     }
@@ -1163,6 +1189,21 @@ mod tests {
                 .unwrap_err();
         assert_eq!(e.code(), "download");
         assert!(e.to_string().contains("sent nothing for 0.3 s"), "{e}");
+        assert_eq!(server.ranges(), [None]);
+        assert_eq!(files_in(dir.path()), ["tiny.gguf.part"]);
+    }
+
+    #[test]
+    fn h2_a_trickling_download_stops_soon_after_its_cancel_and_keeps_its_part() {
+        let server = serve(trickles);
+        let dir = tempfile::tempdir().unwrap();
+        let request = request(&server, dir.path(), None);
+        let stopped = download_with(&request, TIMEOUTS, &TRICKLE_CANCEL, &mut |_| {}, TEST_MACHINE);
+        assert!(matches!(stopped, Err(Error::Cancelled)), "{stopped:?}");
+        // Stopped between two bytes of the body, not at the end of the connection's lifetime
+        // (a thousand bytes) nor after a retry.
+        let sent = TRICKLED.load(Ordering::SeqCst);
+        assert!(sent < TRICKLE_BEFORE_CANCEL + 10, "{sent} bytes sent");
         assert_eq!(server.ranges(), [None]);
         assert_eq!(files_in(dir.path()), ["tiny.gguf.part"]);
     }

@@ -212,6 +212,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A reranking server failed or answered something unusable; search keeps its own order.
+    #[error("reranking server {server}: {reason}")]
+    RerankServer {
+        /// The server's base URL.
+        server: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// Local generation failed (the model file, the context, or llama.cpp itself).
     #[error("language model: {reason}")]
     Generation {
@@ -374,6 +383,7 @@ impl Error {
             Error::EmbeddingServer { .. } => "embedding_server",
             Error::Keychain { .. } => "keychain",
             Error::ChatServer { .. } => "chat_server",
+            Error::RerankServer { .. } => "rerank_server",
             Error::Generation { .. } => "generation",
             Error::Index { .. } => "index",
             Error::Corrupt(_) => "corrupt",
@@ -407,6 +417,7 @@ impl Error {
             Error::Fetch { url, .. } => format!("fetch of {url} failed"),
             Error::EmbeddingServer { server, .. } => format!("embedding server {server} failed"),
             Error::ChatServer { server, .. } => format!("chat model server {server} failed"),
+            Error::RerankServer { server, .. } => format!("reranking server {server} failed"),
             other => other.to_string(),
         }
     }

@@ -28,9 +28,12 @@ pub mod find;
 mod ingest;
 mod llm;
 mod logging;
+pub mod metrics;
 mod model;
 pub mod models;
 pub mod queue;
+mod report;
+mod rerank;
 mod retrieve;
 mod sandbox;
 mod secrets;
@@ -58,6 +61,7 @@ pub use logging::init_logging;
 pub use model::*;
 pub use models::{ModelProblem, ModelSearch};
 pub use queue::QueueProgress;
+pub use rerank::RerankerChoice;
 pub use retrieve::{SearchRequest, SearchResults};
 pub use sandbox::{PARSER_ARG, ParserCommand, run_parser_child};
 pub use secrets::{KEYCHAIN_SERVICE, keychain_account, masked};
@@ -360,7 +364,8 @@ impl Doppel {
         }
         let (commands, inbox) = mpsc::channel();
         let models = ModelSearch::new(config.models.clone(), dir.path(), config.bundled_models);
-        let readers = Arc::new(ReadPool::new(database.clone()));
+        let readers =
+            Arc::new(ReadPool::new(database.clone()).measured(Arc::clone(&shared.metrics)));
         let vectors = Arc::new(Vectors::default());
         let worker = Worker::start(
             conn,
@@ -720,7 +725,54 @@ impl Doppel {
     /// default). Without a usable model or index it falls back to keyword search and says so
     /// in [`SearchResults::note`].
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResults> {
-        retrieve::search(&self.readers, &self.vectors, &self.settings()?, request)
+        let started = std::time::Instant::now();
+        let results = retrieve::search(&self.readers, &self.vectors, &self.settings()?, request)?;
+        let mode = match results.mode {
+            SearchMode::Hybrid => "hybrid",
+            SearchMode::Vector => "meaning",
+            SearchMode::Keyword => "keyword",
+        };
+        self.shared.metrics.record_since(metrics::Metric::SearchTime, mode, started);
+        Ok(results)
+    }
+
+    /// The reranking server that reorders search results, or [`RerankerChoice::Off`].
+    pub fn reranker(&self) -> Result<RerankerChoice> {
+        self.readers.with(|c| Ok(RerankerChoice::from_stored(&store::stored_settings(c)?)))
+    }
+
+    /// Chooses the reranking server (or none); searches use it from the next one on.
+    pub fn set_reranker(&self, choice: &RerankerChoice) -> Result<()> {
+        let values = choice.to_stored();
+        self.call(|reply| Command::Chat(worker::ChatWrite::SetSettings { values, reply }))
+    }
+
+    /// Stores the reranking server's API key in the OS keychain (never on disk), bound to its
+    /// URL.
+    pub fn set_reranker_api_key(&self, key: &str) -> Result<()> {
+        let url = self.reranker()?.url().map(str::to_string).ok_or_else(|| {
+            Error::InvalidInput("no reranking server is chosen; choose one first".into())
+        })?;
+        secrets::set_api_key(&url, key)?;
+        self.mark_key(&url, true)
+    }
+
+    /// The reranking server's API key, masked for display (`None` when none is stored).
+    pub fn reranker_api_key_hint(&self) -> Result<Option<String>> {
+        match self.reranker()?.url() {
+            Some(url) if self.key_stored(url)? => {
+                Ok(secrets::api_key(url)?.as_deref().map(secrets::masked))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Removes the reranking server's API key; returns whether there was one.
+    pub fn delete_reranker_api_key(&self) -> Result<bool> {
+        let Some(url) = self.reranker()?.url().map(str::to_string) else { return Ok(false) };
+        let removed = secrets::delete_api_key(&url)?;
+        self.mark_key(&url, false)?;
+        Ok(removed)
     }
 
     /// The current settings.
@@ -1232,16 +1284,148 @@ impl Doppel {
         self.set_api_settings(&settings)
     }
 
+    /// The local metrics of the last `days` days and the twin's health now (`doppel stats`).
+    /// Nothing in it comes from a document: labels are formats, kinds and error codes.
+    pub fn stats(&self, days: u32) -> Result<metrics::Stats> {
+        let metrics = Arc::clone(&self.shared.metrics);
+        if metrics.has_pending() {
+            // What was measured until now is written first; a database that refuses writes
+            // keeps it waiting, and the rest is shown all the same.
+            let written = self.apply(move |tx| metrics.flush(tx).map(drop));
+            if let Err(e) = written {
+                tracing::warn!(code = e.code(), "metrics not written before stats");
+            }
+        }
+        let agreement = self.call(|reply| Command::CheckIndex { reply }).map_err(|e| e.to_string());
+        let model = self.vectors.model().map(|(id, _)| id);
+        let since = metrics::since(days);
+        let (summaries, hours, passages, queued_jobs, duplicate_vectors) =
+            self.readers.with(|c| {
+                Ok((
+                    metrics::summaries(c, since)?,
+                    metrics::hours(c, since)?,
+                    store::count(c, store::Table::Chunks)?,
+                    store::queued_jobs(c)?,
+                    model.map(|id| store::duplicate_vectors(c, id)).transpose()?.unwrap_or(0),
+                ))
+            })?;
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        let database = self.dir.database();
+        let wal = database.with_extension("sqlite3-wal");
+        let index_file_bytes = std::fs::read_dir(self.dir.path().join(INDEX_DIR))
+            .map(|entries| entries.flatten().map(|e| size(&e.path())).sum())
+            .unwrap_or(0);
+        Ok(metrics::Stats {
+            days,
+            keep_days: self.shared.metrics.kept_days(),
+            summaries,
+            hours,
+            health: metrics::Health {
+                passages,
+                index_entries: self.vector_status().index_entries,
+                index_memory_bytes: self.vectors.memory_bytes(),
+                index_file_bytes,
+                database_bytes: size(&database) + size(&wal),
+                agreement,
+                duplicate_vectors,
+                queued_jobs,
+                memory_mib: metrics::memory_mib(),
+            },
+        })
+    }
+
+    /// A diagnostic report a person can send without sending their documents: versions, the
+    /// platform, settings, counts, metrics, `doctor`'s findings and the log's last lines, with
+    /// every path and URL reduced to its extension and every error message to its code.
+    pub fn report(&self) -> Result<String> {
+        use std::fmt::Write as _;
+        let doctor = self.doctor()?;
+        let stats = self.stats(30)?;
+        let mut known = self.readers.with(store::known_paths)?;
+        known.push(self.dir.path().display().to_string());
+        known.extend(std::env::var("HOME").ok());
+        let scrub = report::Scrubber::new(known);
+        let mut out = String::new();
+        let _ = writeln!(out, "# Doppel diagnostic report\n");
+        let _ = writeln!(
+            out,
+            "Doppel {} · schema {} · SQLite {} · {} {} · {} CPUs",
+            doctor.app_version,
+            doctor.schema_version,
+            doctor.sqlite_version,
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        let settings = self.settings()?;
+        let values: Vec<String> = SETTING_SPECS
+            .iter()
+            .filter_map(|spec| Some(format!("{}={}", spec.key, settings.get(spec.key).ok()?)))
+            .collect();
+        let _ = writeln!(out, "\n## Settings\n{}", values.join(" "));
+        let embedder = match self.embedder()? {
+            EmbedderChoice::Local => "local".to_string(),
+            EmbedderChoice::Remote { kind, .. } => format!("server ({})", kind.as_str()),
+        };
+        let chat = match self.chat_model()? {
+            chat::ChatModel::Local(None) => "local (default)".to_string(),
+            chat::ChatModel::Local(Some(_)) => "local (a file)".to_string(),
+            chat::ChatModel::Remote(server) => format!("server ({})", server.kind.as_str()),
+            chat::ChatModel::Off => "none".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "embedder: {embedder}; chat model: {chat}; answer mode: {:?}",
+            self.answer_mode()?
+        );
+        let _ = writeln!(out, "\n## Counts");
+        let pairs = |v: &[(String, u64)]| {
+            v.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+        };
+        let _ = writeln!(out, "twins {}; sources: {}", doctor.twins, pairs(&doctor.sources));
+        let _ = writeln!(
+            out,
+            "passages {}; without vectors {}",
+            doctor.chunks, doctor.chunks_without_vectors
+        );
+        let _ = writeln!(out, "jobs: {}", pairs(&doctor.jobs));
+        let _ = writeln!(out, "\n## Doctor");
+        if doctor.problems.is_empty() {
+            let _ = writeln!(out, "all checks passed");
+        }
+        for problem in &doctor.problems {
+            let _ = writeln!(out, "- {}", scrub.words(problem));
+        }
+        out.push('\n');
+        report::metrics_section(&mut out, &stats);
+        let log = std::fs::read_to_string(self.dir.path().join(LOG_DIR).join("doppel.log"))
+            .unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let last = &lines[lines.len().saturating_sub(report::LOG_LINES)..];
+        let _ = writeln!(out, "\n## Log (last {} lines)", last.len());
+        for line in last {
+            let _ = writeln!(out, "{}", scrub.log_line(line));
+        }
+        Ok(out)
+    }
+
+    /// Every measurement from now on, as it is taken (tests compare them with [`Doppel::stats`]).
+    pub fn measurements(&self) -> Receiver<metrics::Measurement> {
+        self.shared.metrics.observe()
+    }
+
     /// Runs a write of `access` on the worker's connection, in one transaction.
     fn apply<T: Send + 'static>(
         &self,
         write: impl FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         self.call(|reply| {
-            Command::Apply(Box::new(move |conn: &mut rusqlite::Connection| {
+            Command::Apply(Box::new(move |conn: Result<&mut rusqlite::Connection>| {
                 let result = conn
-                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                    .map_err(Error::from)
+                    .and_then(|conn| {
+                        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                            .map_err(Error::from)
+                    })
                     .and_then(|tx| {
                         let value = write(&tx)?;
                         tx.commit()?;
@@ -1257,7 +1441,10 @@ impl Doppel {
     fn call<T>(&self, command: impl FnOnce(Sender<Result<T>>) -> Command) -> Result<T> {
         let commands =
             self.commands.as_ref().ok_or_else(|| Error::WorkerGone("shut down".into()))?;
-        worker::call(commands, command)
+        let started = std::time::Instant::now();
+        let answer = worker::call(commands, command);
+        self.shared.metrics.record_since(metrics::Metric::CommandWait, "", started);
+        answer
     }
 }
 

@@ -1,6 +1,10 @@
 //! Retrieval: the one home of search. Keyword search over the FTS5 index (BM25), search by
 //! meaning through [`crate::vectors`], and their fusion by reciprocal rank.
 //!
+//! When a reranking server is chosen ([`crate::rerank`]), it reorders the best
+//! `rerank_candidates` passages of the chosen mode; when it fails, the results keep their own
+//! order and the note says why.
+//!
 //! When search by meaning cannot run (no model, passages still being embedded, the index being
 //! rebuilt), a search falls back to keywords and says why in [`SearchResults::note`]. Vector
 //! hits are checked against live rows, so a stale index entry never surfaces a deleted passage.
@@ -17,6 +21,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::Result;
 use crate::model::*;
+use crate::rerank;
 use crate::settings::Settings;
 use crate::store::{self, ReadPool};
 use crate::vectors::{Vectors, cosine};
@@ -69,9 +74,14 @@ pub(crate) fn search(
     request: &SearchRequest,
 ) -> Result<SearchResults> {
     let limit = request.limit.map_or(settings.top_k, |l| l.clamp(1, 1000)) as usize;
+    // A reranking server reorders more passages than are shown, and the best of its order are.
+    let reranker = rerank::configured(readers, settings)?;
+    let wanted =
+        if reranker.is_some() { limit.max(settings.rerank_candidates as usize) } else { limit };
     // Fusion needs more than the final count from each list; a source filter is applied after
     // the vector search, so it looks further.
-    let pool = if request.sources.is_empty() { (limit * 4).max(32) } else { (limit * 20).max(200) };
+    let pool =
+        if request.sources.is_empty() { (wanted * 4).max(32) } else { (wanted * 20).max(200) };
     let min = settings.min_similarity_pct as f32 / 100.0;
     let mut note = None;
     let mut vector = Vec::new();
@@ -106,12 +116,42 @@ pub(crate) fn search(
                 || similar.get(&hit.chunk_id).is_none_or(|v| cosine(v, query) >= min)
         });
     }
-    let hits = match mode {
-        SearchMode::Keyword => keyword.into_iter().take(limit).collect(),
-        SearchMode::Vector => vector.into_iter().take(limit).collect(),
-        SearchMode::Hybrid => fuse(keyword, vector, limit),
+    let mut hits = match mode {
+        SearchMode::Keyword => keyword.into_iter().take(wanted).collect(),
+        SearchMode::Vector => vector.into_iter().take(wanted).collect(),
+        SearchMode::Hybrid => fuse(keyword, vector, wanted),
     };
+    if let Some(reranker) = reranker {
+        let documents: Vec<String> = hits.iter().map(context_and_text).collect();
+        match reranker.rerank(&request.query, &documents) {
+            Ok(order) => {
+                let mut slots: Vec<Option<Hit>> = hits.into_iter().map(Some).collect();
+                hits = order.into_iter().filter_map(|i| slots.get_mut(i)?.take()).collect();
+            }
+            Err(e) => {
+                tracing::warn!(code = e.code(), error = %e.for_log(), "reranking failed");
+                let said = format!("{e}; the results keep their order without reranking");
+                note = Some(match note {
+                    Some(earlier) => format!("{earlier}; {said}"),
+                    None => said,
+                });
+            }
+        }
+    }
+    hits.truncate(limit);
     Ok(SearchResults { hits, mode, note })
+}
+
+/// A passage as a reranker reads it: where it is (the document's title and heading), then its
+/// text, since a passage alone often does not name what it is about.
+fn context_and_text(hit: &Hit) -> String {
+    let label = &hit.location.label;
+    let place = if label.is_empty() || label.starts_with(&hit.source_title) {
+        if label.is_empty() { hit.source_title.clone() } else { label.clone() }
+    } else {
+        format!("{} › {label}", hit.source_title)
+    };
+    format!("{place}\n{}", hit.text)
 }
 
 /// Most words of a query that are searched; the rest are ignored.

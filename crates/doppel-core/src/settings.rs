@@ -57,6 +57,14 @@ pub struct Settings {
     /// Quiet time after a change in a watched folder before its files are queued, in
     /// milliseconds: a burst of writes to a file becomes one job.
     pub watch_debounce_ms: u32,
+    /// Days of local metrics kept (`doppel stats`); 0 records none.
+    pub metrics_days: u32,
+    /// How many of a search's best passages a reranking server is asked to reorder.
+    pub rerank_candidates: u32,
+    /// Time a reranking server may take to answer one request, body included, in seconds.
+    pub rerank_timeout_s: u32,
+    /// Extra tries of a rerank request after a refused connection, 429 or 5xx answer.
+    pub rerank_retries: u32,
 }
 
 impl Default for Settings {
@@ -84,6 +92,10 @@ impl Default for Settings {
             chat_timeout_s: 0,
             chat_idle_s: 0,
             watch_debounce_ms: 0,
+            metrics_days: 0,
+            rerank_candidates: 0,
+            rerank_timeout_s: 0,
+            rerank_retries: 0,
         };
         for spec in SPECS {
             *(spec.field)(&mut settings) = spec.default;
@@ -285,6 +297,38 @@ pub static SPECS: &[SettingSpec] = &[
         min: 50,
         max: 60_000,
         field: |s| &mut s.watch_debounce_ms,
+    },
+    SettingSpec {
+        key: "metrics_days",
+        help: "days of local metrics kept (job times, failures, latencies; never document text); 0 records none",
+        default: 30,
+        min: 0,
+        max: 365,
+        field: |s| &mut s.metrics_days,
+    },
+    SettingSpec {
+        key: "rerank_candidates",
+        help: "best passages of a search that a reranking server (`doppel reranker`) reorders",
+        default: 30,
+        min: 2,
+        max: 200,
+        field: |s| &mut s.rerank_candidates,
+    },
+    SettingSpec {
+        key: "rerank_timeout_s",
+        help: "seconds a reranking server may take to answer; past it, search keeps its own order",
+        default: 5,
+        min: 1,
+        max: 120,
+        field: |s| &mut s.rerank_timeout_s,
+    },
+    SettingSpec {
+        key: "rerank_retries",
+        help: "extra tries of a rerank request after a refused connection or a 429/5xx answer",
+        default: 1,
+        min: 0,
+        max: 5,
+        field: |s| &mut s.rerank_retries,
     },
 ];
 

@@ -276,8 +276,8 @@ fn l2_backups_of_older_schema_versions_restore_migrated_and_a_newer_one_is_refus
     assert!(restored.counts.sources > 0, "the fixture holds sources");
     drop(there);
 
-    // The previous version (7): a twin with chat data, its database taken back to version 7
-    // (version 8 only added the API's two tables).
+    // An older version (7): a twin with chat data, its database taken back to version 7
+    // (versions 8 and 9 only added tables: the API's two and the metrics').
     let v7 = scratch.path().join("v7");
     let doppel =
         Doppel::open(Config { models: Some(v7.join("none")), ..Config::new(&v7) }).unwrap();
@@ -289,8 +289,11 @@ fn l2_backups_of_older_schema_versions_restore_migrated_and_a_newer_one_is_refus
     drop(doppel);
     {
         let conn = rusqlite::Connection::open(v7.join(DATABASE_FILE)).unwrap();
-        conn.execute_batch("DROP TABLE api_usage; DROP TABLE api_tokens; PRAGMA user_version = 7;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TABLE metric_samples; DROP TABLE api_usage; DROP TABLE api_tokens;
+             PRAGMA user_version = 7;",
+        )
+        .unwrap();
     }
     let request = BackupRequest { path: scratch.path().join("v7.doppel"), passphrase: None };
     let backup = Doppel::backup_dir(&v7, &request, &AtomicBool::new(false), &mut |_| {}).unwrap();

@@ -8,15 +8,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Request, read_request};
+use common::{Answer, Handler, Request, serve};
 use doppel_core::*;
 use serde_json::{Value, json};
 
@@ -28,70 +26,6 @@ impl Request {
             .iter()
             .map(|t| t.as_str().unwrap().to_string())
             .collect()
-    }
-}
-
-/// What the server does with a request: answer with a status and a body, or never answer.
-enum Answer {
-    Json(u16, Value),
-    Hang,
-    /// A 200 whose JSON body comes one byte at a time, each just inside the client's 1 s read
-    /// timeout.
-    Trickle(Value),
-}
-
-type Handler = Arc<dyn Fn(&Request) -> Answer + Send + Sync>;
-
-/// Serves `handler` on a loopback port until the test process ends; returns the base URL and
-/// the requests seen.
-fn serve(handler: Handler) -> (String, Arc<Mutex<Vec<Request>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let (handler, log) = (Arc::clone(&handler), Arc::clone(&log));
-            std::thread::spawn(move || {
-                let Some(request) = read_request(&stream) else { return };
-                log.lock().unwrap().push(request.clone());
-                match handler(&request) {
-                    Answer::Json(status, body) => respond(stream, status, &body),
-                    // Holds the connection open and silent well past any timeout under test.
-                    Answer::Hang => std::thread::sleep(Duration::from_secs(30)),
-                    Answer::Trickle(body) => trickle(stream, &body),
-                }
-            });
-        }
-    });
-    (base, seen)
-}
-
-fn respond(mut stream: TcpStream, status: u16, body: &Value) {
-    let body = body.to_string();
-    let head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(body.as_bytes());
-}
-
-fn trickle(mut stream: TcpStream, body: &Value) {
-    let body = body.to_string();
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes());
-    for byte in body.as_bytes() {
-        // The server's pace, not a wait of the test: each byte comes 0.8 s after the last.
-        std::thread::sleep(Duration::from_millis(800));
-        if stream.write_all(&[*byte]).and_then(|()| stream.flush()).is_err() {
-            return;
-        }
     }
 }
 

@@ -52,16 +52,17 @@ fn endless_server() -> String {
     base
 }
 
-/// The process's threads, the loopback server's left out.
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
+/// The names of the process's threads, sorted, the loopback server's left out.
+fn threads() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
         .unwrap()
         .flatten()
-        .filter(|task| {
-            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            name.trim() != SERVER_THREAD
-        })
-        .count()
+        .map(|task| std::fs::read_to_string(task.path().join("comm")).unwrap_or_default())
+        .map(|name| name.trim().to_string())
+        .filter(|name| name != SERVER_THREAD)
+        .collect();
+    names.sort();
+    names
 }
 
 /// The process's resident memory, in KiB.
@@ -106,7 +107,7 @@ fn measure(
     warm_up: usize,
     rounds: usize,
     later: usize,
-) -> ((usize, u64), (usize, u64)) {
+) -> ((Vec<String>, u64), (Vec<String>, u64)) {
     for round in 0..warm_up {
         ask_and_leave(doppel, 1 + round % 2 * (later - 1));
     }
@@ -125,9 +126,11 @@ fn h4_cancelled_and_abandoned_streams_leave_threads_and_memory_flat() {
     let remote = twin(data.path(), data.path().join("no-models"), ChatModel::Remote(server));
     let ((threads_before, rss_before), (threads_after, rss_after)) = measure(&remote, 20, 200, 20);
     println!(
-        "200 remote streams: threads {threads_before} -> {threads_after}, RSS {rss_before} KiB -> {rss_after} KiB"
+        "200 remote streams: threads {} -> {}, RSS {rss_before} KiB -> {rss_after} KiB",
+        threads_before.len(),
+        threads_after.len()
     );
-    assert_eq!(threads_after, threads_before, "no thread left behind");
+    assert_eq!(threads_after, threads_before, "no thread left behind (names before, after)");
     // 200 stored answers grow the database's cache a little; a leaked stream per answer
     // (a connection, its buffers, a runtime) would cost far more than 8 MiB in all.
     assert!(rss_after < rss_before + 8 * 1024, "{rss_before} KiB -> {rss_after} KiB");
@@ -140,8 +143,10 @@ fn h4_cancelled_and_abandoned_streams_leave_threads_and_memory_flat() {
     let local = twin(data.path(), model_cache(), ChatModel::Local(None));
     let ((threads_before, rss_before), (threads_after, rss_after)) = measure(&local, 2, 30, 4);
     println!(
-        "30 local streams: threads {threads_before} -> {threads_after}, RSS {rss_before} KiB -> {rss_after} KiB"
+        "30 local streams: threads {} -> {}, RSS {rss_before} KiB -> {rss_after} KiB",
+        threads_before.len(),
+        threads_after.len()
     );
-    assert_eq!(threads_after, threads_before, "no thread left behind");
+    assert_eq!(threads_after, threads_before, "no thread left behind (names before, after)");
     assert!(rss_after < rss_before + 16 * 1024, "{rss_before} KiB -> {rss_after} KiB");
 }

@@ -784,13 +784,17 @@ impl Hnsw {
             for scratch in others {
                 scope.spawn(move || work(scratch));
             }
-            // This thread inserts too, and reports progress between its inserts.
+            // This thread inserts too, and reports progress between its inserts: at the start,
+            // then about every thousand nodes (whichever of them it takes itself).
+            progress(0, total);
+            let mut reported = 0;
             while !cancel.load(Atomic::Relaxed) {
                 let i = next.fetch_add(1, Atomic::Relaxed);
                 let Some(&(slot, level)) = placed.get(i) else { break };
                 view.insert(slot, level, &top, mine);
-                if i.is_multiple_of(1000) {
+                if i >= reported + 1000 {
                     progress(i.min(total), total);
+                    reported = i;
                 }
             }
         });

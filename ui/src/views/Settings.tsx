@@ -24,6 +24,7 @@ import { formatBytes, formatRelative, plural } from "../format";
 import { pickFolder, pickModelFile } from "../pickers";
 import { chatProblem } from "../state/models";
 import { CatalogueCard, ChatModelStatus, EmbedderStatus } from "./Models";
+import { DiagnosticsCard } from "./Diagnostics";
 import { BackupCard, LocalApiCard } from "./Portable";
 
 export function SettingsView() {
@@ -52,6 +53,7 @@ export function SettingsView() {
       <WatchedFoldersCard />
       <BackupCard />
       <LocalApiCard />
+      <DiagnosticsCard />
       <TunablesCard />
       <AboutCard />
     </div>

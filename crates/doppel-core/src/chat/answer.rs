@@ -22,6 +22,7 @@ use super::{
 use super::{check, grounded};
 use crate::error::{Error, Result};
 use crate::llm::LocalLlm;
+use crate::metrics::Metric;
 use crate::model::*;
 use crate::retrieve::SearchRequest;
 use crate::store::chat::{AnswerRows, FinishedAnswer};
@@ -264,8 +265,10 @@ impl Doppel {
         let mut text = String::new();
         // Saved at the first piece, then every SAVE_EVERY.
         let mut saved: Option<Instant> = None;
+        let mut first_piece: Option<f64> = None;
         let asked = Asked { request, question, message: rows.answer, history: &history };
         let result = self.answer(asked, &mut notes, cancel, &mut |piece| {
+            first_piece.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1000.0);
             text.push_str(piece);
             if saved.is_none_or(|at| at.elapsed() >= SAVE_EVERY) {
                 saved = Some(Instant::now());
@@ -302,8 +305,25 @@ impl Doppel {
             ms = started.elapsed().as_millis() as u64,
             "answer finished"
         );
+        self.measure_answer(&finished, started, first_piece);
         let finished = FinishedAnswer { message: rows.answer, ..finished };
         self.finish(rows, finished, conversation, notes)
+    }
+
+    /// Records an answer's time, its first piece's, and whether it was cancelled or replaced.
+    fn measure_answer(&self, finished: &FinishedAnswer, started: Instant, first: Option<f64>) {
+        let metrics = &self.shared.metrics;
+        let by = if finished.model.is_some() { "model" } else { "passages" };
+        metrics.record_since(Metric::AnswerTime, by, started);
+        if let Some(ms) = first {
+            metrics.record(Metric::FirstPiece, by, ms);
+        }
+        if finished.state == MessageState::Cancelled {
+            metrics.record(Metric::AnswerCancelled, "", 1.0);
+        }
+        if finished.draft.is_some() {
+            metrics.record(Metric::AnswerUnsupported, "", 1.0);
+        }
     }
 
     /// Sends what an answer has said so far to the worker, without waiting for it.

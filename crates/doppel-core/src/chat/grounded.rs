@@ -37,6 +37,8 @@ pub const MIN_MEANING: f32 = 0.33;
 pub const MIN_WORDS: f32 = 0.5;
 /// Longest sentence considered, in bytes: longer ones are tables or run-on text.
 const MAX_SENTENCE: usize = 600;
+/// What a sentence stating the kind of fact a question asks for (a path, a number) gains.
+const THING_BONUS: f32 = 0.1;
 
 /// Words that say nothing of what a question is about.
 const STOP_WORDS: &[&str] = &[
@@ -154,11 +156,17 @@ pub fn compose(
         return None;
     }
     // Earlier passages win ties: retrieval ranked them first. A fragment (a list item that
-    // goes on a sentence above it, starting in lower case) reads worse than a sentence.
+    // goes on a sentence above it, starting in lower case) reads worse than a sentence. A
+    // question that asks for a file or a number is answered by a sentence that states one.
+    let wanted = wanted(question);
+    let question_lower = question.to_lowercase();
     for c in &mut candidates {
         c.score -= 0.01 * c.passage as f32;
         if c.text.chars().next().is_some_and(char::is_lowercase) {
             c.score -= 0.05;
+        }
+        if wanted.is_some_and(|w| states(c.text, w, &question_lower)) {
+            c.score += THING_BONUS;
         }
     }
     let mut order: Vec<usize> = (0..candidates.len()).filter(|&i| candidates[i].eligible).collect();
@@ -260,6 +268,54 @@ fn lead(heading: &str, sentence: &str) -> Option<String> {
     (vague && short && words.iter().any(|w| !own.contains(w))).then(|| last.to_string())
 }
 
+/// The kind of fact a question asks for, when its words say: a file or directory, or a number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Wanted {
+    Path,
+    Number,
+}
+
+/// What a question asks for: "which file…", "where is the configuration…" want a path; "how
+/// many…", "which port…" a number.
+fn wanted(question: &str) -> Option<Wanted> {
+    let words: Vec<String> = question
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let has = |w: &str| words.iter().any(|x| x == w);
+    let asks = has("which") || has("what") || has("where");
+    let pairs =
+        |a: &str, b: &[&str]| words.windows(2).any(|p| p[0] == a && b.contains(&p[1].as_str()));
+    if pairs("how", &["many", "much"]) || asks && (has("port") || has("number")) {
+        Some(Wanted::Number)
+    } else if has("where") || asks && ["file", "directory", "folder", "path"].iter().any(|w| has(w))
+    {
+        Some(Wanted::Path)
+    } else {
+        None
+    }
+}
+
+/// Whether a sentence states a fact of the kind asked for that the question does not hold.
+fn states(sentence: &str, wanted: Wanted, question_lower: &str) -> bool {
+    check::facts(sentence).iter().any(|fact| {
+        let kind = match wanted {
+            Wanted::Number => fact.chars().all(|c| c.is_ascii_digit()),
+            Wanted::Path => {
+                fact.starts_with('/') && fact.len() > 1
+                    || fact.starts_with("~/")
+                    || fact.rsplit_once('.').is_some_and(|(name, ext)| {
+                        !name.is_empty()
+                            && (1..=4).contains(&ext.len())
+                            && ext.chars().all(|c| c.is_ascii_lowercase())
+                    })
+            }
+        };
+        kind && !question_lower.contains(&fact.to_lowercase())
+    })
+}
+
 /// Whether the passages mention at least one of the things the question names ("PyTorch",
 /// "Kubernetes", "NSA"), when it names any: passages about none of them do not answer it, however
 /// close their meaning.
@@ -279,6 +335,19 @@ fn names_found(question: &str, passages: &[Quoted]) -> bool {
     if names.is_empty() {
         return true;
     }
+    // Names side by side are one name: "Unreal Engine" is not found in a passage about an engine.
+    let question = question.to_lowercase();
+    let mut phrases: Vec<String> = Vec::new();
+    for name in names {
+        match phrases.last_mut() {
+            Some(last) if question.contains(&format!("{last} {name}")) => {
+                last.push(' ');
+                last.push_str(&name);
+            }
+            _ => phrases.push(name),
+        }
+    }
+    let names = phrases;
     passages.iter().any(|p| {
         let text = format!("{} {} {}", p.title, p.heading, p.text).to_lowercase();
         names.iter().any(|n| text.contains(n.as_str()))
@@ -428,12 +497,40 @@ mod tests {
     }
 
     #[test]
+    fn a_question_asking_for_a_thing_gets_the_sentence_that_names_it() {
+        let passages = [quoted(
+            1,
+            "Software RAID",
+            "The state of a RAID array changes during a reconstruction. \
+             The /proc/mdstat file shows the state of each RAID array.",
+        )];
+        let mut near = |texts: &[String]| {
+            Some(
+                texts
+                    .iter()
+                    .map(|t| if t.contains("reconstruction") { 0.55 } else { 0.5 })
+                    .collect(),
+            )
+        };
+        let asked = "Where can I check the state of a RAID array?";
+        let answer = compose(asked, &passages, &mut near).unwrap();
+        assert!(answer.text.starts_with("The /proc/mdstat file"), "{}", answer.text);
+        // A question asking how things work gets no such push.
+        let asked = "How does the state of a RAID array change?";
+        let answer = compose(asked, &passages, &mut near).unwrap();
+        assert!(answer.text.starts_with("The state of a RAID array"), "{}", answer.text);
+    }
+
+    #[test]
     fn a_question_about_a_thing_no_passage_names_is_not_covered() {
         let passages =
             [quoted(1, "Tracing", "The trace function is called for every line of code.")];
         let mut near = |texts: &[String]| Some(vec![0.7; texts.len()]);
         let asked = "How do I turn on hardware ray tracing in Unreal Engine 5?";
         assert!(compose(asked, &passages, &mut near).is_none());
+        // Names side by side are one name, not found in a passage that has one of its words.
+        let engine = [quoted(1, "Tracing", "The trace engine is called for every line of code.")];
+        assert!(compose(asked, &engine, &mut near).is_none());
         assert!(compose("How is the trace function called?", &passages, &mut near).is_some());
     }
 

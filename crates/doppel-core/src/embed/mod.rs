@@ -65,6 +65,11 @@ impl Embedder {
         }
     }
 
+    /// Whether a model server embeds (rather than the local model).
+    pub(crate) fn is_remote(&self) -> bool {
+        matches!(self, Embedder::Remote(_))
+    }
+
     /// One normalised vector per text, in order.
     pub(crate) fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         match self {

@@ -127,8 +127,9 @@ impl RemotePolicy {
     }
 }
 
-/// An HTTP client whose every request ends within the policy's timeout.
-fn client_for(policy: RemotePolicy) -> Result<Client> {
+/// An HTTP client whose every request ends within the policy's timeout (shared by the
+/// reranker, [`crate::rerank`]).
+pub(crate) fn client_for(policy: RemotePolicy) -> Result<Client> {
     Client::builder()
         .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
         .timeout(policy.timeout)
@@ -394,7 +395,10 @@ impl Failure {
 /// timeout bounds each read, not their sum: a server that sends a byte just inside it, again
 /// and again, would hold the worker (and the embedder's lock, which searches wait for) for as
 /// long as it likes.
-fn read_within(response: impl Read, deadline: std::time::Instant) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_within(
+    response: impl Read,
+    deadline: std::time::Instant,
+) -> std::io::Result<Vec<u8>> {
     let mut body = response.take(MAX_ANSWER_BYTES);
     let mut bytes = Vec::new();
     let mut buffer = [0u8; 16 * 1024];

@@ -129,6 +129,28 @@ impl Format {
         }))
     }
 
+    /// Its name in metrics and reports, from a fixed list.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Format::Plain => "plain",
+            Format::Markdown => "markdown",
+            Format::Html => "html",
+            Format::Code(_) => "code",
+            Format::Csv => "csv",
+            Format::Tsv => "tsv",
+            Format::Json => "json",
+            Format::JsonLines => "jsonl",
+            Format::Srt => "srt",
+            Format::Vtt => "vtt",
+            Format::Pdf => "pdf",
+            Format::Docx => "docx",
+            Format::Odt => "odt",
+            Format::Epub => "epub",
+            Format::Eml => "eml",
+            Format::Mbox => "mbox",
+        }
+    }
+
     /// Formats whose parsers are complex enough to run in the sandboxed child process.
     pub(crate) fn is_complex(self) -> bool {
         matches!(

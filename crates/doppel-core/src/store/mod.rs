@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema-v6.sql"),
     include_str!("schema-v7.sql"),
     include_str!("schema-v8.sql"),
+    include_str!("schema-v9.sql"),
 ];
 
 /// The newest schema version this build understands.
@@ -129,6 +130,8 @@ pub(crate) struct ReadPool {
     path: PathBuf,
     state: Mutex<PoolState>,
     returned: Condvar,
+    /// Where waits for a connection are recorded.
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 #[derive(Debug, Default)]
@@ -153,7 +156,17 @@ impl Drop for Paused<'_> {
 
 impl ReadPool {
     pub(crate) fn new(path: PathBuf) -> ReadPool {
-        ReadPool { path, state: Mutex::new(PoolState::default()), returned: Condvar::new() }
+        ReadPool {
+            path,
+            state: Mutex::new(PoolState::default()),
+            returned: Condvar::new(),
+            metrics: None,
+        }
+    }
+
+    /// Records each wait for a connection in `metrics` (the saturation of the pool).
+    pub(crate) fn measured(self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> ReadPool {
+        ReadPool { metrics: Some(metrics), ..self }
     }
 
     /// Runs `f` with a read-only connection.
@@ -207,9 +220,20 @@ impl ReadPool {
     }
 
     fn take(&self) -> Result<Connection> {
+        let mut waited: Option<std::time::Instant> = None;
+        let taken = self.take_counting(&mut waited);
+        if let (Some(started), Some(metrics)) = (waited, &self.metrics) {
+            metrics.record_since(crate::metrics::Metric::ReadWait, "", started);
+        }
+        taken
+    }
+
+    /// Takes a connection; sets `waited` to when it began to wait, if it had to.
+    fn take_counting(&self, waited: &mut Option<std::time::Instant>) -> Result<Connection> {
         let mut state = self.lock();
         loop {
             if state.paused {
+                waited.get_or_insert_with(std::time::Instant::now);
                 state = self.returned.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
                 continue;
             }
@@ -229,6 +253,7 @@ impl ReadPool {
                     self.returned.notify_all();
                 });
             }
+            waited.get_or_insert_with(std::time::Instant::now);
             state = self.returned.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
     }

@@ -154,6 +154,31 @@ pub(crate) fn state_counts(conn: &Connection, table: Table) -> Result<Vec<(Strin
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Every source's origin and every watched folder: the paths and URLs the report recognises
+/// whole.
+pub(crate) fn known_paths(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare("SELECT origin FROM sources UNION SELECT path FROM watched_folders")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Jobs waiting in the queue (due or not).
+pub(crate) fn queued_jobs(conn: &Connection) -> Result<u64> {
+    Ok(conn.query_row("SELECT count(*) FROM jobs WHERE state = 'queued'", [], |r| r.get(0))?)
+}
+
+/// Stored vectors of `model` that another text's vector repeats byte for byte: two different
+/// passages that the model cannot tell apart.
+pub(crate) fn duplicate_vectors(conn: &Connection, model: i64) -> Result<u64> {
+    Ok(conn.query_row(
+        "SELECT coalesce(sum(n - 1), 0) FROM
+             (SELECT count(*) AS n FROM embeddings WHERE model_id = ?1 GROUP BY vector HAVING n > 1)",
+        [model],
+        |r| r.get(0),
+    )?)
+}
+
 pub(crate) fn count(conn: &Connection, table: Table) -> Result<u64> {
     let sql = format!("SELECT count(*) FROM {}", table.name());
     Ok(conn.query_row(&sql, [], |r| r.get(0))?)

@@ -72,6 +72,11 @@ impl VectorIndex {
         self.index.len()
     }
 
+    /// The bytes it takes in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.index.memory_bytes()
+    }
+
     /// Whether it holds no vector.
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()

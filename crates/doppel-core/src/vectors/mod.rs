@@ -163,6 +163,11 @@ impl Vectors {
         }
     }
 
+    /// The bytes the index in use takes in memory.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        read(&self.slot).live.as_ref().map_or(0, |i| i.memory_bytes() as u64)
+    }
+
     /// The loaded model's row id and description.
     pub(crate) fn model(&self) -> Option<(i64, ModelInfo)> {
         lock(&self.state).model.clone()

@@ -25,6 +25,7 @@ use crate::embed::{
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
 use crate::logging::redact_urls;
+use crate::metrics::{Metric, Metrics};
 use crate::settings::Settings;
 use crate::store;
 use crate::sync::{lock, read, write};
@@ -49,6 +50,7 @@ pub(crate) struct WriterConfig {
 pub(crate) struct VectorWriter {
     vectors: Arc<Vectors>,
     events: Arc<EventBus>,
+    metrics: Arc<Metrics>,
     config: WriterConfig,
     params: HnswParams,
     policy: RemotePolicy,
@@ -87,12 +89,14 @@ impl VectorWriter {
     pub(crate) fn new(
         vectors: Arc<Vectors>,
         events: Arc<EventBus>,
+        metrics: Arc<Metrics>,
         config: WriterConfig,
         settings: &Settings,
     ) -> VectorWriter {
         VectorWriter {
             vectors,
             events,
+            metrics,
             config,
             params: settings.hnsw(),
             policy: RemotePolicy::of(settings),
@@ -215,10 +219,16 @@ impl VectorWriter {
 
     /// Embeds one batch of texts.
     pub(crate) fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        lock(&self.vectors.embedder)
+        let started = std::time::Instant::now();
+        let mut embedder = lock(&self.vectors.embedder);
+        let embedder = embedder
             .as_mut()
-            .ok_or_else(|| Error::ModelUnavailable { reason: "unloaded".into() })?
-            .embed(texts)
+            .ok_or_else(|| Error::ModelUnavailable { reason: "unloaded".into() })?;
+        let vectors = embedder.embed(texts)?;
+        let label = if embedder.is_remote() { "server" } else { "local" };
+        self.metrics.record_since(Metric::EmbedTime, label, started);
+        self.metrics.record(Metric::EmbedPassages, label, texts.len() as f64);
+        Ok(vectors)
     }
 
     /// Adds vectors to the index ahead of the commit that stores them, so that the moment

@@ -25,6 +25,7 @@ use crate::ingest::{
     Document, FileStat, Format, parse, parse_text, parse_web_page, read_file, sha256_hex,
 };
 use crate::logging::redact_urls;
+use crate::metrics::{self, Metric};
 use crate::model::*;
 use crate::sandbox;
 use crate::store::{self, NewChunk, NewVectors, SourceFacts};
@@ -48,6 +49,9 @@ impl Worker {
         let span = info_span!("job", id = job.id, kind = job.kind.as_str(), attempt = job.attempts);
         let _entered = span.enter();
         info!("job started");
+        let started = std::time::Instant::now();
+        let metrics = Arc::clone(&self.shared.metrics);
+        metrics::reset_peak_memory();
         let events = &self.shared.events;
         events.publish(Event::JobStarted {
             job: job.id,
@@ -70,6 +74,16 @@ impl Worker {
             Err(Error::Internal { during: "this job" })
         });
         let stopping = self.shared.stopping.load(Ordering::Relaxed);
+        if !(stopping && matches!(result, Err(Error::Cancelled))) {
+            let format = format_label(&job);
+            metrics.record_since(Metric::JobTime, format, started);
+            if let Ok(finished) = &result {
+                metrics.record(Metric::JobPassages, format, finished.chunks as f64);
+            }
+            if let Some(peak) = metrics::peak_memory_mib() {
+                metrics.record(Metric::JobPeakMemory, job.kind.as_str(), peak);
+            }
+        }
         // Recording the end is tried again a few times (a full disk may pass); if it still
         // fails, the job row stays "running" and the next start puts it back in the queue.
         let mut tries = 0;
@@ -125,6 +139,7 @@ impl Worker {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         store::store_cancelled(&tx, job)?;
         tx.commit()?;
+        self.shared.metrics.record(Metric::JobCancelled, "", 1.0);
         self.publish_cancelled(job);
         Ok(())
     }
@@ -137,6 +152,7 @@ impl Worker {
         let message = e.to_string();
         warn!(code = e.code(), error = %redact_urls(&e.for_log()), will_retry = retry_at.is_some(), "job failed");
         store::store_failure(&self.conn, job, e.code(), &message, retry_at)?;
+        self.shared.metrics.record(Metric::JobFailed, e.code(), 1.0);
         // A file that failed for good is not tried again by a watched folder's catch-up until
         // it changes.
         if let (None, JobKind::IngestFile, Some(source)) = (retry_at, job.kind, job.source_id)
@@ -403,4 +419,18 @@ fn note_of(warnings: &[String]) -> Option<String> {
         note.push_str(&format!("; and {} more", warnings.len() - SHOWN));
     }
     Some(note)
+}
+
+/// A job's format for metrics: what its file name says, `web` for a page, `text` for pasted
+/// text; never the name itself.
+fn format_label(job: &Job) -> &'static str {
+    match job.kind {
+        JobKind::IngestFile => match Format::from_path(std::path::Path::new(&job.origin)) {
+            Ok(Some(format)) => format.label(),
+            Ok(None) => "other",
+            Err(_) => "unsupported",
+        },
+        JobKind::IngestUrl => "web",
+        _ => "text",
+    }
 }

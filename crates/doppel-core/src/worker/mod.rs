@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tracing::{error, info, warn};
@@ -25,6 +25,7 @@ use crate::embed::EmbedderChoice;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
 use crate::logging::redact_urls;
+use crate::metrics::{Metric, Metrics};
 use crate::model::*;
 use crate::sandbox::ParserCommand;
 use crate::settings::Settings;
@@ -100,9 +101,13 @@ pub(crate) enum Command {
     Chat(ChatWrite),
     /// A small write of a concern outside the worker's own (the local API's tokens and their
     /// use, `access.rs`): the closure runs on the write connection, makes its own transaction
-    /// and sends its own reply. Handled like chat writes, even between embedding batches.
-    Apply(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// and sends its own reply. Handled like chat writes, even between embedding batches. It
+    /// is given the error instead when the write is refused.
+    Apply(ApplyWrite),
 }
+
+/// The closure of a [`Command::Apply`]: given the write connection, or why it is refused.
+pub(crate) type ApplyWrite = Box<dyn FnOnce(Result<&mut Connection>) + Send>;
 
 /// The writes of chat, each with its reply channel.
 pub(crate) enum ChatWrite {
@@ -168,6 +173,8 @@ pub struct Enqueued {
 #[derive(Default)]
 pub(crate) struct Shared {
     pub events: Arc<EventBus>,
+    /// Measurements waiting to be written (`metrics.rs`).
+    pub metrics: Arc<Metrics>,
     /// Jobs the owner asked to cancel, noticed at the next chunk boundary.
     cancel: Mutex<HashSet<JobId>>,
     /// Set when the handle is dropped: the running job is put back in the queue.
@@ -228,6 +235,8 @@ pub(crate) struct Worker {
     check: Option<JoinHandle<std::result::Result<(), String>>>,
     /// Why the database is damaged, when it is: nothing is written to it until it is repaired.
     damage: Option<String>,
+    /// When measurements were last written.
+    flushed: Instant,
 }
 
 /// Longest idle wait before the worker looks at the queue again on its own.
@@ -236,6 +245,9 @@ const IDLE_WAIT: Duration = Duration::from_secs(60);
 /// How soon a checkpoint that found the write-ahead log busy is tried again, and how often
 /// background work on the index is looked at (to save a rebuilt index soon after it is done).
 const RETRY: Duration = Duration::from_secs(1);
+
+/// How often a working worker writes the measurements it took.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// What the worker is started with besides its connection.
 pub(crate) struct WorkerConfig {
@@ -270,7 +282,14 @@ impl Worker {
         }
         let database = writer.database.clone();
         let check = spawn_check(database.clone());
-        let mut vectors = VectorWriter::new(vectors, Arc::clone(&shared.events), writer, &settings);
+        shared.metrics.keep_days(settings.metrics_days);
+        let mut vectors = VectorWriter::new(
+            vectors,
+            Arc::clone(&shared.events),
+            Arc::clone(&shared.metrics),
+            writer,
+            &settings,
+        );
         vectors.start(&conn);
         let worker = Worker {
             conn,
@@ -286,6 +305,7 @@ impl Worker {
             database,
             check,
             damage: None,
+            flushed: Instant::now(),
         };
         std::thread::Builder::new()
             .name("doppel-worker".into())
@@ -296,6 +316,7 @@ impl Worker {
     fn run(mut self, commands: Receiver<Command>) {
         self.inbox = Some(commands);
         self.serve();
+        self.flush_metrics(true);
         self.vectors.stop(&self.conn);
     }
 
@@ -332,6 +353,7 @@ impl Worker {
                 match store::claim_job(&self.conn) {
                     Ok(Some(claimed)) => {
                         self.run_job(claimed);
+                        self.flush_metrics(false);
                         continue;
                     }
                     Ok(None) => {}
@@ -348,6 +370,7 @@ impl Worker {
             if self.wal_pending {
                 self.checkpoint();
             }
+            self.flush_metrics(true);
             let wait = self.idle_wait();
             let Some(inbox) = &self.inbox else { return };
             match inbox.recv_timeout(wait) {
@@ -428,7 +451,7 @@ impl Worker {
                 drop(reply.send(store::unwatch_folder(&self.conn, folder)))
             }
             Command::Chat(write) => self.chat_write(write),
-            Command::Apply(write) => write(&mut self.conn),
+            Command::Apply(write) => write(Ok(&mut self.conn)),
         }
     }
 
@@ -587,8 +610,30 @@ impl Worker {
         // Each setting applies from the moment it is saved; the graph's shape by a rebuild in
         // the background, while the index in use goes on serving.
         self.vectors.apply_setting(&self.conn, key, &next);
+        self.shared.metrics.keep_days(next.metrics_days);
         self.settings = next.clone();
         Ok(next)
+    }
+
+    /// Writes the measurements taken since the last time: at once when `now`, else at most
+    /// once a second, so that a run of small jobs pays one transaction a second for them.
+    /// The queue's depth is sampled at the same pace.
+    fn flush_metrics(&mut self, now: bool) {
+        let metrics = Arc::clone(&self.shared.metrics);
+        if !metrics.has_pending()
+            || (!now && self.flushed.elapsed() < METRICS_EVERY)
+            || self.damage.is_some()
+        {
+            return;
+        }
+        self.flushed = Instant::now();
+        match store::queued_jobs(&self.conn) {
+            Ok(queued) => metrics.record(Metric::QueueDepth, "", queued as f64),
+            Err(e) => warn!(error = %e, "could not count the queue"),
+        }
+        if let Err(e) = in_tx(&mut self.conn, |tx| metrics.flush(tx)) {
+            warn!(error = %e, "metrics not written");
+        }
     }
 
     /// Why the database is damaged, if it is; waits for the check started at open.
@@ -689,8 +734,7 @@ impl Command {
                 ChatWrite::Verify { reply, .. } => drop(reply.send(Err(error))),
                 ChatWrite::SaveProgress { .. } => {}
             },
-            // Its reply goes unanswered: the caller is told the request failed.
-            Command::Apply(_) => {}
+            Command::Apply(write) => write(Err(error)),
         }
     }
 }

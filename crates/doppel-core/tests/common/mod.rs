@@ -2,9 +2,11 @@
 
 #![allow(dead_code)] // Each test file uses its own share of these.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use doppel_core::{DEFAULT_TWIN, Doppel, MODEL_CACHE_ENV, ModelFiles, TextRequest};
 use serde_json::Value;
@@ -90,6 +92,73 @@ pub fn read_request(stream: &TcpStream) -> Option<Request> {
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
     Some(Request { path, authorization, body: serde_json::from_slice(&body).ok()? })
+}
+
+/// What a scripted loopback server does with a request: answer with a status and a JSON body,
+/// never answer, or answer one byte at a time.
+pub enum Answer {
+    Json(u16, Value),
+    /// Holds the connection open and silent well past any timeout under test.
+    Hang,
+    /// A 200 whose JSON body comes one byte at a time, each 0.8 s after the last: just inside
+    /// a 1 s read timeout, so only a deadline on the whole body stops it.
+    Trickle(Value),
+}
+
+/// A scripted server's behaviour.
+pub type Handler = Arc<dyn Fn(&Request) -> Answer + Send + Sync>;
+
+/// Serves `handler` on a loopback port until the test process ends; returns the base URL and
+/// the requests seen.
+pub fn serve(handler: Handler) -> (String, Arc<Mutex<Vec<Request>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (handler, log) = (Arc::clone(&handler), Arc::clone(&log));
+            std::thread::spawn(move || {
+                let Some(request) = read_request(&stream) else { return };
+                log.lock().unwrap().push(request.clone());
+                match handler(&request) {
+                    Answer::Json(status, body) => respond(stream, status, &body),
+                    // The server's behaviour, not a wait of the test.
+                    Answer::Hang => std::thread::sleep(Duration::from_secs(30)),
+                    Answer::Trickle(body) => trickle(stream, &body),
+                }
+            });
+        }
+    });
+    (base, seen)
+}
+
+fn respond(mut stream: TcpStream, status: u16, body: &Value) {
+    let body = body.to_string();
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body.as_bytes());
+}
+
+fn trickle(mut stream: TcpStream, body: &Value) {
+    let body = body.to_string();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    for byte in body.as_bytes() {
+        // The server's pace, not a wait of the test: each byte comes 0.8 s after the last.
+        std::thread::sleep(Duration::from_millis(800));
+        if stream.write_all(&[*byte]).and_then(|()| stream.flush()).is_err() {
+            return;
+        }
+    }
 }
 
 /// Teaches the twin of `doppel` one note of the garden, and waits until it is learnt.

@@ -1,0 +1,318 @@
+//! Reranking through a model server: `POST /v1/rerank` as llama.cpp's server, Jina and Cohere
+//! speak it (`{model, query, documents, top_n}` in, `{results: [{index, relevance_score}]}`
+//! out). It owns the choice of server (settings rows `rerank.kind`, `rerank.url`,
+//! `rerank.model`), the request and the checking of the answer; [`crate::retrieve`] decides
+//! what to do when it fails.
+//!
+//! A reranker can only reorder: it never adds a passage, and a passage it leaves out of its
+//! answer keeps its place after those it scored. Every request has a connect timeout and a
+//! total timeout that covers the body (`rerank_timeout_s`), and refused connections, 429 and
+//! 5xx answers are tried again `rerank_retries` times; a timeout is not, so a search waits at
+//! most about `(rerank_retries + 1) × rerank_timeout_s`. An answer with an index out of range,
+//! a repeated index or a score that is not a finite number is refused whole. The API key comes
+//! from the OS keychain, stored under the server's URL, and is only ever sent to that server.
+//! This module never logs the query or a passage.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::embed::remote::{RemotePolicy, client_for, error_detail, read_within};
+use crate::error::{Error, Result};
+use crate::settings::Settings;
+use crate::store::{self, ReadPool};
+
+/// Whether search results are reranked, and by which server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RerankerChoice {
+    /// Results keep the order of their fusion (the default; nothing is sent anywhere).
+    #[default]
+    Off,
+    /// A reranking server.
+    Server {
+        /// Its base URL (`http://127.0.0.1:8080`), a `/v1` URL, or the full endpoint (one
+        /// ending in `/rerank`).
+        url: String,
+        /// The model name the server knows.
+        model: String,
+    },
+}
+
+/// Where the choice is stored.
+pub(crate) const CHOICE_KEYS: [&str; 3] = ["rerank.kind", "rerank.url", "rerank.model"];
+
+impl RerankerChoice {
+    /// A server choice after checking its URL and model name.
+    pub fn server(url: &str, model: &str) -> Result<RerankerChoice> {
+        let (url, model) = crate::embed::remote::server_and_model(url, model)?;
+        Ok(RerankerChoice::Server { url, model })
+    }
+
+    /// The server's URL, when one is chosen.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            RerankerChoice::Off => None,
+            RerankerChoice::Server { url, .. } => Some(url),
+        }
+    }
+
+    /// The rows to store, in the order of [`CHOICE_KEYS`].
+    pub(crate) fn to_stored(&self) -> Vec<(String, String)> {
+        let values = match self {
+            RerankerChoice::Off => ["off", "", ""],
+            RerankerChoice::Server { url, model } => ["server", url.as_str(), model.as_str()],
+        };
+        CHOICE_KEYS.iter().zip(values).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// The stored choice; anything unreadable means no reranking.
+    pub(crate) fn from_stored(stored: &BTreeMap<String, String>) -> RerankerChoice {
+        let [kind, url, model] =
+            CHOICE_KEYS.map(|k| stored.get(k).map(String::as_str).unwrap_or_default());
+        match kind {
+            "server" => RerankerChoice::server(url, model).unwrap_or_default(),
+            _ => RerankerChoice::Off,
+        }
+    }
+}
+
+/// The policy the settings ask for: `rerank_timeout_s` per request, `rerank_retries` further
+/// tries after a failure that may pass.
+pub(crate) fn policy(settings: &Settings) -> RemotePolicy {
+    RemotePolicy {
+        timeout: Duration::from_secs(u64::from(settings.rerank_timeout_s)),
+        retries: settings.rerank_retries,
+        backoff: Duration::from_millis(250),
+    }
+}
+
+/// The reranking server the owner chose, ready to be asked; `None` when reranking is off. Its
+/// API key is read from the keychain only when one was stored for it; a keychain that cannot
+/// be read leaves the request without a key (a server that needs one then says so).
+pub(crate) fn configured(readers: &ReadPool, settings: &Settings) -> Result<Option<Reranker>> {
+    let (choice, key_stored) = readers.with(|c| {
+        let choice = RerankerChoice::from_stored(&store::stored_settings(c)?);
+        let key_stored = match choice.url() {
+            Some(url) => store::key_stored(c, url)?,
+            None => false,
+        };
+        Ok((choice, key_stored))
+    })?;
+    let RerankerChoice::Server { url, model } = choice else { return Ok(None) };
+    let api_key = if key_stored {
+        crate::secrets::api_key(&url).unwrap_or_else(|e| {
+            tracing::warn!(code = e.code(), "no API key for the reranking server");
+            None
+        })
+    } else {
+        None
+    };
+    Ok(Some(Reranker { url, model, api_key, policy: policy(settings) }))
+}
+
+/// A reranking server ready to be asked.
+pub(crate) struct Reranker {
+    /// Its base URL, for messages and the keychain.
+    pub url: String,
+    /// The model name.
+    pub model: String,
+    /// The API key from the keychain, if one is stored.
+    pub api_key: Option<String>,
+    /// Timeouts and retries.
+    pub policy: RemotePolicy,
+}
+
+impl std::fmt::Debug for Reranker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The API key is left out on purpose.
+        f.debug_struct("Reranker").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl Reranker {
+    /// The indexes of `documents`, most relevant to `query` first, as the server ranks them;
+    /// documents it left out follow in their own order.
+    pub(crate) fn rerank(&self, query: &str, documents: &[String]) -> Result<Vec<usize>> {
+        if documents.len() < 2 {
+            return Ok((0..documents.len()).collect());
+        }
+        let client = client_for(self.policy).map_err(|e| self.failed(e.to_string()))?;
+        let body = json!({
+            "model": self.model,
+            "query": query,
+            "documents": documents,
+            "top_n": documents.len(),
+        })
+        .to_string();
+        let mut tries = 0;
+        let answer = loop {
+            match self.request(&client, &body) {
+                Ok(answer) => break answer,
+                Err((_, true)) if tries < self.policy.retries => {
+                    let delay = self.policy.backoff.saturating_mul(1 << tries.min(16));
+                    tracing::info!(server = %self.url, ?delay, "rerank request will be retried");
+                    std::thread::sleep(delay);
+                    tries += 1;
+                }
+                Err((reason, _)) => return Err(self.failed(reason)),
+            }
+        };
+        order_of(&answer, documents.len())
+            .map_err(|what| self.failed(format!("unexpected answer: {what}")))
+    }
+
+    fn failed(&self, reason: String) -> Error {
+        Error::RerankServer { server: self.url.clone(), reason }
+    }
+
+    /// One request: the parsed answer, or why not and whether to try again.
+    fn request(
+        &self,
+        client: &reqwest::blocking::Client,
+        body: &str,
+    ) -> std::result::Result<Value, (String, bool)> {
+        let mut request = client
+            .post(endpoint(&self.url))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let seconds = self.policy.timeout.as_secs_f64();
+        let started = std::time::Instant::now();
+        let response = request.send().map_err(|e| {
+            if e.is_timeout() {
+                (format!("no answer within {seconds} s"), false)
+            } else if e.is_connect() {
+                (format!("could not connect: {}", crate::fetch::root_cause(&e)), true)
+            } else {
+                (crate::fetch::root_cause(&e), false)
+            }
+        })?;
+        let status = response.status();
+        let read = read_within(response, started + self.policy.timeout);
+        let text =
+            read.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        if !status.is_success() {
+            let detail = error_detail(&text);
+            let reason = match status.as_u16() {
+                401 | 403 => format!(
+                    "the server refused the request ({status}){detail}; check the API key \
+                     (`doppel reranker key`)"
+                ),
+                404 => format!(
+                    "the server answered {status}{detail}; check the URL and that it serves the \
+                     model \"{}\"",
+                    self.model
+                ),
+                _ => format!("the server answered {status}{detail}"),
+            };
+            return Err((reason, status.is_server_error() || status.as_u16() == 429));
+        }
+        if let Err(e) = read {
+            let timed_out = e.kind() == std::io::ErrorKind::TimedOut
+                || e.to_string().to_ascii_lowercase().contains("timed out");
+            let reason = if timed_out {
+                format!("the answer did not arrive within {seconds} s")
+            } else {
+                format!("the answer could not be read: {e}")
+            };
+            return Err((reason, false));
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| (format!("the answer is not valid JSON ({e})"), false))
+    }
+}
+
+/// The URL requests go to: `/v1/rerank` below a base URL, `rerank` below a `/v1` or `/v2` URL,
+/// and a URL that already names the endpoint as it is.
+fn endpoint(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    if url.ends_with("/rerank") || url.ends_with("/reranking") {
+        url.to_string()
+    } else if url.ends_with("/v1") || url.ends_with("/v2") {
+        format!("{url}/rerank")
+    } else {
+        format!("{url}/v1/rerank")
+    }
+}
+
+/// The order an answer gives to `count` documents, best first, or what is wrong with it.
+/// llama.cpp and Jina send `results`, older Cohere servers `results` too, some servers `data`;
+/// each item has an `index` and a `relevance_score` (or `score`).
+fn order_of(answer: &Value, count: usize) -> std::result::Result<Vec<usize>, String> {
+    let items = answer
+        .get("results")
+        .or_else(|| answer.get("data"))
+        .and_then(Value::as_array)
+        .ok_or("no \"results\" list")?;
+    let mut scored: Vec<(usize, f64)> = Vec::with_capacity(items.len());
+    let mut seen = HashSet::new();
+    for item in items {
+        let index = item.get("index").and_then(Value::as_u64).ok_or("an item without an index")?;
+        let index = usize::try_from(index)
+            .ok()
+            .filter(|&i| i < count)
+            .ok_or_else(|| format!("the index {index} is out of range for {count} passages"))?;
+        if !seen.insert(index) {
+            return Err(format!("the index {index} is repeated"));
+        }
+        let score = item
+            .get("relevance_score")
+            .or_else(|| item.get("score"))
+            .and_then(Value::as_f64)
+            .filter(|s| s.is_finite())
+            .ok_or("an item without a finite score")?;
+        scored.push((index, score));
+    }
+    // A stable sort: equal scores keep the server's order.
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut order: Vec<usize> = scored.into_iter().map(|(i, _)| i).collect();
+    order.extend((0..count).filter(|i| !seen.contains(i)));
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_follow_what_the_url_names() {
+        assert_eq!(endpoint("http://h:8080"), "http://h:8080/v1/rerank");
+        assert_eq!(endpoint("http://h:8080/v1/"), "http://h:8080/v1/rerank");
+        assert_eq!(endpoint("https://api.example.com/v2"), "https://api.example.com/v2/rerank");
+        assert_eq!(endpoint("http://h/rerank"), "http://h/rerank");
+    }
+
+    #[test]
+    fn answers_are_ordered_by_score_and_checked() {
+        let answer = json!({"results": [
+            {"index": 2, "relevance_score": 0.9},
+            {"index": 0, "relevance_score": -1.5},
+        ]});
+        assert_eq!(order_of(&answer, 4).unwrap(), vec![2, 0, 1, 3]);
+        let out_of_range = json!({"results": [{"index": 4, "relevance_score": 1.0}]});
+        assert!(order_of(&out_of_range, 4).unwrap_err().contains("out of range"));
+        let repeated = json!({"results": [
+            {"index": 1, "relevance_score": 1.0}, {"index": 1, "relevance_score": 0.5}
+        ]});
+        assert!(order_of(&repeated, 4).unwrap_err().contains("repeated"));
+        let negative = json!({"results": [{"index": -1, "relevance_score": 1.0}]});
+        assert!(order_of(&negative, 4).is_err());
+        assert!(order_of(&json!({"results": [{"index": 0}]}), 4).is_err());
+        assert!(order_of(&json!({"ok": true}), 4).is_err());
+    }
+
+    #[test]
+    fn choices_are_checked_and_round_trip() {
+        assert!(RerankerChoice::server("ftp://h", "m").is_err());
+        assert!(RerankerChoice::server("http://h", "").is_err());
+        let choice = RerankerChoice::server("http://h:1/v1/", "bge-reranker").unwrap();
+        let stored: BTreeMap<String, String> = choice.to_stored().into_iter().collect();
+        assert_eq!(RerankerChoice::from_stored(&stored), choice);
+        let off: BTreeMap<String, String> = RerankerChoice::Off.to_stored().into_iter().collect();
+        assert_eq!(RerankerChoice::from_stored(&off), RerankerChoice::Off);
+        assert_eq!(RerankerChoice::from_stored(&BTreeMap::new()), RerankerChoice::Off);
+    }
+}
