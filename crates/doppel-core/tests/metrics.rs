@@ -5,47 +5,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{model_cache, read_request};
+use common::model_cache;
 use doppel_core::chat::remote::ChatServer;
 use doppel_core::chat::{AnswerMode, AskRequest, ChatModel, MessageState};
 use doppel_core::metrics::{Metric, percentile};
 use doppel_core::*;
-
-/// An OpenAI-compatible server that streams pieces until the client leaves.
-fn endless_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                if read_request(&stream).is_none() {
-                    return;
-                }
-                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
-                if stream.write_all(head.as_bytes()).is_err() {
-                    return;
-                }
-                for n in 0u64..10_000 {
-                    let words = format!("The apt tool installs packages, note {n}. ");
-                    let piece =
-                        serde_json::json!({"choices": [{"index": 0, "delta": {"content": words}}]});
-                    if stream.write_all(format!("data: {piece}\n\n").as_bytes()).is_err()
-                        || stream.flush().is_err()
-                    {
-                        return;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-            });
-        }
-    });
-    base
-}
 
 fn handbook_pages(dir: &Path, count: usize) {
     let source = Path::new("/usr/share/doc/debian-handbook/html/en-US");
@@ -91,7 +58,8 @@ fn metrics_match_the_jobs_failures_answers_and_searches_that_happened() {
     assert_eq!(failures, BTreeMap::from([("malformed".to_string(), 3)]));
 
     // Two answers from a model server, each cancelled at its first piece.
-    let server = ChatServer::new(RemoteKind::OpenAi, &endless_server(), "tiny").unwrap();
+    let server =
+        ChatServer::new(RemoteKind::OpenAi, &common::endless_chat_server(), "tiny").unwrap();
     doppel.set_chat_model(&ChatModel::Remote(server)).unwrap();
     doppel.set_answer_mode(AnswerMode::Model).unwrap();
     for _ in 0..2 {

@@ -6,51 +6,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{model_cache, read_request};
+use common::model_cache;
 use doppel_core::chat::remote::ChatServer;
 use doppel_core::chat::{AnswerMode, AskRequest, ChatModel, MessageState};
 use doppel_core::*;
-
-const SERVER_THREAD: &str = "loopback-chat";
-
-/// An OpenAI-compatible server that streams one piece after another until the client leaves.
-fn endless_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let accept = move || {
-        for mut stream in listener.incoming().flatten() {
-            let serve = move || {
-                if read_request(&stream).is_none() {
-                    return;
-                }
-                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
-                if stream.write_all(head.as_bytes()).is_err() {
-                    return;
-                }
-                // Pieces that never repeat (a loop would be stopped as one), at the server's
-                // pace, not a wait of the test: one every 2 ms until the client closes.
-                for n in 0u64.. {
-                    let words = format!("The tomatoes went in during May, note {n}. ");
-                    let piece =
-                        serde_json::json!({"choices": [{"index": 0, "delta": {"content": words}}]});
-                    if stream.write_all(format!("data: {piece}\n\n").as_bytes()).is_err()
-                        || stream.flush().is_err()
-                    {
-                        return;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-            };
-            std::thread::Builder::new().name(SERVER_THREAD.into()).spawn(serve).unwrap();
-        }
-    };
-    std::thread::Builder::new().name(SERVER_THREAD.into()).spawn(accept).unwrap();
-    base
-}
 
 /// The names of the process's threads, sorted, the loopback server's left out.
 fn threads() -> Vec<String> {
@@ -59,7 +20,7 @@ fn threads() -> Vec<String> {
         .flatten()
         .map(|task| std::fs::read_to_string(task.path().join("comm")).unwrap_or_default())
         .map(|name| name.trim().to_string())
-        .filter(|name| name != SERVER_THREAD)
+        .filter(|name| name != common::LOOPBACK_CHAT_THREAD)
         .collect();
     names.sort();
     names
@@ -122,7 +83,8 @@ fn measure(
 fn h4_cancelled_and_abandoned_streams_leave_threads_and_memory_flat() {
     // A model server: the HTTP client, its runtime and SQLite's caches warm up first.
     let data = tempfile::tempdir().unwrap();
-    let server = ChatServer::new(RemoteKind::OpenAi, &endless_server(), "tiny").unwrap();
+    let server =
+        ChatServer::new(RemoteKind::OpenAi, &common::endless_chat_server(), "tiny").unwrap();
     let remote = twin(data.path(), data.path().join("no-models"), ChatModel::Remote(server));
     let ((threads_before, rss_before), (threads_after, rss_after)) = measure(&remote, 20, 200, 20);
     println!(

@@ -146,6 +146,9 @@ impl VectorWriter {
 
     /// Ends background work and saves what changed: the worker is stopping.
     pub(crate) fn stop(&mut self, conn: &Connection) {
+        // A load or a quick rebuild (what readers wait for) is let finish, so that its index is
+        // saved and the next start need not rebuild it; a long rebuild is cancelled.
+        self.vectors.settled_state();
         self.stop_background();
         self.save(conn);
     }

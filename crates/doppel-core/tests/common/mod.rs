@@ -172,3 +172,42 @@ pub fn learn_garden_note(doppel: &Doppel) {
         .unwrap();
     doppel.wait_for(&[queued.job_id], |_| {}).unwrap();
 }
+
+/// The name of the threads of [`endless_chat_server`], so that a count of threads can leave
+/// them out.
+pub const LOOPBACK_CHAT_THREAD: &str = "loopback-chat";
+
+/// An OpenAI-compatible server that streams one piece after another until the client leaves.
+pub fn endless_chat_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let accept = move || {
+        for mut stream in listener.incoming().flatten() {
+            let serve = move || {
+                if read_request(&stream).is_none() {
+                    return;
+                }
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                // Pieces that never repeat (a loop would be stopped as one), at the server's
+                // pace, not a wait of the test: one every 2 ms until the client closes.
+                for n in 0u64.. {
+                    let words = format!("The tomatoes went in during May, note {n}. ");
+                    let piece =
+                        serde_json::json!({"choices": [{"index": 0, "delta": {"content": words}}]});
+                    if stream.write_all(format!("data: {piece}\n\n").as_bytes()).is_err()
+                        || stream.flush().is_err()
+                    {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            };
+            std::thread::Builder::new().name(LOOPBACK_CHAT_THREAD.into()).spawn(serve).unwrap();
+        }
+    };
+    std::thread::Builder::new().name(LOOPBACK_CHAT_THREAD.into()).spawn(accept).unwrap();
+    base
+}
