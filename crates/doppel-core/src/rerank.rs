@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::embed::remote::{RemotePolicy, client_for, error_detail, read_within};
+use crate::embed::remote::{RemotePolicy, client_for, read_within, refusal};
 use crate::error::{Error, Result};
 use crate::settings::Settings;
 use crate::store::{self, ReadPool};
@@ -195,20 +195,7 @@ impl Reranker {
         let text =
             read.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
         if !status.is_success() {
-            let detail = error_detail(&text);
-            let reason = match status.as_u16() {
-                401 | 403 => format!(
-                    "the server refused the request ({status}){detail}; check the API key \
-                     (`doppel reranker key`)"
-                ),
-                404 => format!(
-                    "the server answered {status}{detail}; check the URL and that it serves the \
-                     model \"{}\"",
-                    self.model
-                ),
-                _ => format!("the server answered {status}{detail}"),
-            };
-            return Err((reason, status.is_server_error() || status.as_u16() == 429));
+            return Err(refusal(status, &text, "doppel reranker key", &self.model));
         }
         if let Err(e) = read {
             let timed_out = e.kind() == std::io::ErrorKind::TimedOut

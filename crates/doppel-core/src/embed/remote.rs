@@ -267,20 +267,8 @@ impl RemoteEmbedder {
             Err(_) => String::new(),
         };
         if !status.is_success() {
-            let detail = error_detail(&text);
-            let reason = match status.as_u16() {
-                401 | 403 => format!(
-                    "the server refused the request ({status}){detail}; check the API key \
-                     (`doppel embedder key`)"
-                ),
-                404 => format!(
-                    "the server answered {status}{detail}; check the URL and that it serves the \
-                     model \"{}\"",
-                    self.model
-                ),
-                _ => format!("the server answered {status}{detail}"),
-            };
-            return Err(if status.is_server_error() || status.as_u16() == 429 {
+            let (reason, retry) = refusal(status, &text, "doppel embedder key", &self.model);
+            return Err(if retry {
                 Failure::retryable(reason)
             } else {
                 Failure::new(reason, false)
@@ -436,6 +424,27 @@ pub(crate) fn info(kind: RemoteKind, url: &str, model: &str, dimension: usize) -
         dimension,
         fingerprint: crate::ingest::sha256_hex(identity.as_bytes())[..16].to_string(),
     }
+}
+
+/// Why a model server refused a request (with the fix for a key or a model it lacks), and
+/// whether trying again may help (a 5xx or 429 answer).
+pub(crate) fn refusal(
+    status: reqwest::StatusCode,
+    body: &str,
+    key_command: &str,
+    model: &str,
+) -> (String, bool) {
+    let detail = error_detail(body);
+    let reason = match status.as_u16() {
+        401 | 403 => format!(
+            "the server refused the request ({status}){detail}; check the API key (`{key_command}`)"
+        ),
+        404 => format!(
+            "the server answered {status}{detail}; check the URL and that it serves the model \"{model}\""
+        ),
+        _ => format!("the server answered {status}{detail}"),
+    };
+    (reason, status.is_server_error() || status.as_u16() == 429)
 }
 
 /// The server's own words on an error, shortened to 200 characters without control characters:
