@@ -49,6 +49,11 @@ pub enum Event {
         done: u64,
         total: u64,
     },
+    JobPages {
+        job: i64,
+        done: u64,
+        total: u64,
+    },
     IndexRebuild {
         done: u64,
         total: u64,
@@ -103,6 +108,7 @@ impl Event {
             CoreEvent::JobEmbedding { job, done, total } => {
                 Event::JobEmbedding { job, done, total }
             }
+            CoreEvent::JobPages { job, done, total } => Event::JobPages { job, done, total },
             CoreEvent::IndexRebuild { done, total } => Event::IndexRebuild { done, total },
             CoreEvent::Backfill { embedded, remaining } => Event::Backfill { embedded, remaining },
             CoreEvent::BackfillStalled { reason } => Event::BackfillStalled { reason },

@@ -19,7 +19,15 @@ use crate::store::{self, SourceFact};
 
 /// Failure codes that mean a file was passed over on purpose (what it holds cannot be read as
 /// text), rather than broken: they are counted as skipped.
-const SKIP_CODES: &[&str] = &["unsupported_format", "empty", "file_too_large", "skipped"];
+const SKIP_CODES: &[&str] = &[
+    "unsupported_format",
+    "empty",
+    "file_too_large",
+    "skipped",
+    "needs_ocr",
+    "needs_transcriber",
+    "tool_missing",
+];
 
 /// Skips that reading the file again cannot change (until the file itself changes).
 const NOT_RETRYABLE: &[&str] = &["unsupported_format", "empty", "skipped"];

@@ -63,6 +63,32 @@ pub enum Error {
     #[error("no text found")]
     Empty,
 
+    /// The content is text in an image (a scan, a photo): it is read only when text
+    /// recognition is on. The file is read again when it is turned on.
+    #[error(
+        "{reason}: its text is read only with text recognition on (Settings → \"Read text in images and scans\", or `doppel settings set ocr true`); it is read again then"
+    )]
+    NeedsOcr {
+        /// What the content is ("an image", "a scanned PDF").
+        reason: String,
+    },
+
+    /// The content is speech, and no speech-to-text server is set. The file is read again when
+    /// one is.
+    #[error(
+        "no speech-to-text server is set to transcribe this recording (Settings → Transcription, or `doppel transcriber server URL`); it is read again once one is set"
+    )]
+    NeedsTranscriber,
+
+    /// A program Doppel needs for this file is not installed.
+    #[error("{tool} is not installed: install it with `sudo apt install {package}`")]
+    ToolMissing {
+        /// The program, or the data it lacks.
+        tool: String,
+        /// The Debian package(s) that provide it.
+        package: String,
+    },
+
     /// A zip-based document or archive was refused before inflating it.
     #[error("archive refused: {reason}")]
     ArchiveRefused {
@@ -210,6 +236,17 @@ pub enum Error {
         server: String,
         /// What went wrong.
         reason: String,
+    },
+
+    /// A speech-to-text server failed or answered something unusable.
+    #[error("speech-to-text server {server}: {reason}")]
+    TranscriptionServer {
+        /// The server's base URL.
+        server: String,
+        /// What went wrong.
+        reason: String,
+        /// Whether trying again later may succeed (refused connection, 429, 5xx).
+        transient: bool,
     },
 
     /// A reranking server failed or answered something unusable; search keeps its own order.
@@ -362,6 +399,10 @@ impl Error {
             Error::UnsupportedFormat { .. } => "unsupported_format",
             Error::Malformed { .. } => "malformed",
             Error::Empty => "empty",
+            Error::NeedsOcr { .. } => "needs_ocr",
+            Error::NeedsTranscriber => "needs_transcriber",
+            Error::ToolMissing { .. } => "tool_missing",
+            Error::TranscriptionServer { .. } => "transcription_server",
             Error::ArchiveRefused { .. } => "archive_refused",
             Error::ParserTimedOut { .. } => "parser_timed_out",
             Error::ParserOutOfMemory { .. } => "parser_out_of_memory",
@@ -418,6 +459,9 @@ impl Error {
             Error::EmbeddingServer { server, .. } => format!("embedding server {server} failed"),
             Error::ChatServer { server, .. } => format!("chat model server {server} failed"),
             Error::RerankServer { server, .. } => format!("reranking server {server} failed"),
+            Error::TranscriptionServer { server, .. } => {
+                format!("speech-to-text server {server} failed")
+            }
             other => other.to_string(),
         }
     }
@@ -429,7 +473,9 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Io { .. } | Error::Database(_) => true,
-            Error::Fetch { transient, .. } | Error::EmbeddingServer { transient, .. } => *transient,
+            Error::Fetch { transient, .. }
+            | Error::EmbeddingServer { transient, .. }
+            | Error::TranscriptionServer { transient, .. } => *transient,
             _ => false,
         }
     }

@@ -57,6 +57,15 @@ pub enum Event {
         /// Passages to embed in all (those whose text had no vector yet).
         total: u64,
     },
+    /// A running job read some pages of a scan (or an image) by text recognition.
+    JobPages {
+        /// The job.
+        job: JobId,
+        /// Pages read so far.
+        done: u64,
+        /// Pages to read in all.
+        total: u64,
+    },
     /// The vector index is being rebuilt from the stored vectors.
     IndexRebuild {
         /// Vectors added so far.

@@ -40,6 +40,7 @@ mod secrets;
 mod settings;
 mod store;
 mod sync;
+mod transcribe;
 mod vectors;
 mod watch;
 mod worker;
@@ -53,10 +54,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use datadir::{DATABASE_FILE, LOG_DIR, default_data_dir};
+pub use embed::remote::ServerChoice;
 pub use embed::{EmbedderChoice, ModelFiles, ModelInfo, RemoteKind};
 pub use error::{Error, Result};
 pub use events::Event;
 pub use export::{ExportReport, ExportRequest};
+pub use ingest::ocr::OcrStatus;
 pub use logging::init_logging;
 pub use model::*;
 pub use models::{ModelProblem, ModelSearch};
@@ -67,6 +70,7 @@ pub use sandbox::{PARSER_ARG, ParserCommand, run_parser_child};
 pub use secrets::{KEYCHAIN_SERVICE, keychain_account, masked};
 pub use settings::{SPECS as SETTING_SPECS, SettingSpec, Settings};
 pub use store::SCHEMA_VERSION;
+pub use transcribe::TranscriberChoice;
 pub use vectors::VectorStatus;
 pub use worker::Enqueued;
 
@@ -738,28 +742,72 @@ impl Doppel {
 
     /// The reranking server that reorders search results, or [`RerankerChoice::Off`].
     pub fn reranker(&self) -> Result<RerankerChoice> {
-        self.readers.with(|c| Ok(RerankerChoice::from_stored(&store::stored_settings(c)?)))
+        self.server_choice(rerank::CHOICE_KEYS)
     }
 
     /// Chooses the reranking server (or none); searches use it from the next one on.
     pub fn set_reranker(&self, choice: &RerankerChoice) -> Result<()> {
-        let values = choice.to_stored();
+        let values = choice.to_stored(rerank::CHOICE_KEYS);
         self.call(|reply| Command::Chat(worker::ChatWrite::SetSettings { values, reply }))
     }
 
     /// Stores the reranking server's API key in the OS keychain (never on disk), bound to its
     /// URL.
     pub fn set_reranker_api_key(&self, key: &str) -> Result<()> {
-        let url = self.reranker()?.url().map(str::to_string).ok_or_else(|| {
-            Error::InvalidInput("no reranking server is chosen; choose one first".into())
+        self.set_server_key(rerank::CHOICE_KEYS, "reranking", key)
+    }
+
+    /// The reranking server's API key, masked for display (`None` when none is stored).
+    pub fn reranker_api_key_hint(&self) -> Result<Option<String>> {
+        self.server_key_hint(rerank::CHOICE_KEYS)
+    }
+
+    /// Removes the reranking server's API key; returns whether there was one.
+    pub fn delete_reranker_api_key(&self) -> Result<bool> {
+        self.delete_server_key(rerank::CHOICE_KEYS)
+    }
+
+    /// The speech-to-text server that transcribes recordings, or [`TranscriberChoice::Off`].
+    pub fn transcriber(&self) -> Result<TranscriberChoice> {
+        self.server_choice(transcribe::CHOICE_KEYS)
+    }
+
+    /// Chooses the speech-to-text server (or none). Choosing one queues again the recordings
+    /// that waited for it.
+    pub fn set_transcriber(&self, choice: &TranscriberChoice) -> Result<()> {
+        let values = choice.to_stored(transcribe::CHOICE_KEYS);
+        self.call(|reply| Command::Chat(worker::ChatWrite::SetSettings { values, reply }))
+    }
+
+    /// Stores the speech-to-text server's API key in the OS keychain, bound to its URL.
+    pub fn set_transcriber_api_key(&self, key: &str) -> Result<()> {
+        self.set_server_key(transcribe::CHOICE_KEYS, "speech-to-text", key)
+    }
+
+    /// The speech-to-text server's API key, masked for display (`None` when none is stored).
+    pub fn transcriber_api_key_hint(&self) -> Result<Option<String>> {
+        self.server_key_hint(transcribe::CHOICE_KEYS)
+    }
+
+    /// Removes the speech-to-text server's API key; returns whether there was one.
+    pub fn delete_transcriber_api_key(&self) -> Result<bool> {
+        self.delete_server_key(transcribe::CHOICE_KEYS)
+    }
+
+    fn server_choice(&self, keys: [&str; 3]) -> Result<ServerChoice> {
+        self.readers.with(|c| Ok(ServerChoice::from_stored(&store::stored_settings(c)?, keys)))
+    }
+
+    fn set_server_key(&self, keys: [&str; 3], role: &str, key: &str) -> Result<()> {
+        let url = self.server_choice(keys)?.url().map(str::to_string).ok_or_else(|| {
+            Error::InvalidInput(format!("no {role} server is chosen; choose one first"))
         })?;
         secrets::set_api_key(&url, key)?;
         self.mark_key(&url, true)
     }
 
-    /// The reranking server's API key, masked for display (`None` when none is stored).
-    pub fn reranker_api_key_hint(&self) -> Result<Option<String>> {
-        match self.reranker()?.url() {
+    fn server_key_hint(&self, keys: [&str; 3]) -> Result<Option<String>> {
+        match self.server_choice(keys)?.url() {
             Some(url) if self.key_stored(url)? => {
                 Ok(secrets::api_key(url)?.as_deref().map(secrets::masked))
             }
@@ -767,9 +815,10 @@ impl Doppel {
         }
     }
 
-    /// Removes the reranking server's API key; returns whether there was one.
-    pub fn delete_reranker_api_key(&self) -> Result<bool> {
-        let Some(url) = self.reranker()?.url().map(str::to_string) else { return Ok(false) };
+    fn delete_server_key(&self, keys: [&str; 3]) -> Result<bool> {
+        let Some(url) = self.server_choice(keys)?.url().map(str::to_string) else {
+            return Ok(false);
+        };
         let removed = secrets::delete_api_key(&url)?;
         self.mark_key(&url, false)?;
         Ok(removed)
@@ -781,9 +830,47 @@ impl Doppel {
     }
 
     /// Changes one setting after validating it; returns all settings as they are now.
+    /// `ocr_languages` takes Tesseract's language codes joined by `+` (`eng+fra`), each of
+    /// which must be installed when Tesseract is.
     pub fn set_setting(&self, key: &str, value: &str) -> Result<Settings> {
+        if key == settings::OCR_LANGUAGES {
+            let languages = value.trim().to_string();
+            let invalid = |reason: String| Error::InvalidSetting { key: key.to_string(), reason };
+            if !ingest::ocr::OcrOptions::valid_languages(&languages) {
+                return Err(invalid(
+                    "expected Tesseract language codes joined by + (eng, eng+fra)".into(),
+                ));
+            }
+            let status = ingest::ocr::status(true, &languages);
+            if status.tesseract.is_some()
+                && let Some(missing) =
+                    languages.split('+').find(|c| !status.installed.iter().any(|i| i == c))
+            {
+                return Err(invalid(format!(
+                    "Tesseract has no data for {missing}: install it with `sudo apt install {}`",
+                    ingest::ocr::tesseract_packages(missing)
+                )));
+            }
+            let values = vec![(key.to_string(), languages)];
+            self.call(|reply| Command::Chat(worker::ChatWrite::SetSettings { values, reply }))?;
+            return self.settings();
+        }
         let (key, value) = (key.to_string(), value.to_string());
         self.call(|reply| Command::SetSetting { key, value, reply })
+    }
+
+    /// Tesseract's languages for text recognition (`eng` unless the owner chose others).
+    pub fn ocr_languages(&self) -> Result<String> {
+        self.readers.with(|c| {
+            Ok(store::stored_settings(c)?
+                .remove(settings::OCR_LANGUAGES)
+                .unwrap_or_else(|| settings::DEFAULT_OCR_LANGUAGES.to_string()))
+        })
+    }
+
+    /// Whether text recognition is on and can run here: Tesseract, its languages, pdftoppm.
+    pub fn ocr_status(&self) -> Result<OcrStatus> {
+        Ok(ingest::ocr::status(self.settings()?.ocr == 1, &self.ocr_languages()?))
     }
 
     /// The embedder in use: the local model unless a model server was chosen.
@@ -1058,6 +1145,7 @@ impl Doppel {
             .filter(|(info, _)| Some(&info.fingerprint) != current.as_ref())
             .collect();
         problems.extend(self.model_problems()?.iter().map(ToString::to_string));
+        problems.extend(self.ocr_status()?.problems);
         if let (Some(_), Ok(_)) = (&loaded, &model)
             && index_entries + chunks_without_vectors < chunks
         {
@@ -1463,6 +1551,7 @@ fn event_job(event: &Event) -> Option<JobId> {
         | Event::JobStarted { job, .. }
         | Event::JobProgress { job, .. }
         | Event::JobEmbedding { job, .. }
+        | Event::JobPages { job, .. }
         | Event::JobDone { job, .. }
         | Event::JobFailed { job, .. }
         | Event::JobCancelled { job } => Some(*job),

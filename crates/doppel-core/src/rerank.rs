@@ -13,69 +13,21 @@
 //! from the OS keychain, stored under the server's URL, and is only ever sent to that server.
 //! This module never logs the query or a passage.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::embed::remote::{RemotePolicy, client_for, read_within, refusal};
+use crate::embed::remote::{Post, RemotePolicy, ServerChoice, client_for};
 use crate::error::{Error, Result};
 use crate::settings::Settings;
 use crate::store::{self, ReadPool};
 
 /// Whether search results are reranked, and by which server.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum RerankerChoice {
-    /// Results keep the order of their fusion (the default; nothing is sent anywhere).
-    #[default]
-    Off,
-    /// A reranking server.
-    Server {
-        /// Its base URL (`http://127.0.0.1:8080`), a `/v1` URL, or the full endpoint (one
-        /// ending in `/rerank`).
-        url: String,
-        /// The model name the server knows.
-        model: String,
-    },
-}
+pub type RerankerChoice = ServerChoice;
 
 /// Where the choice is stored.
 pub(crate) const CHOICE_KEYS: [&str; 3] = ["rerank.kind", "rerank.url", "rerank.model"];
-
-impl RerankerChoice {
-    /// A server choice after checking its URL and model name.
-    pub fn server(url: &str, model: &str) -> Result<RerankerChoice> {
-        let (url, model) = crate::embed::remote::server_and_model(url, model)?;
-        Ok(RerankerChoice::Server { url, model })
-    }
-
-    /// The server's URL, when one is chosen.
-    pub fn url(&self) -> Option<&str> {
-        match self {
-            RerankerChoice::Off => None,
-            RerankerChoice::Server { url, .. } => Some(url),
-        }
-    }
-
-    /// The rows to store, in the order of [`CHOICE_KEYS`].
-    pub(crate) fn to_stored(&self) -> Vec<(String, String)> {
-        let values = match self {
-            RerankerChoice::Off => ["off", "", ""],
-            RerankerChoice::Server { url, model } => ["server", url.as_str(), model.as_str()],
-        };
-        CHOICE_KEYS.iter().zip(values).map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    /// The stored choice; anything unreadable means no reranking.
-    pub(crate) fn from_stored(stored: &BTreeMap<String, String>) -> RerankerChoice {
-        let [kind, url, model] =
-            CHOICE_KEYS.map(|k| stored.get(k).map(String::as_str).unwrap_or_default());
-        match kind {
-            "server" => RerankerChoice::server(url, model).unwrap_or_default(),
-            _ => RerankerChoice::Off,
-        }
-    }
-}
 
 /// The policy the settings ask for: `rerank_timeout_s` per request, `rerank_retries` further
 /// tries after a failure that may pass.
@@ -92,7 +44,7 @@ pub(crate) fn policy(settings: &Settings) -> RemotePolicy {
 /// be read leaves the request without a key (a server that needs one then says so).
 pub(crate) fn configured(readers: &ReadPool, settings: &Settings) -> Result<Option<Reranker>> {
     let (choice, key_stored) = readers.with(|c| {
-        let choice = RerankerChoice::from_stored(&store::stored_settings(c)?);
+        let choice = RerankerChoice::from_stored(&store::stored_settings(c)?, CHOICE_KEYS);
         let key_stored = match choice.url() {
             Some(url) => store::key_stored(c, url)?,
             None => false,
@@ -172,45 +124,21 @@ impl Reranker {
         client: &reqwest::blocking::Client,
         body: &str,
     ) -> std::result::Result<Value, (String, bool)> {
-        let mut request = client
-            .post(endpoint(&self.url))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
-        }
-        let seconds = self.policy.timeout.as_secs_f64();
-        let started = std::time::Instant::now();
-        let response = request.send().map_err(|e| {
-            if e.is_timeout() {
-                (format!("no answer within {seconds} s"), false)
-            } else if e.is_connect() {
-                (format!("could not connect: {}", crate::fetch::root_cause(&e)), true)
-            } else {
-                (crate::fetch::root_cause(&e), false)
-            }
-        })?;
-        let status = response.status();
-        let read = read_within(response, started + self.policy.timeout);
-        let text =
-            read.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-        if !status.is_success() {
-            return Err(refusal(status, &text, "doppel reranker key", &self.model));
-        }
-        if let Err(e) = read {
-            let timed_out = e.kind() == std::io::ErrorKind::TimedOut
-                || e.to_string().to_ascii_lowercase().contains("timed out");
-            let reason = if timed_out {
-                format!("the answer did not arrive within {seconds} s")
-            } else {
-                format!("the answer could not be read: {e}")
-            };
-            return Err((reason, false));
-        }
-        serde_json::from_str(&text)
-            .map_err(|e| (format!("the answer is not valid JSON ({e})"), false))
+        let post = Post {
+            url: &endpoint(&self.url),
+            api_key: self.api_key.as_deref(),
+            content_type: "application/json",
+            timeout: self.policy.timeout,
+            max_answer: MAX_ANSWER_BYTES,
+            key_command: "doppel reranker key",
+            model: &self.model,
+        };
+        post.send(client, body.as_bytes().to_vec()).map_err(|f| (f.reason, f.retry))
     }
 }
+
+/// The longest answer read: scores of a few hundred passages take a few kilobytes.
+const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The URL requests go to: `/v1/rerank` below a base URL, `rerank` below a `/v1` or `/v2` URL,
 /// and a URL that already names the endpoint as it is.
@@ -296,10 +224,15 @@ mod tests {
         assert!(RerankerChoice::server("ftp://h", "m").is_err());
         assert!(RerankerChoice::server("http://h", "").is_err());
         let choice = RerankerChoice::server("http://h:1/v1/", "bge-reranker").unwrap();
-        let stored: BTreeMap<String, String> = choice.to_stored().into_iter().collect();
-        assert_eq!(RerankerChoice::from_stored(&stored), choice);
-        let off: BTreeMap<String, String> = RerankerChoice::Off.to_stored().into_iter().collect();
-        assert_eq!(RerankerChoice::from_stored(&off), RerankerChoice::Off);
-        assert_eq!(RerankerChoice::from_stored(&BTreeMap::new()), RerankerChoice::Off);
+        let stored: std::collections::BTreeMap<String, String> =
+            choice.to_stored(CHOICE_KEYS).into_iter().collect();
+        assert_eq!(RerankerChoice::from_stored(&stored, CHOICE_KEYS), choice);
+        let off: std::collections::BTreeMap<String, String> =
+            RerankerChoice::Off.to_stored(CHOICE_KEYS).into_iter().collect();
+        assert_eq!(RerankerChoice::from_stored(&off, CHOICE_KEYS), RerankerChoice::Off);
+        assert_eq!(
+            RerankerChoice::from_stored(&std::collections::BTreeMap::new(), CHOICE_KEYS),
+            RerankerChoice::Off
+        );
     }
 }

@@ -3,8 +3,10 @@
 //! Complex parsers are where a bad file hangs, panics, aborts or eats all memory. Here each such
 //! file is parsed by a child process (the app's own binary in a hidden mode, see
 //! [`run_parser_child`]) that gets the bytes on stdin and answers with JSON on stdout. The child
-//! runs under a memory limit (`RLIMIT_AS`), a CPU limit, no core dumps and no file writes, and
-//! the parent kills it when the wall-clock timeout passes or the job is cancelled. Whatever
+//! runs under a memory limit (`RLIMIT_AS`), a CPU limit, no core dumps and no file writes, in a
+//! process group of its own, and the parent kills the whole group (the programs text
+//! recognition starts included) when the wall-clock timeout passes or the job is cancelled.
+//! A child that reports progress (one page of a scan read) restarts its timeout. Whatever
 //! happens to the child, the parent gets one clear error for that file and goes on.
 //!
 //! This module holds the crate's only `unsafe` code for processes: `pre_exec` with `setrlimit`.
@@ -21,10 +23,14 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::ingest::archive::ArchiveLimits;
+use crate::ingest::ocr::OcrOptions;
 use crate::ingest::{Block, Document, Format, Limits, parse_format};
 
 /// The first argument that puts the app's binary into parser mode.
 pub const PARSER_ARG: &str = "__doppel-parse";
+
+/// Starts a line of the child's stderr that reports progress: `<mark>DONE TOTAL`.
+pub(crate) const PROGRESS_MARK: char = '\u{1}';
 
 /// How to start a parser child: a program and the arguments that put it in parser mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +70,9 @@ pub(crate) fn parse(
     format: Format,
     bytes: &[u8],
     cancelled: &dyn Fn() -> bool,
+    progress: &dyn Fn(u32, u32),
 ) -> Result<Document> {
+    let ocr = limits.ocr.as_ref();
     let mut cmd = Command::new(&command.program);
     cmd.args(&command.args)
         .arg(format.name())
@@ -72,9 +80,15 @@ pub(crate) fn parse(
         .arg(limits.archive.max_bytes.to_string())
         .arg(limits.archive.max_entries.to_string())
         .arg(limits.archive.max_ratio.to_string())
+        .arg(ocr.map_or("-", |o| o.languages.as_str()))
+        .arg(ocr.map_or(0, |o| o.min_confidence).to_string())
+        .arg(ocr.map_or(0, |o| o.dpi).to_string())
+        .arg(ocr.map_or(0, |o| o.max_pages).to_string())
         // Nothing of the parent's environment (no secrets, no proxies) reaches the parser.
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
+        // A group of its own, so that a kill reaches the programs it starts.
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -116,17 +130,33 @@ pub(crate) fn parse(
         let _ = done.send(out);
     });
     let mut stderr = child.stderr.take();
+    let (report, reports) = channel();
     let errors = std::thread::spawn(move || {
-        let mut text = Vec::new();
+        let mut text = String::new();
         if let Some(stderr) = stderr.as_mut() {
-            let _ = stderr.take(STDERR_CAP).read_to_end(&mut text);
+            let mut lines = std::io::BufReader::new(stderr.take(STDERR_CAP * 16));
+            let mut line = String::new();
+            while matches!(std::io::BufRead::read_line(&mut lines, &mut line), Ok(n) if n > 0) {
+                match progress_of(&line) {
+                    Some(step) => drop(report.send(step)),
+                    None if text.len() < STDERR_CAP as usize => text.push_str(&line),
+                    None => {}
+                }
+                line.clear();
+            }
         }
-        String::from_utf8_lossy(&text).into_owned()
+        text
     });
 
-    let started = Instant::now();
+    let mut started = Instant::now();
     let output = loop {
-        match finished.recv_timeout(CANCEL_POLL) {
+        let received = finished.recv_timeout(CANCEL_POLL);
+        for (done, total) in reports.try_iter() {
+            // Progress proves the child is working: its time starts again.
+            started = Instant::now();
+            progress(done, total);
+        }
+        match received {
             Ok(output) => break Some(output),
             Err(RecvTimeoutError::Disconnected) => break None,
             Err(RecvTimeoutError::Timeout) => {
@@ -138,7 +168,7 @@ pub(crate) fn parse(
                     None
                 };
                 if let Some(error) = stop {
-                    let _ = child.kill();
+                    kill_group(&mut child);
                     let _ = child.wait();
                     let _ = writer.join();
                     return Err(error);
@@ -148,7 +178,7 @@ pub(crate) fn parse(
     };
     let output = output.unwrap_or_default();
     if output.len() as u64 > output_cap {
-        let _ = child.kill();
+        kill_group(&mut child);
     }
     let status = child.wait().map_err(|e| parser_failed(&e.to_string()))?;
     let _ = writer.join();
@@ -173,6 +203,21 @@ pub(crate) fn parse(
         },
         None => Error::Malformed { reason: "the parser crashed on this file".into() },
     })
+}
+
+/// A progress line of the child: `(done, total)`.
+fn progress_of(line: &str) -> Option<(u32, u32)> {
+    let (done, total) = line.strip_prefix(PROGRESS_MARK)?.trim().split_once(' ')?;
+    Some((done.parse().ok()?, total.parse().ok()?))
+}
+
+/// Kills the child and every program it started (they share its process group).
+fn kill_group(child: &mut std::process::Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill only sends a signal; the group is the child's own (see `process_group`).
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    let _ = child.kill();
 }
 
 fn limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
@@ -222,11 +267,23 @@ pub fn run_parser_child() -> ExitCode {
 fn child_request(args: &[String]) -> Result<(Format, Limits)> {
     let bad = || {
         Error::InvalidInput(
-            "parser mode: expected FORMAT MAX_BYTES ARCHIVE_BYTES ENTRIES RATIO".into(),
+            "parser mode: expected FORMAT MAX_BYTES ARCHIVE_BYTES ENTRIES RATIO OCR_LANGUAGES OCR_MIN_CONFIDENCE OCR_DPI OCR_MAX_PAGES".into(),
         )
     };
     let number = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok()).ok_or_else(bad);
     let format = args.first().and_then(|name| Format::from_name(name)).ok_or_else(bad)?;
+    let languages = args.get(5).ok_or_else(bad)?;
+    let small = |i: usize| number(i).and_then(|n| u32::try_from(n).map_err(|_| bad()));
+    let ocr = match languages.as_str() {
+        "-" => None,
+        codes if OcrOptions::valid_languages(codes) => Some(OcrOptions {
+            languages: codes.to_string(),
+            min_confidence: small(6)?,
+            dpi: small(7)?,
+            max_pages: small(8)?,
+        }),
+        _ => return Err(bad()),
+    };
     let limits = Limits {
         max_bytes: number(1)?,
         archive: ArchiveLimits {
@@ -234,6 +291,7 @@ fn child_request(args: &[String]) -> Result<(Format, Limits)> {
             max_entries: number(3)?,
             max_ratio: number(4)?,
         },
+        ocr,
     };
     Ok((format, limits))
 }
@@ -286,7 +344,12 @@ fn encode_error(e: &Error) -> Value {
         Error::FileTooLarge { size, limit } => (*size, *limit),
         _ => (0, 0),
     };
-    json!({ "code": e.code(), "reason": reason, "size": size, "limit": limit })
+    let (reason, package) = match e {
+        Error::NeedsOcr { reason } => (reason.clone(), String::new()),
+        Error::ToolMissing { tool, package } => (tool.clone(), package.clone()),
+        _ => (reason, String::new()),
+    };
+    json!({ "code": e.code(), "reason": reason, "size": size, "limit": limit, "package": package })
 }
 
 fn decode_error(value: &Value) -> Error {
@@ -295,6 +358,11 @@ fn decode_error(value: &Value) -> Error {
         "unsupported_format" => Error::UnsupportedFormat { reason },
         "archive_refused" => Error::ArchiveRefused { reason },
         "empty" => Error::Empty,
+        "needs_ocr" => Error::NeedsOcr { reason },
+        "tool_missing" => Error::ToolMissing {
+            tool: reason,
+            package: value["package"].as_str().unwrap_or_default().to_string(),
+        },
         "file_too_large" => Error::FileTooLarge {
             size: value["size"].as_u64().unwrap_or(0),
             limit: value["limit"].as_u64().unwrap_or(0),
@@ -328,6 +396,8 @@ mod tests {
             Error::ArchiveRefused { reason: "bomb".into() },
             Error::Empty,
             Error::FileTooLarge { size: 10, limit: 5 },
+            Error::NeedsOcr { reason: "an image".into() },
+            Error::ToolMissing { tool: "tesseract".into(), package: "tesseract-ocr".into() },
         ] {
             let wire = serde_json::to_vec(&json!({ "error": encode_error(&e) })).unwrap();
             assert_eq!(decode_answer(&wire).unwrap_err().to_string(), e.to_string());

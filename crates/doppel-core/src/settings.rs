@@ -65,6 +65,18 @@ pub struct Settings {
     pub rerank_timeout_s: u32,
     /// Extra tries of a rerank request after a refused connection, 429 or 5xx answer.
     pub rerank_retries: u32,
+    /// Whether text in images and scanned PDF pages is read by recognition (1) or not (0).
+    pub ocr: u32,
+    /// Recognised paragraphs below this mean confidence (percent) are marked unsure.
+    pub ocr_min_confidence: u32,
+    /// Resolution scanned PDF pages are rendered at for recognition.
+    pub ocr_dpi: u32,
+    /// Most pages of one PDF read by recognition.
+    pub ocr_max_pages: u32,
+    /// Time a speech-to-text server may take to transcribe one recording, in seconds.
+    pub transcribe_timeout_s: u32,
+    /// Extra tries of a transcription after a refused connection, 429 or 5xx answer.
+    pub transcribe_retries: u32,
 }
 
 impl Default for Settings {
@@ -96,6 +108,12 @@ impl Default for Settings {
             rerank_candidates: 0,
             rerank_timeout_s: 0,
             rerank_retries: 0,
+            ocr: 0,
+            ocr_min_confidence: 0,
+            ocr_dpi: 0,
+            ocr_max_pages: 0,
+            transcribe_timeout_s: 0,
+            transcribe_retries: 0,
         };
         for spec in SPECS {
             *(spec.field)(&mut settings) = spec.default;
@@ -330,7 +348,62 @@ pub static SPECS: &[SettingSpec] = &[
         max: 5,
         field: |s| &mut s.rerank_retries,
     },
+    SettingSpec {
+        key: "ocr",
+        help: "read text in images and scanned PDF pages with Tesseract (slow; true or false)",
+        default: 0,
+        min: 0,
+        max: 1,
+        field: |s| &mut s.ocr,
+    },
+    SettingSpec {
+        key: "ocr_min_confidence",
+        help: "recognised paragraphs below this confidence (percent) are marked \"unsure text recognition\"",
+        default: 60,
+        min: 0,
+        max: 100,
+        field: |s| &mut s.ocr_min_confidence,
+    },
+    SettingSpec {
+        key: "ocr_dpi",
+        help: "resolution scanned PDF pages are rendered at for text recognition",
+        default: 300,
+        min: 72,
+        max: 600,
+        field: |s| &mut s.ocr_dpi,
+    },
+    SettingSpec {
+        key: "ocr_max_pages",
+        help: "most pages of one PDF read by text recognition",
+        default: 500,
+        min: 1,
+        max: 100_000,
+        field: |s| &mut s.ocr_max_pages,
+    },
+    SettingSpec {
+        key: "transcribe_timeout_s",
+        help: "seconds a speech-to-text server may take to transcribe one recording, upload included",
+        default: 600,
+        min: 5,
+        max: 7200,
+        field: |s| &mut s.transcribe_timeout_s,
+    },
+    SettingSpec {
+        key: "transcribe_retries",
+        help: "extra tries of a transcription after a refused connection or a 429/5xx answer",
+        default: 2,
+        min: 0,
+        max: 10,
+        field: |s| &mut s.transcribe_retries,
+    },
 ];
+
+/// The key of the one setting that is text: Tesseract's languages (`eng+fra`), stored as its
+/// own row.
+pub const OCR_LANGUAGES: &str = "ocr_languages";
+
+/// Tesseract's languages when none were chosen.
+pub const DEFAULT_OCR_LANGUAGES: &str = "eng";
 
 impl Settings {
     /// The largest file accepted, in bytes.
@@ -338,8 +411,8 @@ impl Settings {
         u64::from(self.max_file_mb) * 1024 * 1024
     }
 
-    /// Size limits for parsing.
-    pub(crate) fn limits(&self) -> crate::ingest::Limits {
+    /// Size limits for parsing, with text recognition in `languages` when it is on.
+    pub(crate) fn limits(&self, languages: &str) -> crate::ingest::Limits {
         crate::ingest::Limits {
             max_bytes: self.max_file_bytes(),
             archive: crate::ingest::archive::ArchiveLimits {
@@ -347,6 +420,12 @@ impl Settings {
                 max_entries: u64::from(self.archive_max_entries),
                 max_ratio: u64::from(self.archive_max_ratio),
             },
+            ocr: (self.ocr == 1).then(|| crate::ingest::ocr::OcrOptions {
+                languages: languages.to_string(),
+                min_confidence: self.ocr_min_confidence,
+                dpi: self.ocr_dpi,
+                max_pages: self.ocr_max_pages,
+            }),
         }
     }
 
@@ -406,9 +485,18 @@ impl Settings {
     pub fn with(&self, key: &str, text: &str) -> Result<Settings> {
         let spec = spec(key)?;
         let invalid = |reason: String| Error::InvalidSetting { key: key.to_string(), reason };
-        let value: u32 = text.trim().parse().map_err(|_| {
-            invalid(format!("expected a whole number from {} to {}", spec.min, spec.max))
-        })?;
+        let switch = (spec.min, spec.max) == (0, 1);
+        let value: u32 = match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "on" | "yes" if switch => 1,
+            "false" | "off" | "no" if switch => 0,
+            number => number.parse().map_err(|_| {
+                invalid(if switch {
+                    "expected true or false".to_string()
+                } else {
+                    format!("expected a whole number from {} to {}", spec.min, spec.max)
+                })
+            })?,
+        };
         if !(spec.min..=spec.max).contains(&value) {
             return Err(invalid(format!("{value} is outside {}..={}", spec.min, spec.max)));
         }
@@ -451,6 +539,14 @@ mod tests {
         assert_eq!(s.with("top_k", "-3").unwrap_err().code(), "invalid_setting");
         assert_eq!(s.with("top_k", "many").unwrap_err().code(), "invalid_setting");
         assert_eq!(s.with("nope", "1").unwrap_err().code(), "not_found");
+        assert_eq!(s.ocr, 0, "text recognition is off until the owner turns it on");
+        assert_eq!(s.with("ocr", "true").unwrap().ocr, 1);
+        assert_eq!(s.with("ocr", "Off").unwrap().ocr, 0);
+        assert_eq!(
+            s.with("ocr", "maybe").unwrap_err().to_string(),
+            "invalid value for ocr: expected true or false"
+        );
+        assert_eq!(s.with("top_k", "true").unwrap_err().code(), "invalid_setting");
         let err = s.with("chunk_overlap", "200").unwrap_err();
         assert!(err.to_string().contains("at most half"), "{err}");
     }

@@ -105,6 +105,59 @@ pub(crate) fn server_and_model(url: &str, model: &str) -> Result<(String, String
     Ok((url, model.to_string()))
 }
 
+/// A model server chosen for one role (reranking, transcription), or none.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ServerChoice {
+    /// No server: nothing is sent anywhere (the default).
+    #[default]
+    Off,
+    /// A server.
+    Server {
+        /// Its base URL (`http://127.0.0.1:8080`), a `/v1` URL, or the full endpoint.
+        url: String,
+        /// The model name the server knows.
+        model: String,
+    },
+}
+
+impl ServerChoice {
+    /// A server choice after checking its URL and model name.
+    pub fn server(url: &str, model: &str) -> Result<ServerChoice> {
+        let (url, model) = server_and_model(url, model)?;
+        Ok(ServerChoice::Server { url, model })
+    }
+
+    /// The server's URL, when one is chosen.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            ServerChoice::Off => None,
+            ServerChoice::Server { url, .. } => Some(url),
+        }
+    }
+
+    /// The rows to store under `keys` (kind, URL, model).
+    pub(crate) fn to_stored(&self, keys: [&str; 3]) -> Vec<(String, String)> {
+        let values = match self {
+            ServerChoice::Off => ["off", "", ""],
+            ServerChoice::Server { url, model } => ["server", url.as_str(), model.as_str()],
+        };
+        keys.iter().zip(values).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// The choice stored under `keys`; anything unreadable means none.
+    pub(crate) fn from_stored(
+        stored: &std::collections::BTreeMap<String, String>,
+        keys: [&str; 3],
+    ) -> ServerChoice {
+        let [kind, url, model] =
+            keys.map(|k| stored.get(k).map(String::as_str).unwrap_or_default());
+        match kind {
+            "server" => ServerChoice::server(url, model).unwrap_or_default(),
+            _ => ServerChoice::Off,
+        }
+    }
+}
+
 /// How patient to be with a model server, from the settings.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RemotePolicy {
@@ -241,51 +294,16 @@ impl RemoteEmbedder {
 
     /// One request.
     fn request(&self, body: &str) -> std::result::Result<Value, Failure> {
-        let mut request = self
-            .client
-            .post(&self.endpoint)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
-        }
-        let seconds = self.policy.timeout.as_secs_f64();
-        let started = std::time::Instant::now();
-        let response = request.send().map_err(|e| {
-            if e.is_timeout() {
-                Failure::new(format!("no answer within {seconds} s"), true)
-            } else if e.is_connect() {
-                Failure::retryable(format!("could not connect: {}", crate::fetch::root_cause(&e)))
-            } else {
-                Failure::new(crate::fetch::root_cause(&e), true)
-            }
-        })?;
-        let status = response.status();
-        let read = read_within(response, started + self.policy.timeout);
-        let text = match &read {
-            Ok(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-            Err(_) => String::new(),
+        let post = Post {
+            url: &self.endpoint,
+            api_key: self.api_key.as_deref(),
+            content_type: "application/json",
+            timeout: self.policy.timeout,
+            max_answer: MAX_ANSWER_BYTES,
+            key_command: "doppel embedder key",
+            model: &self.model,
         };
-        if !status.is_success() {
-            let (reason, retry) = refusal(status, &text, "doppel embedder key", &self.model);
-            return Err(if retry {
-                Failure::retryable(reason)
-            } else {
-                Failure::new(reason, false)
-            });
-        }
-        if let Err(e) = read {
-            let timed_out = e.kind() == std::io::ErrorKind::TimedOut
-                || e.to_string().to_ascii_lowercase().contains("timed out");
-            let reason = if timed_out {
-                format!("the answer did not arrive within {seconds} s")
-            } else {
-                format!("the answer could not be read: {e}")
-            };
-            return Err(Failure::new(reason, true));
-        }
-        serde_json::from_str(&text)
-            .map_err(|e| Failure::new(format!("the answer is not valid JSON ({e})"), false))
+        post.send(&self.client, body.as_bytes().to_vec())
     }
 
     /// The vectors in an answer, checked and normalised.
@@ -362,10 +380,13 @@ impl RemoteEmbedder {
 }
 
 /// A failed request: whether the job may succeed later, and whether to retry at once.
-struct Failure {
-    reason: String,
-    transient: bool,
-    retry: bool,
+pub(crate) struct Failure {
+    /// What went wrong.
+    pub reason: String,
+    /// Whether a later try may succeed.
+    pub transient: bool,
+    /// Whether to try again at once (after a pause).
+    pub retry: bool,
 }
 
 impl Failure {
@@ -379,15 +400,91 @@ impl Failure {
     }
 }
 
-/// The body of `response`, at most [`MAX_ANSWER_BYTES`], read by `deadline`. The client's
-/// timeout bounds each read, not their sum: a server that sends a byte just inside it, again
-/// and again, would hold the worker (and the embedder's lock, which searches wait for) for as
-/// long as it likes.
+/// One POST to a model server that answers JSON: embeddings, reranking and transcription
+/// share it, so that each treats timeouts, refusals and oversized or slow answers alike.
+pub(crate) struct Post<'a> {
+    /// The endpoint.
+    pub url: &'a str,
+    /// The API key from the keychain, sent as a bearer token.
+    pub api_key: Option<&'a str>,
+    /// The body's media type.
+    pub content_type: &'a str,
+    /// The whole request's time, the answer's body included.
+    pub timeout: Duration,
+    /// The longest answer read; a longer one is refused.
+    pub max_answer: u64,
+    /// The command that sets the server's key, for a 401 or 403.
+    pub key_command: &'a str,
+    /// The model asked for, for a 404.
+    pub model: &'a str,
+}
+
+impl Post<'_> {
+    /// Sends `body` and reads the JSON answer; a failure says why, whether another try may
+    /// help at once (a refused connection, 429, 5xx) and whether a later one may (a timeout).
+    pub(crate) fn send(
+        &self,
+        client: &Client,
+        body: Vec<u8>,
+    ) -> std::result::Result<Value, Failure> {
+        let mut request = client
+            .post(self.url)
+            .header(reqwest::header::CONTENT_TYPE, self.content_type)
+            .body(body);
+        if let Some(key) = self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let seconds = self.timeout.as_secs_f64();
+        let started = std::time::Instant::now();
+        let response = request.send().map_err(|e| {
+            if e.is_timeout() {
+                Failure::new(format!("no answer within {seconds} s"), true)
+            } else if e.is_connect() {
+                Failure::retryable(format!("could not connect: {}", crate::fetch::root_cause(&e)))
+            } else {
+                Failure::new(crate::fetch::root_cause(&e), true)
+            }
+        })?;
+        let status = response.status();
+        let read = read_within(response, started + self.timeout, self.max_answer);
+        let text = match &read {
+            Ok(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Err(_) => String::new(),
+        };
+        if !status.is_success() {
+            let (reason, retry) = refusal(status, &text, self.key_command, self.model);
+            return Err(if retry {
+                Failure::retryable(reason)
+            } else {
+                Failure::new(reason, false)
+            });
+        }
+        if let Err(e) = read {
+            let timed_out = e.kind() == std::io::ErrorKind::TimedOut
+                || e.to_string().to_ascii_lowercase().contains("timed out");
+            return Err(if timed_out {
+                Failure::new(format!("the answer did not arrive within {seconds} s"), true)
+            } else if e.kind() == std::io::ErrorKind::FileTooLarge {
+                Failure::new(e.to_string(), false)
+            } else {
+                Failure::new(format!("the answer could not be read: {e}"), true)
+            });
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| Failure::new(format!("the answer is not valid JSON ({e})"), false))
+    }
+}
+
+/// The body of `response`, at most `max` bytes, read by `deadline`. The client's timeout
+/// bounds each read, not their sum: a server that sends a byte just inside it, again and again,
+/// would hold the worker (and the embedder's lock, which searches wait for) for as long as it
+/// likes.
 pub(crate) fn read_within(
     response: impl Read,
     deadline: std::time::Instant,
+    max: u64,
 ) -> std::io::Result<Vec<u8>> {
-    let mut body = response.take(MAX_ANSWER_BYTES);
+    let mut body = response.take(max.saturating_add(1));
     let mut bytes = Vec::new();
     let mut buffer = [0u8; 16 * 1024];
     loop {
@@ -396,6 +493,12 @@ pub(crate) fn read_within(
         }
         match body.read(&mut buffer) {
             Ok(0) => return Ok(bytes),
+            Ok(n) if (bytes.len() + n) as u64 > max => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    format!("the answer is larger than {} MB", max / (1024 * 1024)),
+                ));
+            }
             Ok(n) => bytes.extend_from_slice(&buffer[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

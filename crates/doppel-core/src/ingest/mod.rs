@@ -14,6 +14,7 @@ mod decode;
 mod email;
 mod epub;
 mod html;
+pub(crate) mod ocr;
 mod office;
 mod pdf;
 mod structured;
@@ -41,13 +42,15 @@ pub(crate) struct Document {
     pub warnings: Vec<String>,
 }
 
-/// Size limits for parsing, from the settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Size limits for parsing, and whether text in images is read, from the settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Limits {
     /// Largest file, message or attachment, in bytes.
     pub max_bytes: u64,
     /// Limits for zip containers.
     pub archive: archive::ArchiveLimits,
+    /// Text recognition for images and scanned pages; `None` when it is off.
+    pub ocr: Option<ocr::OcrOptions>,
 }
 
 impl Limits {
@@ -60,6 +63,7 @@ impl Limits {
                 max_entries: 10_000,
                 max_ratio: 100,
             },
+            ocr: None,
         }
     }
 }
@@ -97,6 +101,10 @@ pub(crate) enum Format {
     Epub,
     Eml,
     Mbox,
+    /// An image whose text is read by recognition, by its kind (`png`, `jpeg`, `tiff`, `webp`).
+    Image(&'static str),
+    /// A recording whose speech is transcribed by a server, by its media type.
+    Audio(&'static str),
 }
 
 impl Format {
@@ -122,9 +130,16 @@ impl Format {
             "epub" => Format::Epub,
             "eml" => Format::Eml,
             "mbox" => Format::Mbox,
-            other => match code_media_type(other) {
-                Some(media) => Format::Code(media),
-                None => return Ok(None),
+            "png" => Format::Image("png"),
+            "jpg" | "jpeg" => Format::Image("jpeg"),
+            "tif" | "tiff" => Format::Image("tiff"),
+            "webp" => Format::Image("webp"),
+            other => match audio_media_type(other) {
+                Some(media) => Format::Audio(media),
+                None => match code_media_type(other) {
+                    Some(media) => Format::Code(media),
+                    None => return Ok(None),
+                },
             },
         }))
     }
@@ -148,6 +163,9 @@ impl Format {
             Format::Epub => "epub",
             Format::Eml => "eml",
             Format::Mbox => "mbox",
+            Format::Image(_) => "image",
+            Format::Audio(media) if media.starts_with("video/") => "video",
+            Format::Audio(_) => "audio",
         }
     }
 
@@ -155,7 +173,13 @@ impl Format {
     pub(crate) fn is_complex(self) -> bool {
         matches!(
             self,
-            Format::Pdf | Format::Docx | Format::Odt | Format::Epub | Format::Eml | Format::Mbox
+            Format::Pdf
+                | Format::Docx
+                | Format::Odt
+                | Format::Epub
+                | Format::Eml
+                | Format::Mbox
+                | Format::Image(_)
         )
     }
 
@@ -168,13 +192,16 @@ impl Format {
             Format::Epub => "epub",
             Format::Eml => "eml",
             Format::Mbox => "mbox",
+            Format::Image(kind) => kind,
             _ => "text",
         }
     }
 
     pub(crate) fn from_name(name: &str) -> Option<Format> {
+        let images = ocr::IMAGE_KINDS.map(|(kind, _)| Format::Image(kind));
         [Format::Pdf, Format::Docx, Format::Odt, Format::Epub, Format::Eml, Format::Mbox]
             .into_iter()
+            .chain(images)
             .find(|f| f.name() == name)
     }
 
@@ -198,6 +225,10 @@ impl Format {
             "application/epub+zip" => Format::Epub,
             "message/rfc822" => Format::Eml,
             "application/mbox" => Format::Mbox,
+            "image/png" => Format::Image("png"),
+            "image/jpeg" => Format::Image("jpeg"),
+            "image/tiff" => Format::Image("tiff"),
+            "image/webp" => Format::Image("webp"),
             _ => return None,
         })
     }
@@ -206,6 +237,8 @@ impl Format {
     pub(crate) fn sniff(bytes: &[u8]) -> Option<Format> {
         if bytes.starts_with(b"%PDF-") {
             Some(Format::Pdf)
+        } else if let Some(kind) = ocr::sniff_image(bytes) {
+            Some(Format::Image(kind))
         } else if bytes.starts_with(b"From ") && bytes.iter().take(4096).any(|b| *b == b'\n') {
             Some(Format::Mbox)
         } else {
@@ -233,6 +266,11 @@ impl Format {
             Format::Epub => "application/epub+zip",
             Format::Eml => "message/rfc822",
             Format::Mbox => "application/mbox",
+            Format::Image(kind) => ocr::IMAGE_KINDS
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .map_or("image/png", |(_, media)| media),
+            Format::Audio(media) => media,
         }
     }
 }
@@ -245,10 +283,11 @@ pub(crate) fn binary_kind(ext: &str) -> Option<&'static str> {
         }
         "mobi" | "azw" | "azw3" => "this e-book format is not supported (EPUB is)",
         "xlsx" | "xls" | "ods" | "pptx" | "ppt" | "odp" => "office documents are not supported yet",
-        "png" | "jpg" | "jpeg" | "gif" | "webp" | "xpm" | "xbm" | "ppm" | "pgm" | "bmp" | "tif"
-        | "tiff" | "ico" | "heic" | "psd" => "image",
-        "mp3" | "wav" | "flac" | "ogg" | "m4a" | "aac" | "opus" => "audio",
-        "mp4" | "mkv" | "mov" | "avi" | "webm" | "wmv" => "video",
+        "gif" | "xpm" | "xbm" | "ppm" | "pgm" | "bmp" | "ico" | "heic" | "psd" => {
+            "this image format is not read (PNG, JPEG, TIFF and WebP are)"
+        }
+        "aac" => "this audio format is not read (MP3, M4A, WAV, OGG, OPUS and FLAC are)",
+        "mov" | "avi" | "wmv" => "this video format is not read (MP4, MKV and WebM are)",
         "zip" | "gz" | "tgz" | "bz2" | "xz" | "zst" | "7z" | "rar" | "tar" | "deb" | "rpm"
         | "jar" => "archive",
         "exe" | "dll" | "so" | "dylib" | "o" | "a" | "class" | "pyc" | "wasm" | "bin" => {
@@ -256,6 +295,22 @@ pub(crate) fn binary_kind(ext: &str) -> Option<&'static str> {
         }
         "sqlite" | "sqlite3" | "db" => "database file",
         "ttf" | "otf" | "woff" | "woff2" => "font",
+        _ => return None,
+    })
+}
+
+/// Recordings whose speech is transcribed, by extension.
+fn audio_media_type(ext: &str) -> Option<&'static str> {
+    Some(match ext {
+        "mp3" => "audio/mpeg",
+        "m4a" => "audio/mp4",
+        "wav" => "audio/wav",
+        "ogg" | "oga" => "audio/ogg",
+        "opus" => "audio/opus",
+        "flac" => "audio/flac",
+        "mp4" | "m4v" => "video/mp4",
+        "mkv" => "video/x-matroska",
+        "webm" => "video/webm",
         _ => return None,
     })
 }
@@ -374,7 +429,14 @@ pub(crate) fn parse_format(
         return Err(Error::unsupported("documents nested too deeply"));
     }
     let mut doc = match complex {
-        Format::Pdf => pdf::pdf(bytes)?,
+        Format::Pdf => pdf::pdf(bytes, limits.ocr.as_ref())?,
+        Format::Image(kind) => {
+            let Some(options) = &limits.ocr else {
+                return Err(Error::NeedsOcr { reason: "an image".into() });
+            };
+            let (blocks, warnings) = ocr::image(bytes, kind, options)?;
+            Document { blocks, warnings, ..Document::default() }
+        }
         Format::Docx => office::docx(bytes, limits.archive)?,
         Format::Odt => office::odt(bytes, limits.archive)?,
         Format::Epub => epub::epub(bytes, limits.archive)?,

@@ -6,15 +6,25 @@
 //! every hostile file (truncated, garbage, reference loops) with an error instead of a hang or
 //! a stack overflow. It still runs only inside the sandboxed child.
 //!
-//! Pages without extractable text (scans) are reported in the source's note; a PDF with no text
-//! at all is refused as such, never stored silently empty.
+//! Pages without extractable text (scans) are read by text recognition when it is on (see
+//! [`super::ocr`]; only those pages, the others keep their text layer). When it is off they
+//! are reported in the source's note, and a PDF with no text at all is refused as a scan that
+//! needs it, never stored silently empty.
 
-use lopdf::{Document as Pdf, Object};
+use lopdf::{Document as Pdf, Object, ObjectId};
 
+use super::ocr::{self, OcrOptions};
 use super::{Block, Document};
 use crate::error::{Error, Result};
 
-pub(super) fn pdf(bytes: &[u8]) -> Result<Document> {
+pub(super) fn pdf(bytes: &[u8], ocr: Option<&OcrOptions>) -> Result<Document> {
+    if !bytes.starts_with(b"%PDF")
+        && let Some(kind) = ocr::sniff_image(bytes)
+    {
+        return Err(Error::Malformed {
+            reason: format!("named as a PDF but holds a {kind} image"),
+        });
+    }
     let pdf = Pdf::load_mem(bytes)
         .map_err(|e| Error::Malformed { reason: format!("not a readable PDF ({e})") })?;
     let pages = pdf.get_pages();
@@ -24,7 +34,13 @@ pub(super) fn pdf(bytes: &[u8]) -> Result<Document> {
     let mut blocks = Vec::new();
     let mut empty = Vec::new();
     let mut broken = Vec::new();
-    for &number in pages.keys() {
+    for (&number, &id) in &pages {
+        // A page without fonts has no text (a scan): known at once, without extracting (which
+        // walks the whole page tree again for every page).
+        if pdf.get_page_fonts(id).is_ok_and(|fonts| fonts.is_empty()) {
+            empty.push(number);
+            continue;
+        }
         match pdf.extract_text(&[number]) {
             Ok(text) => {
                 let text = unfold_ligatures(&text);
@@ -41,18 +57,46 @@ pub(super) fn pdf(bytes: &[u8]) -> Result<Document> {
             Err(_) => broken.push(number),
         }
     }
+    let mut warnings = Vec::new();
+    if !empty.is_empty() {
+        match ocr {
+            Some(options) if empty.len() <= options.max_pages as usize => {
+                let sized: Vec<(u32, Option<(f32, f32)>)> =
+                    empty.iter().map(|n| (*n, page_size(&pdf, pages[n]))).collect();
+                let (read, notes) = ocr::pdf_pages(bytes, &sized, options)?;
+                blocks.extend(read);
+                // Each page's blocks stay in their order; pages come in order.
+                blocks.sort_by_key(|b| b.page);
+                warnings.extend(notes);
+            }
+            Some(options) => {
+                let why = format!(
+                    "{} pages have no text layer, more than the {} that text recognition reads in one file (setting ocr_max_pages)",
+                    empty.len(),
+                    options.max_pages
+                );
+                if blocks.is_empty() {
+                    return Err(Error::unsupported(why));
+                }
+                warnings.push(why);
+            }
+            None if blocks.is_empty() && broken.is_empty() => {
+                return Err(Error::NeedsOcr {
+                    reason: "a scanned PDF: no page has a text layer".into(),
+                });
+            }
+            None => warnings.push(format!(
+                "{} without a text layer (scanned?); turn on text recognition to read them",
+                page_list(&empty)
+            )),
+        }
+    }
     if blocks.is_empty() {
         return Err(if broken.is_empty() {
-            Error::unsupported(
-                "no page has extractable text (a scanned PDF? text recognition is not supported)",
-            )
+            Error::Empty
         } else {
             Error::Malformed { reason: format!("no page could be read ({} pages)", pages.len()) }
         });
-    }
-    let mut warnings = Vec::new();
-    if !empty.is_empty() {
-        warnings.push(format!("{} without extractable text (scanned?)", page_list(&empty)));
     }
     if !broken.is_empty() {
         warnings.push(format!("{} could not be read", page_list(&broken)));
@@ -104,7 +148,27 @@ fn unfold_ligatures(text: &str) -> String {
     out
 }
 
-fn page_list(pages: &[u32]) -> String {
+/// A page's size in points, from its own or an inherited media box.
+fn page_size(pdf: &Pdf, page: ObjectId) -> Option<(f32, f32)> {
+    let mut node = pdf.get_object(page).ok()?.as_dict().ok()?;
+    for _ in 0..32 {
+        if let Ok(Object::Array(corners)) = node.get(b"MediaBox").map(|o| match o {
+            Object::Reference(id) => pdf.get_object(*id).unwrap_or(o),
+            other => other,
+        }) {
+            let n: Vec<f32> = corners.iter().filter_map(|v| v.as_float().ok()).collect();
+            if let [x0, y0, x1, y1] = n[..] {
+                return Some(((x1 - x0).abs(), (y1 - y0).abs()));
+            }
+            return None;
+        }
+        let Ok(Object::Reference(parent)) = node.get(b"Parent") else { return None };
+        node = pdf.get_object(*parent).ok()?.as_dict().ok()?;
+    }
+    None
+}
+
+pub(super) fn page_list(pages: &[u32]) -> String {
     const SHOWN: usize = 10;
     let mut list = pages.iter().take(SHOWN).map(u32::to_string).collect::<Vec<_>>().join(", ");
     if pages.len() > SHOWN {
@@ -153,7 +217,7 @@ mod tests {
     fn a_real_pdf_has_its_pages() {
         let bytes =
             std::fs::read("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf").unwrap();
-        let doc = pdf(&bytes).unwrap();
+        let doc = pdf(&bytes, None).unwrap();
         // Its information dictionary has an empty title: the source keeps its file name.
         assert_eq!(doc.title, None);
         assert_eq!(doc.blocks.first().and_then(|b| b.page), Some(1));
@@ -168,8 +232,8 @@ mod tests {
     fn broken_pdfs_are_malformed() {
         let bytes =
             std::fs::read("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf").unwrap();
-        let err = pdf(&bytes[..bytes.len() / 2]).unwrap_err();
+        let err = pdf(&bytes[..bytes.len() / 2], None).unwrap_err();
         assert_eq!(err.code(), "malformed", "{err}");
-        assert_eq!(pdf(b"%PDF-1.4 garbage").unwrap_err().code(), "malformed");
+        assert_eq!(pdf(b"%PDF-1.4 garbage", None).unwrap_err().code(), "malformed");
     }
 }

@@ -587,3 +587,33 @@ pub(crate) fn checkpoint(conn: &Connection, readers: &ReadPool) -> Result<()> {
 /// How long a checkpoint waits for the pool's reads in flight to end, and then for readers
 /// outside the pool to leave the log.
 const CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The files and pages that waited for a setting: the sources whose latest failure has `code`
+/// (`needs_ocr`, `needs_transcriber`), and with `scans`, the ready ones whose note says pages
+/// were left out as scans (their content is forgotten as known, so that it is read again).
+/// Files only, as `(twin, path)`.
+pub(crate) fn waiting_for(
+    conn: &Connection,
+    code: &str,
+    scans: bool,
+) -> Result<Vec<(TwinId, String)>> {
+    const SCANNED: &str = "%without a text layer%";
+    if scans {
+        conn.execute(
+            "UPDATE sources SET content_hash = NULL
+             WHERE state = 'ready' AND kind = 'file' AND error LIKE ?1",
+            [SCANNED],
+        )?;
+    }
+    let mut stmt = conn.prepare(
+        "SELECT s.twin_id, s.origin FROM sources s
+         WHERE s.origin IS NOT NULL AND s.kind = 'file'
+           AND ((s.state = 'failed'
+                 AND (SELECT j.last_error_code FROM jobs j WHERE j.source_id = s.id
+                      AND j.last_error_code IS NOT NULL ORDER BY j.id DESC LIMIT 1) = ?1)
+                OR (?2 AND s.state = 'ready' AND s.error LIKE ?3))
+         ORDER BY s.id",
+    )?;
+    let rows = stmt.query_map(params![code, scans, SCANNED], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -28,6 +28,7 @@ use crate::logging::redact_urls;
 use crate::metrics::{self, Metric};
 use crate::model::*;
 use crate::sandbox;
+use crate::settings::{DEFAULT_OCR_LANGUAGES, OCR_LANGUAGES};
 use crate::store::{self, NewChunk, NewVectors, SourceFacts};
 use crate::vectors::EMBED_BATCH;
 
@@ -197,9 +198,17 @@ impl Worker {
                     return Ok(finished);
                 }
                 checkpoint()?;
-                let doc =
-                    self.parse_bytes(job, &bytes, format.or_else(|| Format::sniff(&bytes)), None)?;
-                (bytes.len() as u64, hash, doc, file)
+                let size = bytes.len() as u64;
+                let doc = match format {
+                    Some(Format::Audio(media)) => self.transcribe(job, &path, media, bytes)?,
+                    other => self.parse_bytes(
+                        job,
+                        &bytes,
+                        other.or_else(|| Format::sniff(&bytes)),
+                        None,
+                    )?,
+                };
+                (size, hash, doc, file)
             }
             JobKind::IngestUrl => {
                 let fetched = fetch::fetch(&job.origin, self.settings.fetch_limits())?;
@@ -311,17 +320,48 @@ impl Worker {
         match format.filter(|f| f.is_complex()) {
             Some(complex) => {
                 let shared = &self.shared;
+                let languages = store::stored_settings(&self.conn)?
+                    .remove(OCR_LANGUAGES)
+                    .unwrap_or_else(|| DEFAULT_OCR_LANGUAGES.to_string());
                 sandbox::parse(
                     &self.parser,
                     self.settings.child_limits(),
-                    &self.settings.limits(),
+                    &self.settings.limits(&languages),
                     complex,
                     bytes,
                     &|| shared.checkpoint(job.id).is_err(),
+                    &|done, total| {
+                        shared.events.publish(Event::JobPages {
+                            job: job.id,
+                            done: u64::from(done),
+                            total: u64::from(total),
+                        })
+                    },
                 )
             }
             None => parse(bytes, format, charset),
         }
+    }
+
+    /// The transcript of a recording, from the speech-to-text server the owner chose; without
+    /// one the file waits (`needs_transcriber`) and is read again when one is set.
+    fn transcribe(
+        &self,
+        job: &Job,
+        path: &std::path::Path,
+        media: &'static str,
+        bytes: Vec<u8>,
+    ) -> Result<Document> {
+        let transcriber = crate::transcribe::configured(&self.conn, &self.settings)?
+            .ok_or(Error::NeedsTranscriber)?;
+        let shared = &self.shared;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        shared.events.publish(Event::JobPages { job: job.id, done: 0, total: 1 });
+        let mut doc =
+            transcriber.transcribe(&name, media, bytes, &|| shared.checkpoint(job.id).is_err())?;
+        shared.events.publish(Event::JobPages { job: job.id, done: 1, total: 1 });
+        doc.media_type = media;
+        Ok(doc)
     }
 
     /// Ends the job early when its content is already indexed: unchanged since the last time,

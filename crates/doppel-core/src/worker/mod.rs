@@ -488,9 +488,20 @@ impl Worker {
             ChatWrite::SetPersona { twin, persona, reply } => {
                 drop(reply.send(in_tx(conn, |tx| store::chat::set_persona(tx, twin, &persona))))
             }
-            ChatWrite::SetSettings { values, reply } => drop(reply.send(in_tx(conn, |tx| {
-                values.iter().try_for_each(|(key, value)| store::set_setting(tx, key, value))
-            }))),
+            ChatWrite::SetSettings { values, reply } => {
+                let saved = in_tx(conn, |tx| {
+                    values.iter().try_for_each(|(key, value)| store::set_setting(tx, key, value))
+                });
+                let transcriber_set = saved.is_ok()
+                    && values
+                        .iter()
+                        .any(|(k, v)| k == crate::transcribe::KIND_KEY && v == "server");
+                // Queued before the reply, so that the caller sees the files waiting again.
+                if transcriber_set {
+                    self.requeue_waiting("needs_transcriber", false);
+                }
+                drop(reply.send(saved));
+            }
         }
     }
 
@@ -607,12 +618,43 @@ impl Worker {
         let next = self.settings.with(key, value)?;
         let stored = next.get(key)?.to_string();
         store::set_setting(&self.conn, key, &stored)?;
+        let ocr_turned_on = key == "ocr" && next.ocr == 1 && self.settings.ocr == 0;
         // Each setting applies from the moment it is saved; the graph's shape by a rebuild in
         // the background, while the index in use goes on serving.
         self.vectors.apply_setting(&self.conn, key, &next);
         self.shared.metrics.keep_days(next.metrics_days);
         self.settings = next.clone();
+        if ocr_turned_on {
+            self.requeue_waiting("needs_ocr", true);
+        }
         Ok(next)
+    }
+
+    /// Queues again the files that waited for a setting now given: those that failed with
+    /// `code`, and with `scans`, those read with scanned pages left out. A failure here is
+    /// logged; the files stay as they were, and can be read again by hand.
+    fn requeue_waiting(&mut self, code: &str, scans: bool) {
+        let waiting = match store::waiting_for(&self.conn, code, scans) {
+            Ok(waiting) => waiting,
+            Err(e) => {
+                warn!(error = %e, "could not find the files that waited for a setting");
+                return;
+            }
+        };
+        let mut by_twin: std::collections::BTreeMap<TwinId, Vec<PathBuf>> = Default::default();
+        for (twin, path) in waiting {
+            by_twin.entry(twin).or_default().push(PathBuf::from(path));
+        }
+        for (twin, files) in by_twin {
+            match self.enqueue(twin, &files, &[]) {
+                Ok(queued) => {
+                    info!(files = queued.len(), code, "files queued again after a setting")
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not queue again the files that waited for a setting")
+                }
+            }
+        }
     }
 
     /// Writes the measurements taken since the last time: at once when `now`, else at most

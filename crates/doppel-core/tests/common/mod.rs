@@ -211,3 +211,70 @@ pub fn endless_chat_server() -> String {
     std::thread::Builder::new().name(LOOPBACK_CHAT_THREAD.into()).spawn(accept).unwrap();
     base
 }
+
+/// A scanned PDF: one page per JPEG (grey or colour), each page as large as its image at `dpi`, with
+/// no text layer at all (what a scanner's "save as PDF" writes).
+pub fn scan_pdf(jpegs: &[Vec<u8>], dpi: f32) -> Vec<u8> {
+    use lopdf::{Document, Object, Stream, dictionary};
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let mut kids: Vec<Object> = Vec::new();
+    for jpeg in jpegs {
+        let size = imagesize::blob_size(jpeg).expect("a JPEG");
+        let image = Stream::new(
+            dictionary! {
+                "Type" => "XObject", "Subtype" => "Image",
+                "Width" => size.width as i64, "Height" => size.height as i64,
+                "ColorSpace" => colour_space(jpeg), "BitsPerComponent" => 8, "Filter" => "DCTDecode",
+            },
+            jpeg.clone(),
+        );
+        let image_id = doc.add_object(image);
+        let (w, h) = (size.width as f32 * 72.0 / dpi, size.height as f32 * 72.0 / dpi);
+        let content = format!("q {w} 0 0 {h} 0 0 cm /Im0 Do Q");
+        let content_id = doc.add_object(Stream::new(dictionary! {}, content.into_bytes()));
+        let page = dictionary! {
+            "Type" => "Page", "Parent" => pages_id,
+            "MediaBox" => vec![0.into(), 0.into(), w.into(), h.into()],
+            "Contents" => content_id,
+            "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image_id } },
+        };
+        kids.push(doc.add_object(page).into());
+    }
+    let count = kids.len() as i64;
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => kids, "Count" => count }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).expect("a PDF in memory");
+    out
+}
+
+/// A JPEG's colour space in PDF's words, from the component count of its frame header.
+fn colour_space(jpeg: &[u8]) -> &'static str {
+    let frame = jpeg.windows(2).position(|w| w[0] == 0xFF && (0xC0..=0xC2).contains(&w[1]));
+    match frame.and_then(|i| jpeg.get(i + 9)) {
+        Some(1) => "DeviceGray",
+        _ => "DeviceRGB",
+    }
+}
+
+/// Runs a program of the machine (poppler, ImageMagick) and returns its stdout.
+pub fn run_tool(program: &str, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (scripts/setup installs it)"));
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// One page of a PDF rendered as a greyscale image (`-png` or `-jpeg`) at `dpi`.
+pub fn render_page(pdf: &Path, page: u32, dpi: u32, kind: &str) -> Vec<u8> {
+    let (page, dpi) = (page.to_string(), dpi.to_string());
+    let pdf = pdf.to_str().unwrap();
+    run_tool("pdftoppm", &["-r", &dpi, "-f", &page, "-l", &page, "-gray", kind, pdf])
+}
