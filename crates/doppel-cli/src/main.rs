@@ -11,7 +11,7 @@ mod chat;
 mod input;
 mod json;
 mod models;
-mod rerank;
+mod servers;
 mod stats;
 mod status;
 mod wait;
@@ -215,7 +215,13 @@ enum Command {
     /// Show or choose the reranking server that reorders search results (off by default).
     Reranker {
         #[command(subcommand)]
-        action: Option<rerank::RerankerAction>,
+        action: Option<servers::ServerAction>,
+    },
+    /// Show or choose the speech-to-text server that transcribes audio and video files (off by
+    /// default; recordings wait until one is set).
+    Transcriber {
+        #[command(subcommand)]
+        action: Option<servers::ServerAction>,
     },
     /// Back up the data directory into one file (the app may be running).
     Backup {
@@ -418,8 +424,15 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             chat::chat_model(&doppel, &out, action).map(|()| Outcome::Ok)
         }
         Command::Reranker { action } => {
-            rerank::reranker(&doppel, &out, action).map(|()| Outcome::Ok)
+            servers::server(&doppel, &out, servers::Role::Reranker, action).map(|()| Outcome::Ok)
         }
+        Command::Transcriber { action } => servers::server(
+            &doppel,
+            &out,
+            servers::Role::Transcriber,
+            action,
+        )
+        .map(|()| Outcome::Ok),
         Command::Ingest { items, no_wait } => {
             let (urls, paths): (Vec<String>, Vec<String>) = items
                 .into_iter()
@@ -584,21 +597,33 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
                 Some(SettingsAction::Set { key, value }) => doppel.set_setting(key, value)?,
                 _ => doppel.settings()?,
             };
+            let languages = doppel.ocr_languages()?;
+            if let Some(SettingsAction::Get { key }) = &action
+                && key == "ocr_languages"
+            {
+                out.value(json!({ key.as_str(): languages }), || languages.clone());
+                return Ok(Outcome::Ok);
+            }
             if let Some(SettingsAction::Get { key }) = &action {
                 let value = settings.get(key)?;
                 out.value(json!({ key.as_str(): value }), || value.to_string());
                 return Ok(Outcome::Ok);
             }
             let entries = settings.entries();
-            let map: serde_json::Map<String, Value> =
+            let mut map: serde_json::Map<String, Value> =
                 entries.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            map.insert("ocr_languages".into(), json!(languages));
             out.value(Value::Object(map), || {
-                entries
+                let mut lines: Vec<String> = entries
                     .iter()
                     .zip(SETTING_SPECS)
-                    .map(|((key, value), spec)| format!("{key:<18} {value:<8} {}", spec.help))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                    .map(|((key, value), spec)| format!("{key:<20} {value:<8} {}", spec.help))
+                    .collect();
+                lines.push(format!(
+                    "{:<20} {languages:<8} Tesseract's languages for text recognition, joined by + (eng+fra)",
+                    "ocr_languages"
+                ));
+                lines.join("\n")
             });
             Ok(Outcome::Ok)
         }

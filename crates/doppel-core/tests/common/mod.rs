@@ -65,7 +65,10 @@ pub fn model_cache() -> PathBuf {
 pub struct Request {
     pub path: String,
     pub authorization: Option<String>,
+    /// The body as JSON (`Null` when it is not JSON, as a multipart form is not).
     pub body: Value,
+    /// The body as sent.
+    pub raw: Vec<u8>,
 }
 
 /// Reads one request with a JSON body from `stream`.
@@ -91,7 +94,8 @@ pub fn read_request(stream: &TcpStream) -> Option<Request> {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
-    Some(Request { path, authorization, body: serde_json::from_slice(&body).ok()? })
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Some(Request { path, authorization, body: json, raw: body })
 }
 
 /// What a scripted loopback server does with a request: answer with a status and a JSON body,
