@@ -22,11 +22,13 @@ use crate::dto;
 use crate::error::IpcError;
 use crate::state::Shell;
 
-// Taking the twin along and the local API have a file of their own, and so do diagnostics and
-// the views of the twin as a whole (sources page by page, coverage, find, the queue).
+// Taking the twin along and the local API have a file of their own, and so do diagnostics, the
+// views of the twin as a whole (sources page by page, coverage, find, the queue), and text
+// recognition with transcription.
 pub use crate::diagnostics::*;
 pub use crate::overview::*;
 pub use crate::portable::*;
+pub use crate::recognition::*;
 
 type Reply<T> = Result<T, IpcError>;
 

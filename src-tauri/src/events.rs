@@ -185,6 +185,10 @@ mod tests {
             r#"{"type":"jobProgress","job":12,"done":40,"total":96}"#
         );
         assert_eq!(
+            json(CoreEvent::JobPages { job: 12, done: 3, total: 12 }),
+            r#"{"type":"jobPages","job":12,"done":3,"total":12}"#
+        );
+        assert_eq!(
             json(CoreEvent::SourceChanged { source: 7, state: SourceState::Ready }),
             r#"{"type":"sourceChanged","source":7,"state":"ready"}"#
         );

@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod overview;
 mod portable;
+mod recognition;
 mod state;
 
 use std::process::ExitCode;
@@ -61,6 +62,11 @@ commands![
     set_chat_key,
     delete_chat_key,
     chat_models,
+    ocr_status,
+    transcriber,
+    set_transcriber,
+    set_transcriber_key,
+    delete_transcriber_key,
     open_source,
     answer_mode,
     set_answer_mode,

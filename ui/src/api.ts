@@ -82,6 +82,23 @@ export type ChatModel = {
   model: string | null;
   keyHint: string | null;
 };
+/** Whether text recognition (OCR) is on and can run here. */
+export type OcrStatus = {
+  enabled: boolean;
+  /** Tesseract's version; null when it is not installed. */
+  tesseract: string | null;
+  /** Whether poppler's pdftoppm, which scanned PDF pages need, is installed. */
+  pdftoppm: boolean;
+  /** The languages asked for: Tesseract's codes joined by `+` ("eng+fra"). */
+  languages: string;
+  /** The languages Tesseract has data for. */
+  installed: string[];
+  /** What keeps it from working, each a sentence ending "Fix: <command>"; empty while it is off. */
+  problems: string[];
+};
+export type TranscriberKind = "server" | "off";
+/** The speech-to-text server that transcribes recordings, or none. */
+export type Transcriber = { kind: TranscriberKind; url: string | null; model: string | null; keyHint: string | null };
 export type Conversation = {
   id: string;
   twinId: number;
@@ -156,6 +173,8 @@ export type DoppelEvent =
   | { type: "jobStarted"; job: number; source: number | null; attempt: number }
   | { type: "jobProgress"; job: number; done: number; total: number }
   | { type: "jobEmbedding"; job: number; done: number; total: number }
+  /** Pages of a scan or an image read by text recognition; a recording being transcribed is 0/1, then 1/1. */
+  | { type: "jobPages"; job: number; done: number; total: number }
   | { type: "indexRebuild"; done: number; total: number }
   | { type: "backfill"; embedded: number; remaining: number }
   | { type: "backfillStalled"; reason: string }
@@ -402,6 +421,18 @@ export const api = {
   /** Downloads a catalogue model (progress as download events) and chooses it. */
   getCatalogueModel: (name: string, catalogue?: string) =>
     call<ChatModel>("get_catalogue_model", catalogue ? { name, catalogue } : { name }),
+
+  ocrStatus: () => call<OcrStatus>("ocr_status"),
+  /** Text recognition on or off (the setting `ocr`); turning it on reads again the files that waited. */
+  setOcr: (on: boolean) => call<Setting[]>("set_setting", { key: "ocr", value: on ? "true" : "false" }),
+  /** Tesseract's language codes joined by `+`; each must be installed (else `invalid_setting`). */
+  setOcrLanguages: (languages: string) => call<Setting[]>("set_setting", { key: "ocr_languages", value: languages }),
+  transcriber: () => call<Transcriber>("transcriber"),
+  /** A speech-to-text server, or none (null); choosing one reads again the recordings that waited. */
+  setTranscriber: (server: { url: string; model: string } | null) =>
+    call<Transcriber>("set_transcriber", server ? { kind: "server", url: server.url, model: server.model } : { kind: "off" }),
+  setTranscriberKey: (key: string) => call<Transcriber>("set_transcriber_key", { key }),
+  deleteTranscriberKey: () => call<Transcriber>("delete_transcriber_key"),
 
   conversations: (twin: number) => call<Conversation[]>("conversations", { twin }),
   messages: (conversation: string) => call<Message[]>("messages", { conversation }),

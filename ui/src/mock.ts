@@ -2,7 +2,8 @@
 // commands of docs/ipc.md from memory and plays the worker's events with timers. Never part of a
 // production build (main.tsx imports it only in dev or a VITE_MOCK build).
 //
-// `?empty` starts with nothing learnt; `?slow` slows the simulated worker down.
+// `?empty` starts with nothing learnt; `?slow` slows the simulated worker down; `?notesseract`
+// plays a computer without Tesseract (text recognition then says what to install).
 
 import type { Channel } from "@tauri-apps/api/core";
 import { emit } from "@tauri-apps/api/event";
@@ -19,9 +20,11 @@ import type {
   Embedder,
   Job,
   Message,
+  OcrStatus,
   Persona,
   Setting,
   Source,
+  Transcriber,
   Twin,
   VerifiedAnswer,
   WatchedFolder,
@@ -59,6 +62,14 @@ let nextId = 100;
 const sources: Source[] = [];
 const chunks: Record<number, Chunk[]> = {};
 const jobs: Job[] = [];
+/** Sources that wait for text recognition or a speech-to-text server, by the code they failed with. */
+const waiting = new Map<number, "needs_ocr" | "needs_transcriber">();
+const NEEDS_OCR =
+  'an image: its text is read only with text recognition on (Settings → "Read text in images and scans", or `doppel settings set ocr true`); it is read again then';
+const NEEDS_TRANSCRIBER =
+  "no speech-to-text server is set to transcribe this recording (Settings → Transcription, or `doppel transcriber server URL`); it is read again once one is set";
+const IMAGE = /\.(png|jpe?g|tiff?|webp)$/i;
+const RECORDING = /\.(mp3|m4a|wav|ogg|oga|opus|flac|mp4|m4v|mkv|webm)$/i;
 
 function addSource(partial: Partial<Source> & { title: string }): Source {
   const s: Source = {
@@ -105,6 +116,8 @@ if (!params.has("empty")) {
   });
   makeChunks(addSource({ title: "Design review — search.docx", mediaType: "application/vnd.openxmlformats-officedocument.wordprocessingml.document", byteSize: 88_031 }), 12);
   makeChunks(addSource({ title: "Pasted: interview notes", kind: "text", origin: null, mediaType: "text/plain", byteSize: 2_048 }), 3);
+  const board = addSource({ title: "whiteboard.jpg", mediaType: null, state: "failed", error: NEEDS_OCR, byteSize: 2_301_442, chunkCount: 0 });
+  waiting.set(board.id, "needs_ocr");
 }
 
 const conversations: Conversation[] = [];
@@ -177,6 +190,12 @@ const settings: Setting[] = [
   { key: "max_attempts", value: "3", default: "3", help: "times a job is tried before it is marked failed" },
   { key: "min_similarity_pct", value: "20", default: "20", help: "passages found by meaning below this similarity (percent) are not returned" },
   { key: "chat_timeout_s", value: "120", default: "120", help: "seconds a chat model server may take to start its answer (it may load the model)" },
+  { key: "ocr", value: "0", default: "0", help: "read text in images and scanned PDF pages with Tesseract (slow; true or false)" },
+  { key: "ocr_min_confidence", value: "60", default: "60", help: 'recognised paragraphs below this confidence (percent) are marked "unsure text recognition"' },
+  { key: "ocr_dpi", value: "300", default: "300", help: "resolution scanned PDF pages are rendered at for text recognition" },
+  { key: "ocr_max_pages", value: "500", default: "500", help: "most pages of one PDF read by text recognition" },
+  { key: "transcribe_timeout_s", value: "600", default: "600", help: "seconds a speech-to-text server may take to transcribe one recording, upload included" },
+  { key: "transcribe_retries", value: "2", default: "2", help: "extra tries of a transcription after a refused connection or a 429/5xx answer" },
 ];
 const ranges: Record<string, [number, number]> = {
   chunk_tokens: [32, 2048],
@@ -186,7 +205,38 @@ const ranges: Record<string, [number, number]> = {
   max_attempts: [1, 100],
   min_similarity_pct: [0, 100],
   chat_timeout_s: [1, 3600],
+  ocr: [0, 1],
+  ocr_min_confidence: [0, 100],
+  ocr_dpi: [72, 600],
+  ocr_max_pages: [1, 100_000],
+  transcribe_timeout_s: [5, 7200],
+  transcribe_retries: [0, 10],
 };
+let ocrLanguages = "eng";
+const noTesseract = params.has("notesseract");
+const ocrInstalled = noTesseract ? [] : ["deu", "eng", "fra", "osd"];
+let transcriber: Transcriber = { kind: "off", url: null, model: null, keyHint: null };
+
+const ocrOn = () => settings.find((x) => x.key === "ocr")?.value === "1";
+
+function ocrStatus(): OcrStatus {
+  const enabled = ocrOn();
+  const problems: string[] = [];
+  if (enabled && noTesseract) {
+    problems.push("text recognition is on, but Tesseract is not installed: images and scans cannot be read. Fix: sudo apt install tesseract-ocr");
+  }
+  return { enabled, tesseract: noTesseract ? null : "5.3.4", pdftoppm: true, languages: ocrLanguages, installed: ocrInstalled, problems };
+}
+
+/** Reads again the files that waited for `code`, as the core does once what they need is set. */
+function requeueWaiting(code: "needs_ocr" | "needs_transcriber") {
+  for (const [id, c] of [...waiting]) {
+    const s = sources.find((x) => x.id === id);
+    if (c !== code || !s) continue;
+    waiting.delete(id);
+    enqueue(s.twinId, s.origin ?? s.title, s.title, s.kind);
+  }
+}
 
 let embedder: Embedder = { kind: "local", url: null, model: null, keyHint: null, pending: 0 };
 let answerMode: AnswerMode = "auto";
@@ -243,7 +293,7 @@ function mockCoverage(twin: number) {
     diskBytes: 3_400_000,
     problems: mine
       .filter((s) => s.state === "failed")
-      .map((s) => ({ kind: "failed", sourceId: s.id, title: s.title, origin: s.origin, code: "malformed", reason: s.error ?? "", retryable: true, at: s.updatedAt })),
+      .map((s) => ({ kind: waiting.has(s.id) ? "skipped" : "failed", sourceId: s.id, title: s.title, origin: s.origin, code: waiting.get(s.id) ?? "malformed", reason: s.error ?? "", retryable: true, at: s.updatedAt })),
   };
 }
 
@@ -282,6 +332,25 @@ async function run(job: Job, s: Source) {
   event({ type: "jobStarted", job: job.id, source: s.id, attempt: 1 });
   event({ type: "sourceChanged", source: s.id, state: "processing" });
   await wait(400);
+  const scan = /scan.*\.pdf$/i.test(s.title);
+  const needs = (IMAGE.test(s.title) || scan) && !ocrOn() ? "needs_ocr" : RECORDING.test(s.title) && transcriber.kind === "off" ? "needs_transcriber" : null;
+  if (needs) {
+    job.state = "failed";
+    job.lastErrorCode = needs;
+    s.state = "failed";
+    s.error = needs === "needs_ocr" ? NEEDS_OCR : NEEDS_TRANSCRIBER;
+    waiting.set(s.id, needs);
+    event({ type: "jobFailed", job: job.id, source: s.id, code: needs, message: s.error, retryAt: null });
+    event({ type: "sourceChanged", source: s.id, state: "failed" });
+    return;
+  }
+  // Text recognition page by page; a recording's transcript is its one page.
+  const pages = IMAGE.test(s.title) || RECORDING.test(s.title) ? 1 : scan ? 8 : 0;
+  for (let i = 0; i <= pages && pages > 0; i++) {
+    if (isCancelled(job)) return;
+    event({ type: "jobPages", job: job.id, done: i, total: pages });
+    if (i < pages) await wait(pages === 1 ? 1500 : 350);
+  }
   if (/\.(exe|bin|iso)$/i.test(s.title)) {
     job.state = "failed";
     s.state = "failed";
@@ -303,6 +372,7 @@ async function run(job: Job, s: Source) {
   }
   makeChunks(s, total);
   s.state = "ready";
+  s.error = null;
   s.updatedAt = Date.now();
   job.state = "done";
   event({ type: "sourceChanged", source: s.id, state: "ready" });
@@ -480,15 +550,50 @@ function handle(cmd: string, a: Args): unknown {
     case "settings":
       return settings;
     case "set_setting": {
+      if (a.key === "ocr_languages") {
+        const v = String(a.value).trim();
+        if (!/^[a-z_]{3,}(\+[a-z_]{3,})*$/i.test(v)) throw err("invalid_setting", "invalid value for ocr_languages: expected Tesseract language codes joined by + (eng, eng+fra)");
+        const missing = v.split("+").find((c) => !noTesseract && !ocrInstalled.includes(c));
+        if (missing) throw err("invalid_setting", `invalid value for ocr_languages: Tesseract has no data for ${missing}: install it with \`sudo apt install tesseract-ocr-${missing}\``);
+        ocrLanguages = v;
+        return settings;
+      }
       const s = settings.find((x) => x.key === a.key);
       if (!s) throw err("not_found", `no setting ${String(a.key)}`);
-      const v = String(a.value);
+      const given = String(a.value);
+      const v = s.key === "ocr" && /^(true|false)$/i.test(given) ? (given.toLowerCase() === "true" ? "1" : "0") : given;
+      const turnedOn = s.key === "ocr" && v === "1" && s.value !== "1";
       const [lo, hi] = ranges[s.key] ?? [0, 1e9];
       if (!/^\d+$/.test(v)) throw err("invalid_setting", `invalid value for ${s.key}: expected a whole number, got "${v}"`);
       if (Number(v) < lo || Number(v) > hi) throw err("invalid_setting", `invalid value for ${s.key}: must be between ${lo} and ${hi}`);
       s.value = String(Number(v));
+      if (turnedOn) requeueWaiting("needs_ocr");
       return settings;
     }
+    case "ocr_status":
+      return ocrStatus();
+    case "transcriber":
+      return transcriber;
+    case "set_transcriber": {
+      if (a.kind === "off") {
+        transcriber = { kind: "off", url: null, model: null, keyHint: null };
+        return transcriber;
+      }
+      if (a.kind !== "server") throw err("invalid_input", `unknown transcriber kind "${String(a.kind)}": server or off`);
+      if (!a.url) throw err("invalid_input", "a speech-to-text server needs its URL");
+      if (!/^https?:\/\/\S+$/i.test(String(a.url))) throw err("invalid_input", `not an http(s) URL: ${String(a.url)}`);
+      if (!a.model) throw err("invalid_input", "a model name of 1 to 200 printable characters is needed");
+      transcriber = { kind: "server", url: String(a.url), model: String(a.model), keyHint: null };
+      requeueWaiting("needs_transcriber");
+      return transcriber;
+    }
+    case "set_transcriber_key":
+      if (transcriber.kind === "off") throw err("invalid_input", "no speech-to-text server is chosen; choose one first");
+      transcriber = { ...transcriber, keyHint: hint(String(a.key)) };
+      return transcriber;
+    case "delete_transcriber_key":
+      transcriber = { ...transcriber, keyHint: null };
+      return transcriber;
     case "embedder":
       return embedder;
     case "set_embedder": {

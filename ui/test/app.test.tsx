@@ -134,6 +134,25 @@ describe("sources", () => {
     expect(shell.called("sources_changed").length).toBe(before);
   });
 
+  it("a file that waited for text recognition says why, then shows the page being read when read again", async () => {
+    const waiting =
+      'an image: its text is read only with text recognition on (Settings → "Read text in images and scans", or `doppel settings set ocr true`); it is read again then';
+    const list: Source[] = [{ ...ready, id: 7, title: "scan.pdf", mediaType: null, state: "failed", chunkCount: 0, error: waiting }];
+    fakeShell({ ...baseHandlers(), sources: () => list });
+    await mount(<App />);
+    await until(() => row(7));
+    expect($(tid("source-error"), row(7)).textContent).toBe(waiting);
+
+    // Turned on: the core queues it again and reads its pages; the old reason gives way to them.
+    await shellEvent({ type: "jobQueued", job: 20, source: 7 });
+    await shellEvent({ type: "jobStarted", job: 20, source: 7, attempt: 1 });
+    await shellEvent({ type: "jobPages", job: 20, done: 2, total: 5 });
+    expect(row(7).dataset.state).toBe("processing");
+    expect(row(7).textContent).toContain("Reading text: page 3 of 5");
+    expect($$(tid("source-error"), row(7))).toHaveLength(0);
+    expect($(tid("source-progress"), row(7)).getAttribute("aria-valuenow")).toBe("40");
+  });
+
   it("forgets a source only after the confirmation, which explains what is removed", async () => {
     let list = [ready];
     const shell = fakeShell({

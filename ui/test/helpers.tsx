@@ -171,6 +171,8 @@ export function baseHandlers(): Record<string, Handler> {
     embedder: () => ({ kind: "local", url: null, model: null, keyHint: null, pending: 0 }),
     chat_model: () => ({ kind: "off", path: null, url: null, model: null, keyHint: null }),
     chat_models: () => [],
+    ocr_status: () => ({ enabled: false, tesseract: "5.3.4", pdftoppm: true, languages: "eng", installed: ["eng", "osd"], problems: [] }),
+    transcriber: () => ({ kind: "off", url: null, model: null, keyHint: null }),
     answer_mode: () => "auto",
     watched_folders: () => [],
     api_status: () => ({ enabled: false, address: "127.0.0.1:8765", url: null }),

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { IngestReport, Source } from "../src/api";
-import { debounced, PAGE_SIZE, percent, SourceStore, type Counts, type PageResult } from "../src/state/sources";
+import { debounced, PAGE_SIZE, percent, progressLine, SourceStore, type Counts, type PageResult } from "../src/state/sources";
 
 function src(id: number, patch: Partial<Source> = {}): Source {
   return {
@@ -101,6 +101,49 @@ describe("sources state", () => {
     expect(s.progress.get(7)).toBeUndefined();
     expect(s.activeJob.get(7)).toBeUndefined();
     expect(s.counts).toEqual({ queued: 0, processing: 0, ready: 1, failed: 0 });
+  });
+
+  it("says which page of a scan text recognition reads, then goes on to the passages", () => {
+    const s = loaded([src(7, { state: "queued", title: "contract-scan.pdf", origin: "/docs/contract-scan.pdf" })]);
+    s.events([{ type: "jobStarted", job: 12, source: 7, attempt: 1 }]);
+    s.events([{ type: "jobPages", job: 12, done: 0, total: 12 }]);
+    expect(progressLine(s.get(7)!, s.progress.get(7))).toBe("Reading text: page 1 of 12");
+    s.events([{ type: "jobPages", job: 12, done: 4, total: 12 }]);
+    expect(s.progress.get(7)).toEqual({ phase: "recognising", done: 4, total: 12 });
+    expect(progressLine(s.get(7)!, s.progress.get(7))).toBe("Reading text: page 5 of 12");
+    expect(percent(s.progress.get(7))).toBe(33);
+    s.events([{ type: "jobPages", job: 12, done: 12, total: 12 }]);
+    expect(progressLine(s.get(7)!, s.progress.get(7))).toBe("Reading text: page 12 of 12");
+    // The phases that follow are unchanged.
+    s.events([{ type: "jobProgress", job: 12, done: 3, total: 9 }]);
+    expect(progressLine(s.get(7)!, s.progress.get(7))).toBe("Reading: 3 of 9 passages");
+    s.events([{ type: "jobEmbedding", job: 12, done: 9, total: 9 }]);
+    expect(progressLine(s.get(7)!, s.progress.get(7))).toBe("Learning meanings: 9 of 9 passages");
+  });
+
+  it("shows a recording as transcribed, and an image as recognised, without a page count", () => {
+    const s = loaded([
+      src(7, { state: "queued", title: "talk.mp3", origin: "/docs/talk.mp3", mediaType: null }),
+      src(8, { state: "queued", title: "board.jpg", origin: "/docs/board.jpg", mediaType: null }),
+    ]);
+    s.events([
+      { type: "jobStarted", job: 12, source: 7, attempt: 1 },
+      { type: "jobPages", job: 12, done: 0, total: 1 },
+      { type: "jobStarted", job: 13, source: 8, attempt: 1 },
+      { type: "jobPages", job: 13, done: 0, total: 1 },
+    ]);
+    expect(s.get(7)!.state).toBe("processing");
+    expect(progressLine(s.get(7)!, s.progress.get(7))).toBe("Transcribing the recording…");
+    expect(progressLine(s.get(8)!, s.progress.get(8))).toBe("Recognising text…");
+    // One long step: the bar sweeps rather than sit at 0 %.
+    expect(percent(s.progress.get(7))).toBeNull();
+    s.events([{ type: "jobPages", job: 12, done: 1, total: 1 }]);
+    expect(progressLine(s.get(7)!, s.progress.get(7))).toBe("Reading the transcript…");
+    expect(percent(s.progress.get(7))).toBe(100);
+    // A video known by its media type is a recording too.
+    expect(progressLine({ title: "clip", origin: null, mediaType: "video/mp4" }, { phase: "recognising", done: 0, total: 1 })).toBe(
+      "Transcribing the recording…",
+    );
   });
 
   it("marks a failure with its reason, or keeps it queued when it will be retried", () => {

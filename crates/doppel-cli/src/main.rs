@@ -426,13 +426,9 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Reranker { action } => {
             servers::server(&doppel, &out, servers::Role::Reranker, action).map(|()| Outcome::Ok)
         }
-        Command::Transcriber { action } => servers::server(
-            &doppel,
-            &out,
-            servers::Role::Transcriber,
-            action,
-        )
-        .map(|()| Outcome::Ok),
+        Command::Transcriber { action } => {
+            servers::server(&doppel, &out, servers::Role::Transcriber, action).map(|()| Outcome::Ok)
+        }
         Command::Ingest { items, no_wait } => {
             let (urls, paths): (Vec<String>, Vec<String>) = items
                 .into_iter()

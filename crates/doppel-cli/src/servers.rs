@@ -90,7 +90,9 @@ impl Role {
 
     fn off(self) -> &'static str {
         match self {
-            Role::Reranker => "reranker: off (results keep the order of keyword and meaning search)",
+            Role::Reranker => {
+                "reranker: off (results keep the order of keyword and meaning search)"
+            }
             Role::Transcriber => {
                 "transcriber: off (audio and video files wait until a speech-to-text server is set)"
             }

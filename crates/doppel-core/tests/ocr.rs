@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{render_page, run_tool, scan_pdf};
+use common::{PdfPage, pdf_of, render_page, run_tool, scan_pdf};
 use doppel_core::*;
 
 const SPEC: &str = "/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf";
@@ -148,6 +148,35 @@ fn scans_and_images_wait_for_text_recognition_and_are_then_read_with_their_pages
     for step in [(0, 3), (1, 3), (2, 3), (3, 3)] {
         assert!(pages.contains(&step), "{pages:?}");
     }
+}
+
+#[test]
+fn a_mixed_pdf_keeps_its_text_pages_and_reads_only_its_scans() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let scan = render_page(Path::new(SPEC), 2, 150, "-jpeg");
+    let mixed = dir.path().join("mixed.pdf");
+    let pages = [PdfPage::Text("A typed cover page about the harbour ledger"), PdfPage::Scan(scan)];
+    std::fs::write(&mixed, pdf_of(&pages, 150.0)).unwrap();
+    let doppel = open(data.path());
+    // Without text recognition the typed page is read, and the note names the scanned one.
+    let job = &ingest(&doppel, std::slice::from_ref(&mixed))[0];
+    assert_eq!(job.state, JobState::Done, "{:?}", error_of(job));
+    let source = doppel.source(job.source_id.unwrap()).unwrap();
+    let note = source.error.clone().unwrap_or_default();
+    assert!(note.contains("page 2 without a text layer"), "{note}");
+    assert_eq!(found_on(&doppel, "harbour ledger", "mixed.pdf"), Some(Some(1)));
+    assert_eq!(found_on(&doppel, "previous systems used by GNOME", "mixed.pdf"), None);
+
+    // Turning it on reads the scanned page too, without reading the file by hand.
+    doppel.set_setting("ocr", "true").unwrap();
+    let ended = wait_for_queue(&doppel);
+    assert_eq!(ended.len(), 1, "the file read with a scanned page left out is queued again");
+    assert_eq!(ended[0].state, JobState::Done, "{:?}", error_of(&ended[0]));
+    assert_eq!(found_on(&doppel, "harbour ledger", "mixed.pdf"), Some(Some(1)));
+    assert_eq!(found_on(&doppel, "previous systems used by GNOME", "mixed.pdf"), Some(Some(2)));
+    let source = doppel.source(source.id).unwrap();
+    assert!(source.error.as_deref().is_none_or(|n| !n.contains("without a text layer")));
 }
 
 #[test]

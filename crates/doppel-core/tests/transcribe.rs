@@ -170,7 +170,8 @@ fn a_failing_server_fails_only_the_recording_it_was_asked_about() {
     assert_eq!(hits[0].source_title, "fine.ogg");
     // The 503 was tried again once (transcribe_retries); the 401 was not.
     let requests = seen.lock().unwrap();
-    let count = |kind: &str| requests.iter().filter(|r| holds(r, &format!("marker-{kind}"))).count();
+    let count =
+        |kind: &str| requests.iter().filter(|r| holds(r, &format!("marker-{kind}"))).count();
     assert_eq!((count("error"), count("refuse")), (2, 1));
 }
 

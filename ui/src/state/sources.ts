@@ -7,7 +7,11 @@
 
 import type { DoppelEvent, IngestReport, Source, SourceState } from "../api";
 
-export type Progress = { phase: "reading" | "embedding"; done: number; total: number };
+/**
+ * How far a source being processed is: pages read by text recognition (or a recording being
+ * transcribed), passages read, then passages embedded.
+ */
+export type Progress = { phase: "recognising" | "reading" | "embedding"; done: number; total: number };
 
 export type Background = { label: string; done?: number; total?: number; error?: boolean } | null;
 
@@ -323,13 +327,14 @@ export class SourceStore {
         this.setState(ev.source, "processing");
         this.progress.set(ev.source, { phase: "reading", done: 0, total: 0 });
         return;
+      case "jobPages":
       case "jobProgress":
       case "jobEmbedding": {
         const source = this.jobSource.get(ev.job);
         if (source === undefined) return;
         const row = this.get(source);
         if (row && row.state !== "processing") this.setState(source, "processing");
-        this.progress.set(source, { phase: ev.type === "jobProgress" ? "reading" : "embedding", done: ev.done, total: ev.total });
+        this.progress.set(source, { phase: PHASES[ev.type], done: ev.done, total: ev.total });
         return;
       }
       case "jobDone": {
@@ -410,10 +415,46 @@ export class SourceStore {
   }
 }
 
-/** Progress as a whole percentage, or null while the total is not known. */
+const PHASES: Record<"jobPages" | "jobProgress" | "jobEmbedding", Progress["phase"]> = {
+  jobPages: "recognising",
+  jobProgress: "reading",
+  jobEmbedding: "embedding",
+};
+
+/**
+ * Progress as a whole percentage, or null while it cannot be told: the total is not known, or
+ * the one step is under way (an image read, a recording transcribed), which may take minutes.
+ */
 export function percent(p: Progress | undefined): number | null {
   if (!p || p.total <= 0) return null;
+  if (p.phase === "recognising" && p.total === 1 && p.done < 1) return null;
   return Math.max(0, Math.min(100, Math.round((p.done / p.total) * 100)));
+}
+
+/** The endings of the recordings the core sends to a speech-to-text server. */
+const RECORDING = /\.(mp3|m4a|wav|ogg|oga|opus|flac|mp4|m4v|mkv|webm)$/i;
+
+/**
+ * Whether a source is a recording, whose one "page" is its transcript. A file read for the first
+ * time has no media type yet: its name tells.
+ */
+export function isRecording(s: Pick<Source, "mediaType" | "origin" | "title">): boolean {
+  if (s.mediaType) return /^(audio|video)\//.test(s.mediaType);
+  return RECORDING.test(s.origin ?? s.title);
+}
+
+/** The line under a source being processed, for its progress. */
+export function progressLine(s: Pick<Source, "mediaType" | "origin" | "title">, p: Progress | undefined): string {
+  if (!p || p.total === 0) return "Reading…";
+  if (p.phase === "recognising") {
+    if (isRecording(s)) return p.done < p.total ? "Transcribing the recording…" : "Reading the transcript…";
+    // An image, or a scan of one page: no page count worth showing.
+    if (p.total === 1) return "Recognising text…";
+    return `Reading text: page ${Math.min(p.done + 1, p.total)} of ${p.total}`;
+  }
+  return p.phase === "embedding"
+    ? `Learning meanings: ${p.done} of ${p.total} passages`
+    : `Reading: ${p.done} of ${p.total} passages`;
 }
 
 /**

@@ -1,5 +1,5 @@
-// Settings: models (embedder and chat), API keys written once, model downloads, watched folders and
-// the validated tunables.
+// Settings: models (embedder and chat), API keys written once, model downloads, text recognition and
+// transcription, watched folders and the validated tunables.
 
 import { Segmented } from "../components/Segmented";
 import { useEffect, useRef, useState } from "preact/hooks";
@@ -23,9 +23,11 @@ import { ProgressBar } from "../components/Progress";
 import { formatBytes, formatRelative, plural } from "../format";
 import { pickFolder, pickModelFile } from "../pickers";
 import { chatProblem } from "../state/models";
+import { KeyField, ServerFields } from "../components/ServerFields";
 import { CatalogueCard, ChatModelStatus, EmbedderStatus } from "./Models";
 import { DiagnosticsCard } from "./Diagnostics";
 import { BackupCard, LocalApiCard } from "./Portable";
+import { TextRecognitionCard, TranscriptionCard } from "./Recognition";
 
 export function SettingsView() {
   const app = useApp();
@@ -50,102 +52,14 @@ export function SettingsView() {
         <ChatModelCard />
         <CatalogueCard />
       </div>
+      <TextRecognitionCard />
+      <TranscriptionCard />
       <WatchedFoldersCard />
       <BackupCard />
       <LocalApiCard />
       <DiagnosticsCard />
       <TunablesCard />
       <AboutCard />
-    </div>
-  );
-}
-
-// ---- API keys ----
-
-/**
- * A key is written once and never read back: after saving, the field is emptied and only the
- * masked hint the shell returns is shown.
- */
-export function KeyField(props: {
-  prefix: string;
-  hint: string | null;
-  onSave: (key: string) => Promise<unknown>;
-  onDelete: () => Promise<unknown>;
-}) {
-  const [value, setValue] = useState("");
-  const [replacing, setReplacing] = useState(false);
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const showInput = !props.hint || replacing;
-
-  const save = async (e: Event) => {
-    e.preventDefault();
-    const key = value.trim();
-    if (!key) return;
-    setBusy(true);
-    try {
-      await props.onSave(key);
-      setValue("");
-      setReplacing(false);
-      setError(null);
-    } catch (err) {
-      setValue("");
-      setError(toAppError(err).message);
-    } finally {
-      setBusy(false);
-    }
-  };
-
-  return (
-    <div class="key-field" data-testid={`${props.prefix}-key`}>
-      <span class="field-label">API key</span>
-      {props.hint && !replacing && (
-        <div class="key-saved">
-          <span class="key-hint" data-testid={`${props.prefix}-key-hint`}>
-            <Icon name="check" size={14} />
-            Saved in the system keychain: <code>{props.hint}</code>
-          </span>
-          <button type="button" class="btn ghost sm" data-testid={`${props.prefix}-key-replace`} onClick={() => setReplacing(true)}>
-            Replace
-          </button>
-          <button
-            type="button"
-            class="btn ghost sm danger-ghost"
-            data-testid={`${props.prefix}-key-delete`}
-            onClick={() => props.onDelete().catch((err) => setError(toAppError(err).message))}
-          >
-            Remove
-          </button>
-        </div>
-      )}
-      {showInput && (
-        <form class="key-form" onSubmit={save}>
-          <input
-            type="password"
-            autocomplete="off"
-            spellcheck={false}
-            aria-label="API key"
-            placeholder="Paste the key; it goes to the keychain"
-            data-testid={`${props.prefix}-key-input`}
-            value={value}
-            onInput={(e) => setValue((e.target as HTMLInputElement).value)}
-          />
-          <button type="submit" class="btn" data-testid={`${props.prefix}-key-save`} disabled={busy || !value.trim()}>
-            Save key
-          </button>
-          {replacing && (
-            <button type="button" class="btn ghost" onClick={() => { setReplacing(false); setValue(""); }}>
-              Cancel
-            </button>
-          )}
-        </form>
-      )}
-      {error && (
-        <span class="field-error" role="alert">
-          {error}
-        </span>
-      )}
-      {!props.hint && !error && <span class="muted small">Optional. Kept only in the system keychain, never in a file.</span>}
     </div>
   );
 }
@@ -256,39 +170,6 @@ function EmbedderCard() {
         />
       )}
     </section>
-  );
-}
-
-function ServerFields(props: {
-  prefix: string;
-  kind: string;
-  url: string;
-  model: string;
-  setUrl: (v: string) => void;
-  setModel: (v: string) => void;
-}) {
-  return (
-    <div class="grid2">
-      <label class="field">
-        <span>Server URL</span>
-        <input
-          type="url"
-          data-testid={`${props.prefix}-url`}
-          placeholder={props.kind === "ollama" ? "http://localhost:11434" : "http://localhost:8080/v1"}
-          value={props.url}
-          onInput={(e) => props.setUrl((e.target as HTMLInputElement).value)}
-        />
-      </label>
-      <label class="field">
-        <span>Model</span>
-        <input
-          data-testid={`${props.prefix}-model`}
-          placeholder={props.prefix === "embedder" ? "nomic-embed-text" : "llama3.2"}
-          value={props.model}
-          onInput={(e) => props.setModel((e.target as HTMLInputElement).value)}
-        />
-      </label>
-    </div>
   );
 }
 
@@ -706,7 +587,15 @@ const LABELS: Record<string, string> = {
   embed_retries: "Embedding server retries",
   chat_timeout_s: "Chat server start limit (s)",
   chat_idle_s: "Chat server silence limit (s)",
+  ocr_min_confidence: "Text recognition: least confidence (%)",
+  ocr_dpi: "Text recognition: scan resolution (dpi)",
+  ocr_max_pages: "Text recognition: most pages of a PDF",
+  transcribe_timeout_s: "Transcription time limit (s)",
+  transcribe_retries: "Transcription retries",
 };
+
+/** Settings that a switch of their own card owns (a second control here would disagree with it). */
+const SWITCHED = new Set(["ocr"]);
 
 function label(key: string): string {
   if (LABELS[key]) return LABELS[key]!;
@@ -725,9 +614,11 @@ function TunablesCard() {
       <h2>Tuning</h2>
       <p class="muted small">Each value is checked before it is kept. Changes apply to work that starts afterwards.</p>
       <div class="settings-list">
-        {settings.map((s) => (
-          <SettingRow key={s.key} setting={s} onSaved={setSettings} />
-        ))}
+        {settings
+          .filter((s) => !SWITCHED.has(s.key))
+          .map((s) => (
+            <SettingRow key={s.key} setting={s} onSaved={setSettings} />
+          ))}
       </div>
     </section>
   );

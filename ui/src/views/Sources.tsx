@@ -7,7 +7,7 @@ import { useApp, useSourcesVersion } from "../app";
 import { Icon } from "../components/Icon";
 import { ProgressBar } from "../components/Progress";
 import { formatBytes, formatDate, formatRelative, plural } from "../format";
-import { PAGE_SIZE, percent, type Counts, type Progress } from "../state/sources";
+import { PAGE_SIZE, percent, progressLine, type Counts, type Progress } from "../state/sources";
 import { rowStyle, VirtualList } from "../components/VirtualList";
 import { ModelBanner, ModelOffer, WelcomeModels } from "./Models";
 import { QueueStatus } from "./Queue";
@@ -336,12 +336,7 @@ function FirstQuestion() {
 }
 
 function stateLine(s: Source, p: Progress | undefined, retryAt: number | undefined): string {
-  if (s.state === "processing") {
-    if (!p || p.total === 0) return "Reading…";
-    return p.phase === "embedding"
-      ? `Learning meanings: ${p.done} of ${p.total} passages`
-      : `Reading: ${p.done} of ${p.total} passages`;
-  }
+  if (s.state === "processing") return progressLine(s, p);
   if (s.state === "queued") {
     if (retryAt) return `Will try again ${new Date(retryAt).toLocaleTimeString()}`;
     return "Waiting in the queue";
@@ -397,7 +392,8 @@ function SourceRowView(props: SourceRowProps) {
           <span class="source-title" data-testid="source-title">
             {s.title}
           </span>
-          {s.error ? (
+          {/* While it is read again, its progress says more than the last attempt's error. */}
+          {s.error && s.state !== "processing" ? (
             <span class="source-error small" data-testid="source-error" title={s.error}>
               {s.error}
             </span>

@@ -219,11 +219,43 @@ pub fn endless_chat_server() -> String {
 /// A scanned PDF: one page per JPEG (grey or colour), each page as large as its image at `dpi`, with
 /// no text layer at all (what a scanner's "save as PDF" writes).
 pub fn scan_pdf(jpegs: &[Vec<u8>], dpi: f32) -> Vec<u8> {
+    let pages: Vec<PdfPage> = jpegs.iter().map(|j| PdfPage::Scan(j.clone())).collect();
+    pdf_of(&pages, dpi)
+}
+
+/// A page of a PDF made by [`pdf_of`].
+pub enum PdfPage {
+    /// A scanned image (a JPEG), without text.
+    Scan(Vec<u8>),
+    /// A line of typed text (Helvetica), with a text layer.
+    Text(&'static str),
+}
+
+/// A PDF of scanned and typed pages, as a scanner's software or a merge of files writes.
+pub fn pdf_of(pages: &[PdfPage], dpi: f32) -> Vec<u8> {
     use lopdf::{Document, Object, Stream, dictionary};
     let mut doc = Document::with_version("1.5");
     let pages_id = doc.new_object_id();
+    let font = doc.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
+    });
     let mut kids: Vec<Object> = Vec::new();
-    for jpeg in jpegs {
+    for page in pages {
+        let jpeg = match page {
+            PdfPage::Scan(jpeg) => jpeg,
+            PdfPage::Text(line) => {
+                let content = format!("BT /F1 14 Tf 72 720 Td ({line}) Tj ET");
+                let content_id = doc.add_object(Stream::new(dictionary! {}, content.into_bytes()));
+                let page = dictionary! {
+                    "Type" => "Page", "Parent" => pages_id,
+                    "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+                    "Contents" => content_id,
+                    "Resources" => dictionary! { "Font" => dictionary! { "F1" => font } },
+                };
+                kids.push(doc.add_object(page).into());
+                continue;
+            }
+        };
         let size = imagesize::blob_size(jpeg).expect("a JPEG");
         let image = Stream::new(
             dictionary! {
