@@ -42,6 +42,8 @@ pub struct Changes {
     pub sources: Vec<dto::Source>,
     pub cursor: i64,
     pub counts: Counts,
+    /// Too many changed to list: the page reads what it shows again.
+    pub more: bool,
 }
 
 impl From<SourceChanges> for Changes {
@@ -50,6 +52,7 @@ impl From<SourceChanges> for Changes {
             sources: c.sources.into_iter().map(dto::Source::from).collect(),
             cursor: c.cursor,
             counts: c.counts.into(),
+            more: c.more,
         }
     }
 }

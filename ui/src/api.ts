@@ -197,7 +197,8 @@ export type DownloadProgress = { done: number; total: number | null };
 /** How many sources of a twin are in each state. */
 export type SourceCounts = Record<SourceState, number>;
 /** The sources whose row changed at or after a moment; ask from `cursor` next time. */
-export type SourceChanges = { sources: Source[]; cursor: number; counts: SourceCounts };
+/** Sources changed since a moment; `more` when too many changed to list (read the pages again). */
+export type SourceChanges = { sources: Source[]; cursor: number; counts: SourceCounts; more?: boolean };
 /** A page of the sources list, newest first: how many the query matches, and the twin's counts. */
 export type SourcePage = { total: number; counts: SourceCounts; sources: Source[]; cursor: number };
 /** Sources of one format or folder. */

@@ -206,7 +206,9 @@ export function App(props: { initialView?: View }) {
         const marks = sources.marks;
         try {
           const changes = await api.sourcesChanged(id, sources.cursor);
-          if (twinRef.current === id) sources.applyChanges(changes.sources, changes.cursor, changes.counts, marks);
+          if (twinRef.current === id) {
+            sources.applyChanges(changes.sources, changes.cursor, changes.counts, marks, changes.more ?? false);
+          }
         } catch (e) {
           fail(e);
         }

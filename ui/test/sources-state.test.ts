@@ -189,6 +189,20 @@ describe("sources state", () => {
     expect(s.takeWanted()).toEqual([0]);
   });
 
+  it("reads the pages in view again when too many sources changed to be listed", () => {
+    const rows = [src(1), src(2), src(3)];
+    const s = loaded(rows);
+    s.takeWanted();
+    const shown = s.at(0)!.title;
+    // The same number of sources, thousands changed: the answer lists none and says so.
+    s.applyChanges([], 900, counts(rows), s.marks, true);
+    expect(s.cursor).toBe(900);
+    expect(s.stale).toBe(false);
+    // The rows stay shown from the former reading until their page is read again.
+    expect(s.at(0)!.title).toBe(shown);
+    expect(s.takeWanted()).toEqual([0]);
+  });
+
   it("patches the rows it holds with what changed, and asks for changes only from its cursor", () => {
     const s = loaded([src(1, { updatedAt: 100 }), src(2, { updatedAt: 200 })]);
     expect(s.cursor).toBe(200);

@@ -124,7 +124,10 @@ fn hostile_inputs_fail_alone_with_clear_reasons_and_bounded_memory() {
     for expected in [
         format!("{}: hidden", dir.join(".hidden.txt").display()),
         format!("{}: symbolic link loop", dir.join("loop").display()),
-        format!("{}: unsupported format: image", dir.join("photo.png").display()),
+        format!(
+            "{}: an image: text in images is read only with text recognition on (`doppel settings set ocr true`)",
+            dir.join("photo.png").display()
+        ),
         format!("{}: not a regular file", dir.join("pipe.txt").display()),
     ] {
         assert!(skipped.contains(&expected), "missing {expected:?} in {skipped:#?}");

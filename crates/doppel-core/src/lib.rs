@@ -250,6 +250,14 @@ pub struct SourceChanges {
     pub cursor: Millis,
     /// The twin's sources by state, as they are now.
     pub counts: SourceCounts,
+    /// More than [`SourceChanges::LIMIT`] sources changed: none is listed, and whoever shows
+    /// them reads what it shows again (cheaper than patching thousands of rows).
+    pub more: bool,
+}
+
+impl SourceChanges {
+    /// The most sources one answer lists.
+    pub const LIMIT: usize = 500;
 }
 
 /// How many sources of a twin are in each state.
@@ -426,7 +434,7 @@ impl Doppel {
     /// Queues files and folders. Folders are walked here, in the caller's thread; the queue is
     /// written by the worker in one transaction.
     pub fn ingest(&self, request: IngestRequest) -> Result<IngestReport> {
-        let mut walked = ingest::walk::walk(&request.paths);
+        let mut walked = ingest::walk::walk(&request.paths, self.settings()?.ocr == 1);
         let mut urls = Vec::with_capacity(request.urls.len());
         for url in &request.urls {
             match fetch::check_url(url) {
@@ -553,11 +561,22 @@ impl Doppel {
     /// the cursor to ask from next time. A window reloads only these after events, instead of
     /// every source.
     pub fn sources_changed_since(&self, twin: TwinId, since: Millis) -> Result<SourceChanges> {
-        let (sources, counts) = self.readers.with(|c| {
-            Ok((store::sources_changed_since(c, twin, since)?, store::source_counts(c, twin)?))
+        let limit = SourceChanges::LIMIT;
+        let (mut sources, counts, latest) = self.readers.with(|c| {
+            Ok((
+                store::sources_changed_since(c, twin, since, limit + 1)?,
+                store::source_counts(c, twin)?,
+                store::latest_change(c, twin)?,
+            ))
         })?;
-        let cursor = sources.iter().map(|s| s.updated_at).fold(since, Millis::max);
-        Ok(SourceChanges { sources, cursor, counts: SourceCounts::of(counts) })
+        let more = sources.len() > limit;
+        let cursor = if more {
+            sources.clear();
+            latest.max(since)
+        } else {
+            sources.iter().map(|s| s.updated_at).fold(since, Millis::max)
+        };
+        Ok(SourceChanges { sources, cursor, counts: SourceCounts::of(counts), more })
     }
 
     /// A page of a twin's sources, newest first, with how many the query matches and the
@@ -855,8 +874,18 @@ impl Doppel {
             self.call(|reply| Command::Chat(worker::ChatWrite::SetSettings { values, reply }))?;
             return self.settings();
         }
+        let was_on = key == "ocr" && self.settings()?.ocr == 1;
         let (key, value) = (key.to_string(), value.to_string());
-        self.call(|reply| Command::SetSetting { key, value, reply })
+        let settings = self.call(|reply| Command::SetSetting { key: key.clone(), value, reply })?;
+        // Watched folders now take their images: they are looked at again.
+        if key == "ocr"
+            && settings.ocr == 1
+            && !was_on
+            && let Some(watcher) = &self.watcher
+        {
+            watcher.catch_up();
+        }
+        Ok(settings)
     }
 
     /// Tesseract's languages for text recognition (`eng` unless the owner chose others).

@@ -47,6 +47,8 @@ enum Message {
     Fs(notify::Result<notify::Event>),
     Watch(WatchedFolder),
     Unwatch(FolderId),
+    /// Look at every folder again (what a folder takes changed: text recognition turned on).
+    CatchUp,
     Stop,
 }
 
@@ -87,6 +89,11 @@ impl Watcher {
     /// Stops watching a folder. Events about it that arrive later are ignored.
     pub(crate) fn unwatch(&self, folder: FolderId) {
         self.send(Message::Unwatch(folder));
+    }
+
+    /// Catches up with every watched folder (images are taken since text recognition is on).
+    pub(crate) fn catch_up(&self) {
+        self.send(Message::CatchUp);
     }
 
     fn send(&self, message: Message) {
@@ -201,6 +208,11 @@ impl WatchThread {
                 }
                 Message::Watch(folder) => self.watch(folder),
                 Message::Unwatch(id) => self.unwatch(id),
+                Message::CatchUp => {
+                    for folder in self.folders.clone() {
+                        self.catch_up(&folder);
+                    }
+                }
                 Message::Stop => break,
             }
             if self.stopping() {
@@ -217,6 +229,14 @@ impl WatchThread {
 
     fn stopping(&self) -> bool {
         self.context.shared.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Whether folders take images: text recognition is on.
+    fn images(&self) -> bool {
+        self.context
+            .readers
+            .with(store::stored_settings)
+            .is_ok_and(|stored| Settings::from_stored(&stored).ocr == 1)
     }
 
     fn read_debounce(&mut self) {
@@ -337,15 +357,16 @@ impl WatchThread {
         let root = Path::new(&folder.path);
         let mut changes = Changes::default();
         let mut files = Vec::new();
+        let images = self.images();
         for path in paths {
             match std::fs::metadata(path) {
                 Ok(meta) if meta.is_dir() => {
-                    if folder_takes(root, path, false) {
-                        files.extend(walk(std::slice::from_ref(path)).files);
+                    if folder_takes(root, path, false, images) {
+                        files.extend(walk(std::slice::from_ref(path), images).files);
                     }
                 }
                 Ok(meta) if meta.is_file() => {
-                    if folder_takes(root, path, true)
+                    if folder_takes(root, path, true, images)
                         && let Ok(canonical) = path.canonicalize()
                     {
                         files.push(canonical);
@@ -404,7 +425,7 @@ impl WatchThread {
                 .map(|k| (k.origin.clone(), k))
                 .collect();
             let mut changes = Changes::default();
-            for file in walk(&[root.to_path_buf()]).files {
+            for file in walk(&[root.to_path_buf()], self.images()).files {
                 if file.starts_with(&self.context.data_dir) {
                     continue;
                 }

@@ -291,7 +291,7 @@ fn l2_backups_of_older_schema_versions_restore_migrated_and_a_newer_one_is_refus
         let conn = rusqlite::Connection::open(v7.join(DATABASE_FILE)).unwrap();
         conn.execute_batch(
             "DROP TABLE metric_samples; DROP TABLE api_usage; DROP TABLE api_tokens;
-             PRAGMA user_version = 7;",
+             DROP INDEX sources_changed; PRAGMA user_version = 7;",
         )
         .unwrap();
     }

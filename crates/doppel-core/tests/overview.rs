@@ -263,6 +263,28 @@ fn only_the_sources_changed_since_a_moment_are_read_again() {
 }
 
 #[test]
+fn a_change_of_more_sources_than_one_answer_lists_is_told_not_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let doppel = Doppel::open(without_models(&dir.path().join("data"))).unwrap();
+    let before = doppel.sources_changed_since(DEFAULT_TWIN, 0).unwrap().cursor;
+    // A queued drop of one file more than an answer lists, as the window sees it.
+    doppel.pause_queue().unwrap();
+    let files: Vec<PathBuf> = (0..=SourceChanges::LIMIT)
+        .map(|i| write(&dir.path().join(format!("drop/{i}.txt")), &format!("note {i}")))
+        .collect();
+    doppel.ingest(IngestRequest::paths(files)).unwrap();
+    let changed = doppel.sources_changed_since(DEFAULT_TWIN, before).unwrap();
+    assert!(changed.more);
+    assert!(changed.sources.is_empty(), "none is listed when more changed than one answer lists");
+    assert_eq!(changed.counts.queued, SourceChanges::LIMIT as u64 + 1);
+    let latest = doppel.source_page(DEFAULT_TWIN, &SourceQuery { limit: 1, ..Default::default() });
+    assert_eq!(changed.cursor, latest.unwrap().cursor, "the next answer starts after them all");
+    // From there on, only what changes later is listed.
+    let later = doppel.sources_changed_since(DEFAULT_TWIN, changed.cursor + 1).unwrap();
+    assert!(!later.more && later.sources.is_empty());
+}
+
+#[test]
 fn a_paused_queue_starts_nothing_until_resumed_even_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -339,3 +339,46 @@ fn reingesting_an_edited_file_updates_its_one_source() {
     std::fs::remove_file(&path).unwrap();
     assert_eq!(doppel.reingest(source).unwrap_err().code(), "io");
 }
+
+#[test]
+fn a_watched_folder_takes_its_images_once_text_recognition_is_on() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let root = files.path().canonicalize().unwrap();
+    write(&root.join("note.md"), "# Note\nHerons nest by the river.");
+    let spec = Path::new("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf");
+    let page = std::process::Command::new("pdftoppm")
+        .args(["-r", "150", "-f", "1", "-l", "1", "-gray", "-png"])
+        .arg(spec)
+        .output()
+        .expect("pdftoppm (scripts/setup installs poppler-utils)");
+    std::fs::write(root.join("scan.png"), page.stdout).unwrap();
+    let (subscriber, events) = mpsc::channel();
+    let parser = ParserCommand {
+        program: env!("CARGO_BIN_EXE_doppel-parse").into(),
+        args: vec![PARSER_ARG.into()],
+    };
+    let config = Config {
+        watch: true,
+        subscriber: Some(subscriber),
+        models: Some(data.path().join("no-models")),
+        parser,
+        ..Config::new(data.path())
+    };
+    let doppel = Doppel::open(config).unwrap();
+    let folder = doppel.watch_folder(DEFAULT_TWIN, &root).unwrap();
+    // Text recognition is off: the folder's picture is passed over, not made to wait.
+    assert_eq!(next_change(&events).0, (folder.id, 1, 0));
+    settle(&doppel);
+    assert_eq!(titles(&doppel), ["Note"]);
+
+    doppel.set_setting("ocr", "true").unwrap();
+    assert_eq!(next_change(&events).0, (folder.id, 1, 0));
+    settle(&doppel);
+    assert_eq!(titles(&doppel), ["Note", "scan.png"]);
+    let request = SearchRequest {
+        mode: SearchMode::Keyword,
+        ..SearchRequest::new("last updated October 2018")
+    };
+    assert_eq!(doppel.search(&request).unwrap().hits[0].source_title, "scan.png");
+}

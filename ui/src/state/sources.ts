@@ -229,11 +229,12 @@ export class SourceStore {
   /**
    * Rows read by `sources_changed`, with the twin's counts; `marks` is `this.marks` when that
    * read began. Held rows are replaced; when the number of sources changed, the pages in view
-   * are read again (rows came or went).
+   * are read again (rows came or went). `more` says too many changed to be listed (a drop of
+   * thousands of files): then the pages in view are read again instead.
    */
-  applyChanges(sources: Source[], cursor: number, counts: Counts, marks: number) {
+  applyChanges(sources: Source[], cursor: number, counts: Counts, marks: number, more = false) {
     const before = this.sourceCount;
-    let unheld = false;
+    let unheld = more;
     for (const row of sources) if (!this.replace(this.settled(row, marks))) unheld = true;
     this.counts = counts;
     this.cursor = Math.max(this.cursor, cursor);
@@ -242,7 +243,7 @@ export class SourceStore {
     this.stale = this.marks !== marks;
     // Rows came or went, or a filtered list may have gained or lost some: read it again.
     const filtered = this.query.text !== undefined || this.query.state !== undefined;
-    if (this.sourceCount !== before || (filtered && unheld)) {
+    if (more || this.sourceCount !== before || (filtered && unheld)) {
       this.dropPages(true);
       // Unfiltered, the list is every source; filtered, its length comes with its first page.
       if (filtered) this.wanted.add(0);

@@ -2,14 +2,15 @@
 //!
 //! Folders are walked recursively in name order, with an explicit stack (no recursion depth
 //! limit to hit) and a set of visited folders (no symlink loop can trap it). Inside folders,
-//! hidden entries and files whose extension says they are binary are reported as skipped; paths
-//! named explicitly are always taken. Every problem is reported for its one path; none stops the
-//! walk.
+//! hidden entries and files whose extension says they are binary are reported as skipped, and so
+//! are images while text recognition is off (a folder of documents holds many pictures without
+//! text: they are not made to wait); paths named explicitly are always taken. Every problem is
+//! reported for its one path; none stops the walk.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::binary_kind;
+use super::{Format, binary_kind};
 use crate::error::Error;
 
 /// The outcome of a walk.
@@ -21,7 +22,8 @@ pub(crate) struct Walked {
     pub skipped: Vec<Error>,
 }
 
-pub(crate) fn walk(paths: &[PathBuf]) -> Walked {
+/// Walks `paths`; `images` says whether images inside folders are taken (text recognition on).
+pub(crate) fn walk(paths: &[PathBuf], images: bool) -> Walked {
     let mut walked = Walked::default();
     let mut seen_files = HashSet::new();
     let mut seen_dirs = HashSet::new();
@@ -35,7 +37,7 @@ pub(crate) fn walk(paths: &[PathBuf]) -> Walked {
         };
         match std::fs::metadata(&canonical) {
             Ok(meta) if meta.is_dir() => {
-                walk_dir(canonical, &mut seen_dirs, &mut seen_files, &mut walked)
+                walk_dir(canonical, images, &mut seen_dirs, &mut seen_files, &mut walked)
             }
             Ok(meta) if meta.is_file() => {
                 if seen_files.insert(canonical.clone()) {
@@ -51,6 +53,7 @@ pub(crate) fn walk(paths: &[PathBuf]) -> Walked {
 
 fn walk_dir(
     root: PathBuf,
+    images: bool,
     seen_dirs: &mut HashSet<PathBuf>,
     seen_files: &mut HashSet<PathBuf>,
     walked: &mut Walked,
@@ -105,6 +108,8 @@ fn walk_dir(
                         .to_ascii_lowercase();
                     if let Some(kind) = binary_kind(&ext) {
                         walked.skipped.push(skipped(&path, &format!("unsupported format: {kind}")));
+                    } else if !images && is_image(&ext) {
+                        walked.skipped.push(skipped(&path, IMAGE_WAITS));
                     } else if seen_files.insert(target.clone()) {
                         walked.files.push(target);
                     }
@@ -121,13 +126,20 @@ fn walk_dir(
 /// Whether a walk of the folder `root` would take `path` below it: no name between `root` and
 /// `path` is hidden, and a file's extension does not say it is binary. Used for single paths a
 /// watched folder reports, so that they follow the same rules as a walk of the whole folder.
-pub(crate) fn folder_takes(root: &Path, path: &Path, is_file: bool) -> bool {
+pub(crate) fn folder_takes(root: &Path, path: &Path, is_file: bool, images: bool) -> bool {
     let Ok(below) = path.strip_prefix(root) else { return false };
     if below.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
         return false;
     }
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    !is_file || binary_kind(&ext).is_none()
+    !is_file || (binary_kind(&ext).is_none() && (images || !is_image(&ext)))
+}
+
+/// Why an image in a folder is passed over while text recognition is off.
+const IMAGE_WAITS: &str = "an image: text in images is read only with text recognition on (`doppel settings set ocr true`)";
+
+fn is_image(ext: &str) -> bool {
+    matches!(Format::from_path(Path::new(&format!("x.{ext}"))), Ok(Some(Format::Image(_))))
 }
 
 fn skipped(path: &Path, reason: &str) -> Error {
@@ -164,13 +176,21 @@ mod tests {
         symlink(root.join("missing"), root.join("a/dangling")).unwrap();
         symlink(root.join("a/one.txt"), root.join("a/b/same.txt")).unwrap();
 
-        let walked = walk(&[root.join("a"), root.join("a/one.txt"), root.join("nope")]);
+        std::fs::write(root.join("a/icon.xpm"), "xpm").unwrap();
+        let paths = [root.join("a"), root.join("a/one.txt"), root.join("nope")];
+        let with_images = walk(&paths, true);
+        assert!(with_images.files.contains(&root.join("a/photo.png")));
+        let walked = walk(&paths, false);
         assert_eq!(walked.files, vec![root.join("a/one.txt"), root.join("a/b/two.md")]);
         let reasons: Vec<String> = walked.skipped.iter().map(|e| e.to_string()).collect();
         let expect = [
             format!("{}: hidden", root.join("a/.secret").display()),
             format!("{}: broken symbolic link", root.join("a/dangling").display()),
-            format!("{}: unsupported format: image", root.join("a/photo.png").display()),
+            format!("{}: {IMAGE_WAITS}", root.join("a/photo.png").display()),
+            format!(
+                "{}: unsupported format: this image format is not read (PNG, JPEG, TIFF and WebP are)",
+                root.join("a/icon.xpm").display()
+            ),
             format!("{}: symbolic link loop", root.join("a/b/loop").display()),
             format!("{}: symbolic link loop", root.join("a/b/self").display()),
         ];
@@ -186,11 +206,14 @@ mod tests {
     #[test]
     fn single_paths_follow_the_folder_rules() {
         let root = Path::new("/w");
-        assert!(folder_takes(root, Path::new("/w/notes/a.md"), true));
-        assert!(folder_takes(root, Path::new("/w/notes"), false));
-        assert!(!folder_takes(root, Path::new("/w/.git/config"), true));
-        assert!(!folder_takes(root, Path::new("/w/notes/.a.md.swp"), true));
-        assert!(!folder_takes(root, Path::new("/w/photo.PNG"), true));
-        assert!(!folder_takes(root, Path::new("/elsewhere/a.md"), true));
+        assert!(folder_takes(root, Path::new("/w/notes/a.md"), true, false));
+        assert!(folder_takes(root, Path::new("/w/notes"), false, false));
+        assert!(!folder_takes(root, Path::new("/w/.git/config"), true, false));
+        assert!(!folder_takes(root, Path::new("/w/notes/.a.md.swp"), true, false));
+        assert!(!folder_takes(root, Path::new("/w/photo.PNG"), true, false));
+        assert!(folder_takes(root, Path::new("/w/photo.PNG"), true, true));
+        assert!(!folder_takes(root, Path::new("/w/icon.xpm"), true, true));
+        assert!(folder_takes(root, Path::new("/w/memo.mp3"), true, false));
+        assert!(!folder_takes(root, Path::new("/elsewhere/a.md"), true, false));
     }
 }

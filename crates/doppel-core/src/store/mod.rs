@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema-v7.sql"),
     include_str!("schema-v8.sql"),
     include_str!("schema-v9.sql"),
+    include_str!("schema-v10.sql"),
 ];
 
 /// The newest schema version this build understands.

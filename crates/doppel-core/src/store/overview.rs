@@ -16,12 +16,14 @@ pub(crate) fn sources_changed_since(
     conn: &Connection,
     twin: TwinId,
     since: Millis,
+    limit: usize,
 ) -> Result<Vec<Source>> {
     let sql = format!(
-        "SELECT {SOURCE_COLUMNS} FROM sources WHERE twin_id = ?1 AND updated_at >= ?2 ORDER BY id"
+        "SELECT {SOURCE_COLUMNS} FROM sources WHERE twin_id = ?1 AND updated_at >= ?2
+         ORDER BY updated_at, id LIMIT ?3"
     );
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params![twin, since], source_from_row)?;
+    let rows = stmt.query_map(params![twin, since, limit as i64], source_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
