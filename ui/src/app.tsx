@@ -21,6 +21,7 @@ import { CoverageView } from "./views/Coverage";
 import { SearchView } from "./views/Search";
 import { QueueStatus } from "./views/Queue";
 import { ApiStatusLine } from "./views/Portable";
+import { measure } from "./measure";
 
 /**
  * Events gather until the tasks already queued have run: the batches the shell sends in a burst
@@ -174,7 +175,9 @@ export function App(props: { initialView?: View }) {
         const result = await api.sourcePage(id, page * PAGE_SIZE, PAGE_SIZE, sources.query);
         if (twinRef.current !== id) return;
         const first = !sources.loaded;
+        const start = performance.now();
         sources.loadPage(page, generation, marks, result);
+        measure(`doppel:page ${page}`, start);
         // The jobs waiting or running, once, for "Cancel" (events keep them up to date).
         if (first) void api.jobs(true).then((jobs) => twinRef.current === id && sources.applyJobs(jobs), () => undefined);
       } catch (e) {
@@ -206,9 +209,11 @@ export function App(props: { initialView?: View }) {
         const marks = sources.marks;
         try {
           const changes = await api.sourcesChanged(id, sources.cursor);
+          const start = performance.now();
           if (twinRef.current === id) {
             sources.applyChanges(changes.sources, changes.cursor, changes.counts, marks, changes.more ?? false);
           }
+          measure(`doppel:changes ${changes.sources.length}${changes.more ? "+" : ""}`, start);
         } catch (e) {
           fail(e);
         }
@@ -218,7 +223,9 @@ export function App(props: { initialView?: View }) {
 
   const queued = useCallback(
     async (report: IngestReport) => {
+      const start = performance.now();
       sources.ingested(report);
+      measure(`doppel:ingested ${report.queued.length}`, start);
       queueReloader.schedule();
       // New sources are the newest: the top of the list is read again before the drop is done.
       await readPage(0);
@@ -285,11 +292,14 @@ export function App(props: { initialView?: View }) {
         const events = batch;
         batch = [];
         flush = null;
+        const start = performance.now();
         sources.events(events);
         const now = Date.now();
         let moved = false;
         for (const e of events) moved = queueTracker.observe(e, now) || moved;
         if (moved) queueReloader.schedule();
+        // Read by bench/ui-latency, to tell what held the page.
+        measure(`doppel:events ${events.length}`, start);
       }, EVENT_BATCH_MS);
     })
       .then((u) => (gone ? u() : (unlisten = u)))

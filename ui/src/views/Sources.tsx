@@ -1,10 +1,11 @@
 // Sources: what the twin has learnt, each with its live state, and the ways to add more.
 
 import { memo } from "preact/compat";
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { api, type Chunk, type Source, type SourceDetail } from "../api";
 import { useApp, useSourcesVersion } from "../app";
 import { Icon } from "../components/Icon";
+import { measure } from "../measure";
 import { ProgressBar } from "../components/Progress";
 import { formatBytes, formatDate, formatRelative, plural } from "../format";
 import { PAGE_SIZE, percent, progressLine, type Counts, type Progress } from "../state/sources";
@@ -33,6 +34,9 @@ const STATE_LABEL: Record<Source["state"], string> = {
 };
 
 export function SourcesView() {
+  const rendering = performance.now();
+  // Read by bench/ui-latency, to tell what held the page: each render of the view, to its layout.
+  useLayoutEffect(() => void measure("doppel:render sources", rendering));
   const app = useApp();
   const version = useSourcesVersion();
   const store = app.sources;
