@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::embed::remote::{Post, RemotePolicy, ServerChoice, client_for};
+use crate::embed::remote::{ChosenServer, RemotePolicy, ServerChoice, client_for};
 use crate::error::{Error, Result};
 use crate::settings::Settings;
-use crate::store::{self, ReadPool};
+use crate::store::ReadPool;
 
 /// Whether search results are reranked, and by which server.
 pub type RerankerChoice = ServerChoice;
@@ -39,47 +39,16 @@ pub(crate) fn policy(settings: &Settings) -> RemotePolicy {
     }
 }
 
-/// The reranking server the owner chose, ready to be asked; `None` when reranking is off. Its
-/// API key is read from the keychain only when one was stored for it; a keychain that cannot
-/// be read leaves the request without a key (a server that needs one then says so).
+/// The reranking server the owner chose, ready to be asked; `None` when reranking is off.
 pub(crate) fn configured(readers: &ReadPool, settings: &Settings) -> Result<Option<Reranker>> {
-    let (choice, key_stored) = readers.with(|c| {
-        let choice = RerankerChoice::from_stored(&store::stored_settings(c)?, CHOICE_KEYS);
-        let key_stored = match choice.url() {
-            Some(url) => store::key_stored(c, url)?,
-            None => false,
-        };
-        Ok((choice, key_stored))
-    })?;
-    let RerankerChoice::Server { url, model } = choice else { return Ok(None) };
-    let api_key = if key_stored {
-        crate::secrets::api_key(&url).unwrap_or_else(|e| {
-            tracing::warn!(code = e.code(), "no API key for the reranking server");
-            None
-        })
-    } else {
-        None
-    };
-    Ok(Some(Reranker { url, model, api_key, policy: policy(settings) }))
+    let server = readers.with(|c| ChosenServer::load(c, CHOICE_KEYS, policy(settings)))?;
+    Ok(server.map(|server| Reranker { server }))
 }
 
 /// A reranking server ready to be asked.
+#[derive(Debug)]
 pub(crate) struct Reranker {
-    /// Its base URL, for messages and the keychain.
-    pub url: String,
-    /// The model name.
-    pub model: String,
-    /// The API key from the keychain, if one is stored.
-    pub api_key: Option<String>,
-    /// Timeouts and retries.
-    pub policy: RemotePolicy,
-}
-
-impl std::fmt::Debug for Reranker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The API key is left out on purpose.
-        f.debug_struct("Reranker").field("url", &self.url).finish_non_exhaustive()
-    }
+    server: ChosenServer,
 }
 
 impl Reranker {
@@ -89,9 +58,9 @@ impl Reranker {
         if documents.len() < 2 {
             return Ok((0..documents.len()).collect());
         }
-        let client = client_for(self.policy).map_err(|e| self.failed(e.to_string()))?;
+        let client = client_for(self.server.policy).map_err(|e| self.failed(e.to_string()))?;
         let body = json!({
-            "model": self.model,
+            "model": self.server.model,
             "query": query,
             "documents": documents,
             "top_n": documents.len(),
@@ -101,9 +70,9 @@ impl Reranker {
         let answer = loop {
             match self.request(&client, &body) {
                 Ok(answer) => break answer,
-                Err((_, true)) if tries < self.policy.retries => {
-                    let delay = self.policy.backoff.saturating_mul(1 << tries.min(16));
-                    tracing::info!(server = %self.url, ?delay, "rerank request will be retried");
+                Err((_, true)) if tries < self.server.policy.retries => {
+                    let delay = self.server.policy.backoff.saturating_mul(1 << tries.min(16));
+                    tracing::info!(server = %self.server.url, ?delay, "rerank request will be retried");
                     std::thread::sleep(delay);
                     tries += 1;
                 }
@@ -115,7 +84,7 @@ impl Reranker {
     }
 
     fn failed(&self, reason: String) -> Error {
-        Error::RerankServer { server: self.url.clone(), reason }
+        Error::RerankServer { server: self.server.url.clone(), reason }
     }
 
     /// One request: the parsed answer, or why not and whether to try again.
@@ -124,15 +93,13 @@ impl Reranker {
         client: &reqwest::blocking::Client,
         body: &str,
     ) -> std::result::Result<Value, (String, bool)> {
-        let post = Post {
-            url: &endpoint(&self.url),
-            api_key: self.api_key.as_deref(),
-            content_type: "application/json",
-            timeout: self.policy.timeout,
-            max_answer: MAX_ANSWER_BYTES,
-            key_command: "doppel reranker key",
-            model: &self.model,
-        };
+        let endpoint = endpoint(&self.server.url);
+        let post = self.server.post(
+            &endpoint,
+            "application/json",
+            MAX_ANSWER_BYTES,
+            "doppel reranker key",
+        );
         post.send(client, body.as_bytes().to_vec()).map_err(|f| (f.reason, f.retry))
     }
 }

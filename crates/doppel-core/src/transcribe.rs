@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::embed::remote::{Post, RemotePolicy, ServerChoice, client_for};
+use crate::embed::remote::{ChosenServer, RemotePolicy, ServerChoice, client_for};
 use crate::error::{Error, Result};
 use crate::ingest::{Block, Document};
 use crate::settings::Settings;
@@ -38,46 +38,22 @@ const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 
 /// A speech-to-text server ready to be asked.
+#[derive(Debug)]
 pub(crate) struct Transcriber {
-    /// Its base URL, for messages and the keychain.
-    pub url: String,
-    /// The model name.
-    pub model: String,
-    /// The API key from the keychain, if one is stored.
-    pub api_key: Option<String>,
-    /// Timeouts and retries.
-    pub policy: RemotePolicy,
+    server: ChosenServer,
 }
 
-impl std::fmt::Debug for Transcriber {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The API key is left out on purpose.
-        f.debug_struct("Transcriber").field("url", &self.url).finish_non_exhaustive()
-    }
-}
-
-/// The server the owner chose, ready to be asked; `None` when none is. Its API key is read
-/// from the keychain only when one was stored for it.
+/// The server the owner chose, ready to be asked; `None` when none is.
 pub(crate) fn configured(
     conn: &rusqlite::Connection,
     settings: &Settings,
 ) -> Result<Option<Transcriber>> {
-    let choice = TranscriberChoice::from_stored(&crate::store::stored_settings(conn)?, CHOICE_KEYS);
-    let ServerChoice::Server { url, model } = choice else { return Ok(None) };
-    let api_key = if crate::store::key_stored(conn, &url)? {
-        crate::secrets::api_key(&url).unwrap_or_else(|e| {
-            tracing::warn!(code = e.code(), "no API key for the speech-to-text server");
-            None
-        })
-    } else {
-        None
-    };
     let policy = RemotePolicy {
         timeout: Duration::from_secs(u64::from(settings.transcribe_timeout_s)),
         retries: settings.transcribe_retries,
         backoff: Duration::from_secs(1),
     };
-    Ok(Some(Transcriber { url, model, api_key, policy }))
+    Ok(ChosenServer::load(conn, CHOICE_KEYS, policy)?.map(|server| Transcriber { server }))
 }
 
 impl Transcriber {
@@ -91,12 +67,12 @@ impl Transcriber {
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Document> {
         let boundary = format!("doppel-{}", crate::ingest::sha256_hex(&audio)[..24].to_owned());
-        let body = form(&boundary, name, media, &audio, &self.model);
+        let body = form(&boundary, name, media, &audio, &self.server.model);
         drop(audio);
         let (done, answer) = channel();
         // The request runs on a thread of its own, so that a cancel is noticed while it waits;
         // a cancelled request ends by its own timeout.
-        let server = self.url.clone();
+        let server = self.server.url.clone();
         std::thread::Builder::new()
             .name("doppel-transcribe".into())
             .spawn(move || drop(done.send(self.request(&boundary, body))))
@@ -121,29 +97,23 @@ impl Transcriber {
 
     /// Sends the form, trying again as the policy allows.
     fn request(&self, boundary: &str, body: Vec<u8>) -> Result<Value> {
-        let client =
-            client_for(self.policy).map_err(|e| failed(&self.url, e.to_string(), false))?;
+        let client = client_for(self.server.policy)
+            .map_err(|e| failed(&self.server.url, e.to_string(), false))?;
         let content_type = format!("multipart/form-data; boundary={boundary}");
-        let post = Post {
-            url: &endpoint(&self.url),
-            api_key: self.api_key.as_deref(),
-            content_type: &content_type,
-            timeout: self.policy.timeout,
-            max_answer: MAX_ANSWER_BYTES,
-            key_command: "doppel transcriber key",
-            model: &self.model,
-        };
+        let endpoint = endpoint(&self.server.url);
+        let post =
+            self.server.post(&endpoint, &content_type, MAX_ANSWER_BYTES, "doppel transcriber key");
         let mut tries = 0;
         loop {
             match post.send(&client, body.clone()) {
                 Ok(answer) => return Ok(answer),
-                Err(f) if f.retry && tries < self.policy.retries => {
-                    let delay = self.policy.backoff.saturating_mul(1 << tries.min(16));
-                    tracing::info!(server = %self.url, ?delay, "transcription will be retried");
+                Err(f) if f.retry && tries < self.server.policy.retries => {
+                    let delay = self.server.policy.backoff.saturating_mul(1 << tries.min(16));
+                    tracing::info!(server = %self.server.url, ?delay, "transcription will be retried");
                     std::thread::sleep(delay);
                     tries += 1;
                 }
-                Err(f) => return Err(failed(&self.url, f.reason, f.transient)),
+                Err(f) => return Err(failed(&self.server.url, f.reason, f.transient)),
             }
         }
     }

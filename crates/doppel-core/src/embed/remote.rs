@@ -158,6 +158,67 @@ impl ServerChoice {
     }
 }
 
+/// A model server chosen for one role (reranking, transcription), ready to be asked.
+pub(crate) struct ChosenServer {
+    /// Its base URL, for messages and the keychain.
+    pub url: String,
+    /// The model name.
+    pub model: String,
+    /// The API key from the keychain, if one is stored.
+    pub api_key: Option<String>,
+    /// Timeouts and retries.
+    pub policy: RemotePolicy,
+}
+
+impl std::fmt::Debug for ChosenServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The API key is left out on purpose.
+        f.debug_struct("ChosenServer").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl ChosenServer {
+    /// The server chosen under `keys`, or `None`. Its API key is read from the keychain only
+    /// when one was stored for it; a keychain that cannot be read leaves the requests without
+    /// a key (a server that needs one then says so).
+    pub(crate) fn load(
+        conn: &rusqlite::Connection,
+        keys: [&str; 3],
+        policy: RemotePolicy,
+    ) -> Result<Option<ChosenServer>> {
+        let choice = ServerChoice::from_stored(&crate::store::stored_settings(conn)?, keys);
+        let ServerChoice::Server { url, model } = choice else { return Ok(None) };
+        let api_key = if crate::store::key_stored(conn, &url)? {
+            crate::secrets::api_key(&url).unwrap_or_else(|e| {
+                tracing::warn!(code = e.code(), server = %url, "no API key for a model server");
+                None
+            })
+        } else {
+            None
+        };
+        Ok(Some(ChosenServer { url, model, api_key, policy }))
+    }
+
+    /// A request to `endpoint` with this server's key, timeout and model.
+    pub(crate) fn post<'a>(
+        &'a self,
+        endpoint: &'a str,
+        content_type: &'a str,
+        max_answer: u64,
+        key_command: &'a str,
+    ) -> Post<'a> {
+        Post {
+            url: endpoint,
+            api_key: self.api_key.as_deref(),
+            content_type,
+            timeout: self.policy.timeout,
+            max_answer,
+            key_command,
+            model: &self.model,
+        }
+    }
+}
+
 /// How patient to be with a model server, from the settings.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RemotePolicy {
