@@ -276,6 +276,16 @@ pub enum Error {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
 
+    /// How a job ended could not be written to the database, even after retries (a full disk):
+    /// the job stays as it was and runs again at the next start.
+    #[error("{message}")]
+    NotRecorded {
+        /// The job.
+        job: i64,
+        /// What happened, as [`Error::not_recorded`] says it.
+        message: String,
+    },
+
     /// A bug in Doppel stopped one piece of work (it failed alone; the rest goes on).
     #[error(
         "Doppel stopped {during} on an internal error (a bug, reported in the log); everything else goes on"
@@ -430,6 +440,7 @@ impl Error {
             Error::Corrupt(_) => "corrupt",
             Error::Damaged { .. } => "database_damaged",
             Error::Internal { .. } => "internal",
+            Error::NotRecorded { .. } => "not_recorded",
             Error::PassphraseNeeded => "passphrase_needed",
             Error::WrongPassphrase => "wrong_passphrase",
             Error::BackupDamaged { .. } => "backup_damaged",
@@ -482,6 +493,14 @@ impl Error {
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { path: path.into(), source }
+    }
+
+    /// The end of `job` could not be recorded, for `reason`.
+    pub(crate) fn not_recorded(job: i64, reason: &str) -> Error {
+        let message = format!(
+            "how job {job} ended could not be recorded ({reason}); it runs again at the next start"
+        );
+        Error::NotRecorded { job, message }
     }
 
     pub(crate) fn unsupported(reason: impl Into<String>) -> Error {

@@ -1213,19 +1213,28 @@ impl Doppel {
         let events = self.subscribe();
         let wanted: HashSet<JobId> = jobs.iter().copied().collect();
         let mut ended: HashSet<JobId> = HashSet::new();
-        let mut pass_on = |event: &Event, ended: &mut HashSet<JobId>| {
-            let Some(id) = event_job(event).filter(|id| wanted.contains(id)) else { return };
-            if ended.contains(&id) {
-                return;
-            }
-            if is_final_event(event) {
-                ended.insert(id);
-            }
-            on_event(event);
-        };
+        // A job whose end the worker could not record stays unfinished in the database: the
+        // wait ends with that error instead of lasting until the next start.
+        let mut unrecorded: Option<Error> = None;
+        let mut pass_on =
+            |event: &Event, ended: &mut HashSet<JobId>, unrecorded: &mut Option<Error>| {
+                let Some(id) = event_job(event).filter(|id| wanted.contains(id)) else { return };
+                if let Event::JobFailed { code, message, .. } = event
+                    && code == "not_recorded"
+                {
+                    *unrecorded = Some(Error::NotRecorded { job: id, message: message.clone() });
+                }
+                if ended.contains(&id) {
+                    return;
+                }
+                if is_final_event(event) {
+                    ended.insert(id);
+                }
+                on_event(event);
+            };
         loop {
             while let Ok(event) = events.try_recv() {
-                pass_on(&event, &mut ended);
+                pass_on(&event, &mut ended, &mut unrecorded);
             }
             let mut current = Vec::with_capacity(jobs.len());
             for &id in jobs {
@@ -1237,10 +1246,13 @@ impl Doppel {
             }
             for job in current.iter().filter(|j| j.state.is_final()) {
                 // `pass_on` skips jobs whose final event was already passed on.
-                pass_on(&self.final_event(job), &mut ended);
+                pass_on(&self.final_event(job), &mut ended, &mut unrecorded);
             }
             if current.iter().all(|j| j.state.is_final()) {
                 return Ok(current);
+            }
+            if let Some(e) = unrecorded.take() {
+                return Err(e);
             }
             // A paused queue runs nothing: waiting would never end.
             if self.shared.queue.paused() {
@@ -1248,7 +1260,7 @@ impl Doppel {
             }
             // Events wake the wait at once; the timeout only guards against a worker that died.
             match events.recv_timeout(Duration::from_secs(5)) {
-                Ok(event) => pass_on(&event, &mut ended),
+                Ok(event) => pass_on(&event, &mut ended, &mut unrecorded),
                 Err(RecvTimeoutError::Timeout) => {
                     if self.worker.as_ref().is_none_or(|w| w.is_finished()) {
                         return Err(Error::WorkerGone("it stopped while jobs were waiting".into()));

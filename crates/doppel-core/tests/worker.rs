@@ -175,6 +175,41 @@ fn failures_are_retried_with_backoff_then_recorded_on_job_and_source() {
 }
 
 #[test]
+fn m3_a_job_whose_end_cannot_be_recorded_is_told_and_runs_again_at_the_next_start() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    // This file fails (an old Word file), and recording its failure fails on the first try and
+    // on each of its 4 retries (a full disk, say).
+    faults::fail_recording_jobs_of("m3unrecordedmarker", 5);
+    let stuck = vec![files.path().join("m3unrecordedmarker.doc")];
+    std::fs::write(&stuck[0], b"\xd0\xcf\x11\xe0 an old Word file").unwrap();
+    let fine = write_files(files.path(), "m3afterwards", 1, 3);
+    {
+        let doppel = open(data.path());
+        let events = doppel.subscribe();
+        let job = ingest(&doppel, &stuck)[0];
+        // The wait ends with the reason instead of lasting until the next start.
+        let err = doppel.wait_for(&[job], |_| {}).unwrap_err();
+        assert_eq!(err.code(), "not_recorded");
+        assert!(err.to_string().contains("it runs again at the next start"), "{err}");
+        let told = events.try_iter().any(|e| {
+            matches!(e, Event::JobFailed { job: j, ref code, .. } if j == job && code == "not_recorded")
+        });
+        assert!(told, "the window is told");
+        // The worker goes on.
+        let other = doppel.wait_for(&ingest(&doppel, &fine), |_| {}).unwrap();
+        assert_eq!(other[0].state, JobState::Done);
+    }
+    // The next start runs it again, and this time its end is recorded.
+    let doppel = open(data.path());
+    let again = doppel.jobs(JobFilter { active_only: true, limit: 10 }).unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    let ended = doppel.wait_for(&[again[0].id], |_| {}).unwrap();
+    assert_eq!(ended[0].state, JobState::Failed);
+    assert_eq!(ended[0].last_error_code.as_deref(), Some("unsupported_format"));
+}
+
+#[test]
 fn m3_a_job_that_panics_fails_alone_with_a_reason_and_the_worker_goes_on() {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();

@@ -107,6 +107,15 @@ impl Worker {
                 }
                 Err(e) => {
                     error!(error = %e, "could not record the end of a job; the next start runs it again");
+                    // Told, so that no one waits for an end that the database does not hold.
+                    let unrecorded = Error::not_recorded(job.id, &e.to_string());
+                    self.shared.events.publish(Event::JobFailed {
+                        job: job.id,
+                        source: job.source_id,
+                        code: unrecorded.code().to_string(),
+                        message: unrecorded.to_string(),
+                        retry_at: None,
+                    });
                     break;
                 }
             }
