@@ -23,12 +23,13 @@ use crate::error::IpcError;
 use crate::state::Shell;
 
 // Taking the twin along and the local API have a file of their own, and so do diagnostics, the
-// views of the twin as a whole (sources page by page, coverage, find, the queue), and text
-// recognition with transcription.
+// views of the twin as a whole (sources page by page, coverage, find, the queue), text
+// recognition, and the model servers chosen by URL and model (transcription, reranking).
 pub use crate::diagnostics::*;
 pub use crate::overview::*;
 pub use crate::portable::*;
 pub use crate::recognition::*;
+pub use crate::servers::*;
 
 type Reply<T> = Result<T, IpcError>;
 

@@ -14,6 +14,7 @@ mod events;
 mod overview;
 mod portable;
 mod recognition;
+mod servers;
 mod state;
 
 use std::process::ExitCode;
@@ -67,6 +68,10 @@ commands![
     set_transcriber,
     set_transcriber_key,
     delete_transcriber_key,
+    reranker,
+    set_reranker,
+    set_reranker_key,
+    delete_reranker_key,
     open_source,
     answer_mode,
     set_answer_mode,

@@ -96,9 +96,10 @@ export type OcrStatus = {
   /** What keeps it from working, each a sentence ending "Fix: <command>"; empty while it is off. */
   problems: string[];
 };
-export type TranscriberKind = "server" | "off";
-/** The speech-to-text server that transcribes recordings, or none. */
-export type Transcriber = { kind: TranscriberKind; url: string | null; model: string | null; keyHint: string | null };
+/** What a model server chosen by URL and model is for: transcribing recordings, reranking passages. */
+export type ServerRole = "transcriber" | "reranker";
+/** The model server chosen for one role, or none. */
+export type ModelServer = { kind: "server" | "off"; url: string | null; model: string | null; keyHint: string | null };
 export type Conversation = {
   id: string;
   twinId: number;
@@ -428,12 +429,17 @@ export const api = {
   setOcr: (on: boolean) => call<Setting[]>("set_setting", { key: "ocr", value: on ? "true" : "false" }),
   /** Tesseract's language codes joined by `+`; each must be installed (else `invalid_setting`). */
   setOcrLanguages: (languages: string) => call<Setting[]>("set_setting", { key: "ocr_languages", value: languages }),
-  transcriber: () => call<Transcriber>("transcriber"),
-  /** A speech-to-text server, or none (null); choosing one reads again the recordings that waited. */
-  setTranscriber: (server: { url: string; model: string } | null) =>
-    call<Transcriber>("set_transcriber", server ? { kind: "server", url: server.url, model: server.model } : { kind: "off" }),
-  setTranscriberKey: (key: string) => call<Transcriber>("set_transcriber_key", { key }),
-  deleteTranscriberKey: () => call<Transcriber>("delete_transcriber_key"),
+  /**
+   * The model server of a role (`transcriber`: choosing one reads again the recordings that waited;
+   * `reranker`: searches send it their best passages from the next one on), through the commands
+   * `<role>`, `set_<role>`, `set_<role>_key` and `delete_<role>_key`.
+   */
+  modelServer: (role: ServerRole) => call<ModelServer>(role),
+  /** A server (its URL and model), or none (null). */
+  setModelServer: (role: ServerRole, server: { url: string; model: string } | null) =>
+    call<ModelServer>(`set_${role}`, server ? { kind: "server", url: server.url, model: server.model } : { kind: "off" }),
+  setModelServerKey: (role: ServerRole, key: string) => call<ModelServer>(`set_${role}_key`, { key }),
+  deleteModelServerKey: (role: ServerRole) => call<ModelServer>(`delete_${role}_key`),
 
   conversations: (twin: number) => call<Conversation[]>("conversations", { twin }),
   messages: (conversation: string) => call<Message[]>("messages", { conversation }),

@@ -20,11 +20,12 @@ import type {
   Embedder,
   Job,
   Message,
+  ModelServer,
   OcrStatus,
   Persona,
   Setting,
+  ServerRole,
   Source,
-  Transcriber,
   Twin,
   VerifiedAnswer,
   WatchedFolder,
@@ -196,6 +197,9 @@ const settings: Setting[] = [
   { key: "ocr_max_pages", value: "500", default: "500", help: "most pages of one PDF read by text recognition" },
   { key: "transcribe_timeout_s", value: "600", default: "600", help: "seconds a speech-to-text server may take to transcribe one recording, upload included" },
   { key: "transcribe_retries", value: "2", default: "2", help: "extra tries of a transcription after a refused connection or a 429/5xx answer" },
+  { key: "rerank_candidates", value: "30", default: "30", help: "best passages of a search that a reranking server (`doppel reranker`) reorders" },
+  { key: "rerank_timeout_s", value: "5", default: "5", help: "seconds a reranking server may take to answer; past it, search keeps its own order" },
+  { key: "rerank_retries", value: "1", default: "1", help: "extra tries of a rerank request after a refused connection or a 429/5xx answer" },
 ];
 const ranges: Record<string, [number, number]> = {
   chunk_tokens: [32, 2048],
@@ -211,11 +215,29 @@ const ranges: Record<string, [number, number]> = {
   ocr_max_pages: [1, 100_000],
   transcribe_timeout_s: [5, 7200],
   transcribe_retries: [0, 10],
+  rerank_candidates: [2, 200],
+  rerank_timeout_s: [1, 120],
+  rerank_retries: [0, 5],
 };
 let ocrLanguages = "eng";
 const noTesseract = params.has("notesseract");
 const ocrInstalled = noTesseract ? [] : ["deu", "eng", "fra", "osd"];
-let transcriber: Transcriber = { kind: "off", url: null, model: null, keyHint: null };
+const SERVER_OFF: ModelServer = { kind: "off", url: null, model: null, keyHint: null };
+/** The model server of each role, and how the shell's messages name it. */
+const servers: Record<ServerRole, ModelServer> = { transcriber: SERVER_OFF, reranker: SERVER_OFF };
+const serverNames: Record<ServerRole, string> = { transcriber: "speech-to-text server", reranker: "reranking server" };
+
+/** `set_<role>`, as the shell checks it (the core's checks, shortened). */
+function chooseServer(role: ServerRole, a: Args): ModelServer {
+  if (a.kind === "off") return (servers[role] = SERVER_OFF);
+  if (a.kind !== "server") throw err("invalid_input", `unknown ${serverNames[role]} kind "${String(a.kind)}": server or off`);
+  if (!a.url) throw err("invalid_input", `a ${serverNames[role]} needs its URL`);
+  if (!/^https?:\/\/\S+$/i.test(String(a.url))) throw err("invalid_input", `not an http(s) URL: ${String(a.url)}`);
+  if (!a.model) throw err("invalid_input", "a model name of 1 to 200 printable characters is needed");
+  servers[role] = { kind: "server", url: String(a.url).replace(/\/+$/, ""), model: String(a.model), keyHint: null };
+  if (role === "transcriber") requeueWaiting("needs_transcriber");
+  return servers[role];
+}
 
 const ocrOn = () => settings.find((x) => x.key === "ocr")?.value === "1";
 
@@ -333,7 +355,7 @@ async function run(job: Job, s: Source) {
   event({ type: "sourceChanged", source: s.id, state: "processing" });
   await wait(400);
   const scan = /scan.*\.pdf$/i.test(s.title);
-  const needs = (IMAGE.test(s.title) || scan) && !ocrOn() ? "needs_ocr" : RECORDING.test(s.title) && transcriber.kind === "off" ? "needs_transcriber" : null;
+  const needs = (IMAGE.test(s.title) || scan) && !ocrOn() ? "needs_ocr" : RECORDING.test(s.title) && servers.transcriber.kind === "off" ? "needs_transcriber" : null;
   if (needs) {
     job.state = "failed";
     job.lastErrorCode = needs;
@@ -573,27 +595,22 @@ function handle(cmd: string, a: Args): unknown {
     case "ocr_status":
       return ocrStatus();
     case "transcriber":
-      return transcriber;
-    case "set_transcriber": {
-      if (a.kind === "off") {
-        transcriber = { kind: "off", url: null, model: null, keyHint: null };
-        return transcriber;
-      }
-      if (a.kind !== "server") throw err("invalid_input", `unknown transcriber kind "${String(a.kind)}": server or off`);
-      if (!a.url) throw err("invalid_input", "a speech-to-text server needs its URL");
-      if (!/^https?:\/\/\S+$/i.test(String(a.url))) throw err("invalid_input", `not an http(s) URL: ${String(a.url)}`);
-      if (!a.model) throw err("invalid_input", "a model name of 1 to 200 printable characters is needed");
-      transcriber = { kind: "server", url: String(a.url), model: String(a.model), keyHint: null };
-      requeueWaiting("needs_transcriber");
-      return transcriber;
-    }
+    case "reranker":
+      return servers[cmd];
+    case "set_transcriber":
+    case "set_reranker":
+      return chooseServer(cmd === "set_reranker" ? "reranker" : "transcriber", a);
     case "set_transcriber_key":
-      if (transcriber.kind === "off") throw err("invalid_input", "no speech-to-text server is chosen; choose one first");
-      transcriber = { ...transcriber, keyHint: hint(String(a.key)) };
-      return transcriber;
+    case "set_reranker_key": {
+      const role: ServerRole = cmd === "set_reranker_key" ? "reranker" : "transcriber";
+      if (servers[role].kind === "off") throw err("invalid_input", `no ${serverNames[role]} is chosen; choose one first`);
+      return (servers[role] = { ...servers[role], keyHint: hint(String(a.key)) });
+    }
     case "delete_transcriber_key":
-      transcriber = { ...transcriber, keyHint: null };
-      return transcriber;
+    case "delete_reranker_key": {
+      const role: ServerRole = cmd === "delete_reranker_key" ? "reranker" : "transcriber";
+      return (servers[role] = { ...servers[role], keyHint: null });
+    }
     case "embedder":
       return embedder;
     case "set_embedder": {

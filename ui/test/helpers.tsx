@@ -173,6 +173,7 @@ export function baseHandlers(): Record<string, Handler> {
     chat_models: () => [],
     ocr_status: () => ({ enabled: false, tesseract: "5.3.4", pdftoppm: true, languages: "eng", installed: ["eng", "osd"], problems: [] }),
     transcriber: () => ({ kind: "off", url: null, model: null, keyHint: null }),
+    reranker: () => ({ kind: "off", url: null, model: null, keyHint: null }),
     answer_mode: () => "auto",
     watched_folders: () => [],
     api_status: () => ({ enabled: false, address: "127.0.0.1:8765", url: null }),

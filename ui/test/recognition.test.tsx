@@ -2,7 +2,7 @@
 // the person switches, saves and is told, and that an API key never comes back.
 
 import { afterEach, describe, expect, it } from "vitest";
-import type { OcrStatus, Transcriber } from "../src/api";
+import type { ModelServer, OcrStatus } from "../src/api";
 import { App } from "../src/app";
 import { $, $$, baseHandlers, click, fakeShell, mount, resetShell, tid, type, until } from "./helpers";
 
@@ -111,7 +111,7 @@ describe("text recognition in Settings", () => {
 
 describe("transcription in Settings", () => {
   it("saves a speech-to-text server with its URL and model, and can turn it off", async () => {
-    let t: Transcriber = { kind: "off", url: null, model: null, keyHint: null };
+    let t: ModelServer = { kind: "off", url: null, model: null, keyHint: null };
     const shell = fakeShell({
       ...baseHandlers(),
       transcriber: () => t,
@@ -160,7 +160,7 @@ describe("transcription in Settings", () => {
 
   it("writes its API key to the keychain once and shows only the masked hint, with Remove", async () => {
     const secret = "sk-whisper-0123456789SECRET4321";
-    let t: Transcriber = { kind: "server", url: "https://speech.example/v1", model: "whisper-1", keyHint: null };
+    let t: ModelServer = { kind: "server", url: "https://speech.example/v1", model: "whisper-1", keyHint: null };
     const shell = fakeShell({
       ...baseHandlers(),
       transcriber: () => t,

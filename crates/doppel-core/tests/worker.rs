@@ -184,7 +184,7 @@ fn m3_a_job_whose_end_cannot_be_recorded_is_told_and_runs_again_at_the_next_star
     let stuck = vec![files.path().join("m3unrecordedmarker.doc")];
     std::fs::write(&stuck[0], b"\xd0\xcf\x11\xe0 an old Word file").unwrap();
     let fine = write_files(files.path(), "m3afterwards", 1, 3);
-    {
+    let job = {
         let doppel = open(data.path());
         let events = doppel.subscribe();
         let job = ingest(&doppel, &stuck)[0];
@@ -199,12 +199,11 @@ fn m3_a_job_whose_end_cannot_be_recorded_is_told_and_runs_again_at_the_next_star
         // The worker goes on.
         let other = doppel.wait_for(&ingest(&doppel, &fine), |_| {}).unwrap();
         assert_eq!(other[0].state, JobState::Done);
-    }
+        job
+    };
     // The next start runs it again, and this time its end is recorded.
     let doppel = open(data.path());
-    let again = doppel.jobs(JobFilter { active_only: true, limit: 10 }).unwrap();
-    assert_eq!(again.len(), 1, "{again:?}");
-    let ended = doppel.wait_for(&[again[0].id], |_| {}).unwrap();
+    let ended = doppel.wait_for(&[job], |_| {}).unwrap();
     assert_eq!(ended[0].state, JobState::Failed);
     assert_eq!(ended[0].last_error_code.as_deref(), Some("unsupported_format"));
 }

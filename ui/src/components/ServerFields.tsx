@@ -1,4 +1,4 @@
-// The fields every model server choice shares (embedding, chat, speech-to-text): its address,
+// The fields every model server choice shares (embedding, chat, speech-to-text, reranking): its address,
 // its model name, and an API key written once, of which only a masked hint is ever shown again.
 
 import { useState } from "preact/hooks";

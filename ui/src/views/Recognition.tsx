@@ -3,10 +3,10 @@
 // audio and video. Files that waited for either are read again by the core once it is set.
 
 import { useEffect, useState } from "preact/hooks";
-import { api, toAppError, type OcrStatus, type Transcriber } from "../api";
+import { api, toAppError, type OcrStatus } from "../api";
 import { useApp } from "../app";
 import { Icon } from "../components/Icon";
-import { KeyField, ServerFields } from "../components/ServerFields";
+import { ModelServerCard } from "../components/ModelServerCard";
 
 /** The switch's label; the core's `needs_ocr` message names it. */
 export const OCR_LABEL = "Read text in images and scans";
@@ -170,100 +170,21 @@ export function TextRecognitionCard() {
 // ---- Transcription ----
 
 export function TranscriptionCard() {
-  const app = useApp();
-  const [saved, setSaved] = useState<Transcriber | null>(null);
-  const [url, setUrl] = useState("");
-  const [model, setModel] = useState("");
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-
-  const take = (t: Transcriber) => {
-    setSaved(t);
-    setUrl(t.url ?? "");
-    setModel(t.model ?? "");
-  };
-  useEffect(() => {
-    api.transcriber().then(take).catch(app.fail);
-  }, []);
-
-  const apply = async (server: { url: string; model: string } | null) => {
-    setBusy(true);
-    setError(null);
-    try {
-      take(await api.setTranscriber(server));
-      app.toast(server ? "Transcription server saved: recordings that waited are read again" : "Transcription turned off", "success");
-    } catch (err) {
-      setError(toAppError(err).message);
-    } finally {
-      setBusy(false);
-    }
-  };
-
-  const save = (e: Event) => {
-    e.preventDefault();
-    void apply({ url: url.trim(), model: model.trim() });
-  };
-
-  if (!saved) return null;
-  const on = saved.kind === "server";
-  const changed = !on || url.trim() !== (saved.url ?? "") || model.trim() !== (saved.model ?? "");
   return (
-    <section class="card" data-testid="transcriber-card">
-      <h2>Transcription</h2>
-      <p class="muted small">
-        Audio and video files are turned into text by a speech-to-text server you choose (any OpenAI-compatible{" "}
-        <code>/v1/audio/transcriptions</code>, such as a Whisper server). Each recording is sent to it; without one,
-        recordings wait.
-      </p>
-      <p class={`model-state ${on ? "server" : ""}`} data-testid="transcriber-status" data-state={saved.kind}>
-        <Icon name={on ? "link" : "x"} size={16} />
-        {on ? (
-          <span>
-            <strong>In use:</strong> {saved.model} at {saved.url}
-          </span>
-        ) : (
-          <span>Off: no recording is sent anywhere; audio and video files wait until a server is set.</span>
-        )}
-      </p>
-      <form class="form" onSubmit={save}>
-        <ServerFields
-          prefix="transcriber"
-          kind="openai"
-          url={url}
-          model={model}
-          setUrl={setUrl}
-          setModel={setModel}
-          modelPlaceholder="whisper-1"
-        />
-        {error && (
-          <p class="field-error" role="alert" data-testid="transcriber-error">
-            {error}
-          </p>
-        )}
-        <div class="actions">
-          {on && (
-            <button type="button" class="btn ghost" data-testid="transcriber-off" disabled={busy} onClick={() => void apply(null)}>
-              Turn off
-            </button>
-          )}
-          <button
-            type="submit"
-            class="btn primary"
-            data-testid="transcriber-save"
-            disabled={!changed || busy || !url.trim() || !model.trim()}
-          >
-            Save
-          </button>
-        </div>
-      </form>
-      {on && (
-        <KeyField
-          prefix="transcriber"
-          hint={saved.keyHint}
-          onSave={async (k) => take(await api.setTranscriberKey(k))}
-          onDelete={async () => take(await api.deleteTranscriberKey())}
-        />
-      )}
-    </section>
+    <ModelServerCard
+      role="transcriber"
+      title="Transcription"
+      about={
+        <>
+          Audio and video files are turned into text by a speech-to-text server you choose (any OpenAI-compatible{" "}
+          <code>/v1/audio/transcriptions</code>, such as a Whisper server). Each recording is sent to it; without one,
+          recordings wait.
+        </>
+      }
+      off="Off: no recording is sent anywhere; audio and video files wait until a server is set."
+      modelPlaceholder="whisper-1"
+      savedToast="Transcription server saved: recordings that waited are read again"
+      offToast="Transcription turned off"
+    />
   );
 }

@@ -1,5 +1,5 @@
-// Settings: models (embedder and chat), API keys written once, model downloads, text recognition and
-// transcription, watched folders and the validated tunables.
+// Settings: models (embedder and chat), API keys written once, model downloads, text recognition,
+// transcription and reranking, watched folders and the validated tunables.
 
 import { Segmented } from "../components/Segmented";
 import { useEffect, useRef, useState } from "preact/hooks";
@@ -28,6 +28,7 @@ import { CatalogueCard, ChatModelStatus, EmbedderStatus } from "./Models";
 import { DiagnosticsCard } from "./Diagnostics";
 import { BackupCard, LocalApiCard } from "./Portable";
 import { TextRecognitionCard, TranscriptionCard } from "./Recognition";
+import { RerankingCard } from "./Reranking";
 
 export function SettingsView() {
   const app = useApp();
@@ -54,6 +55,7 @@ export function SettingsView() {
       </div>
       <TextRecognitionCard />
       <TranscriptionCard />
+      <RerankingCard />
       <WatchedFoldersCard />
       <BackupCard />
       <LocalApiCard />
@@ -592,6 +594,9 @@ const LABELS: Record<string, string> = {
   ocr_max_pages: "Text recognition: most pages of a PDF",
   transcribe_timeout_s: "Transcription time limit (s)",
   transcribe_retries: "Transcription retries",
+  rerank_candidates: "Reranking: passages sent per search",
+  rerank_timeout_s: "Reranking time limit (s)",
+  rerank_retries: "Reranking retries",
 };
 
 /** Settings that a switch of their own card owns (a second control here would disagree with it). */
