@@ -329,9 +329,13 @@ impl Worker {
         match format.filter(|f| f.is_complex()) {
             Some(complex) => {
                 let shared = &self.shared;
-                let languages = store::stored_settings(&self.conn)?
-                    .remove(OCR_LANGUAGES)
-                    .unwrap_or_else(|| DEFAULT_OCR_LANGUAGES.to_string());
+                // Read only when text recognition is on: most complex files need no languages.
+                let languages = if self.settings.ocr == 1 {
+                    store::stored_settings(&self.conn)?.remove(OCR_LANGUAGES)
+                } else {
+                    None
+                }
+                .unwrap_or_else(|| DEFAULT_OCR_LANGUAGES.to_string());
                 sandbox::parse(
                     &self.parser,
                     self.settings.child_limits(),
