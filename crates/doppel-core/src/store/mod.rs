@@ -429,6 +429,98 @@ mod tests {
         assert_eq!(pool.with(|c| count(c, Table::Sources)).unwrap(), 0);
     }
 
+    /// Passages written straight into the store (as an ingest would, without parsing).
+    fn add_source(writer: &mut Connection, title: &str, texts: &[String]) -> SourceId {
+        let tx = writer.transaction().unwrap();
+        let (source, _) = enqueue_text(&tx, DEFAULT_TWIN, title, "").unwrap();
+        for (ordinal, text) in texts.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO chunks (source_id, ordinal, text, token_count, text_hash)
+                 VALUES (?1, ?2, ?3, 10, ?4)",
+                rusqlite::params![source, ordinal as i64, text, format!("{title}-{ordinal}")],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        source
+    }
+
+    fn delete(writer: &mut Connection, source: SourceId) {
+        let tx = writer.transaction().unwrap();
+        write::delete_source(&tx, source).unwrap();
+        tx.commit().unwrap();
+    }
+
+    /// Which of `terms` the keyword index still holds, and which files still hold their bytes.
+    fn remembered(
+        writer: &Connection,
+        pool: &ReadPool,
+        path: &Path,
+        terms: &[&str],
+    ) -> Vec<String> {
+        checkpoint(writer, pool).unwrap();
+        let mut found = Vec::new();
+        for term in terms {
+            let indexed: i64 = writer
+                .query_row("SELECT count(*) FROM temp.vocab WHERE term = ?1", [term], |r| r.get(0))
+                .unwrap();
+            if indexed > 0 {
+                found.push(format!("{term} in the index"));
+            }
+            for file in [path.to_path_buf(), path.with_extension("sqlite3-wal")] {
+                let bytes = std::fs::read(&file).unwrap_or_default();
+                if bytes.windows(term.len()).any(|w| w == term.as_bytes()) {
+                    found.push(format!("{term} in {}", file.display()));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn cr4_deleted_passages_leave_no_word_whichever_way_the_keyword_index_drops_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let mut writer = open_writer(&path).unwrap();
+        let pool = ReadPool::new(path.clone());
+        writer
+            .execute_batch("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, chunks_fts, row)")
+            .unwrap();
+        let filler = |n: usize| -> Vec<String> {
+            (0..n).map(|i| format!("ordinary passage {i} about gardening")).collect()
+        };
+        let kept = add_source(&mut writer, "kept", &filler(400));
+        // Needles no stemmer changes, starting with letters no other word starts with (so that
+        // the index's prefix compression cannot split them).
+        let small = add_source(&mut writer, "small", &["the qzv4417 recipe".to_string()]);
+        let mut large_texts: Vec<String> = filler(300);
+        large_texts.push("the xqj7731 letter".to_string());
+        let large = add_source(&mut writer, "large", &large_texts);
+        assert_eq!(remembered(&writer, &pool, &path, &["qzv4417", "xqj7731"]).len(), 4);
+
+        // 301 passages of 702: the index is rewritten without them.
+        delete(&mut writer, large);
+        assert_eq!(remembered(&writer, &pool, &path, &["xqj7731"]), Vec::<String>::new());
+        assert_eq!(remembered(&writer, &pool, &path, &["qzv4417"]).len(), 2, "the other stays");
+
+        // A rewrite that is rolled back leaves the index as it was, secure deletes included.
+        {
+            let tx = writer.transaction().unwrap();
+            write::delete_source(&tx, kept).unwrap();
+        }
+        // 1 passage of 401: its words are taken out where they lie.
+        delete(&mut writer, small);
+        assert_eq!(remembered(&writer, &pool, &path, &["qzv4417"]), Vec::<String>::new());
+        let found: i64 = writer
+            .query_row(
+                "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'gardening'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(found, 400, "the kept passages are still found");
+    }
+
     #[test]
     fn the_pool_is_bounded_and_shared_between_threads() {
         let dir = tempfile::tempdir().unwrap();

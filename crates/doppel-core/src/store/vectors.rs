@@ -219,12 +219,27 @@ pub(crate) fn texts_without_vectors(conn: &Connection, model: Option<i64>) -> Re
     )?)
 }
 
-/// Removes vectors whose text no chunk holds any more.
-pub(crate) fn delete_orphan_embeddings(tx: &Transaction) -> Result<usize> {
-    Ok(tx.execute(
-        "DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.text_hash = embeddings.text_hash)",
-        [],
-    )?)
+/// Removes the vectors of these texts that no chunk holds any more (the texts of passages just
+/// deleted): the cost follows the passages deleted, not the store.
+pub(crate) fn delete_orphan_embeddings(tx: &Transaction, hashes: &[String]) -> Result<usize> {
+    let mut delete = tx.prepare_cached(
+        "DELETE FROM embeddings
+         WHERE model_id IN (SELECT id FROM embed_models) AND text_hash = ?1
+           AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.text_hash = ?1)",
+    )?;
+    let mut deleted = 0;
+    for hash in hashes {
+        deleted += delete.execute([hash])?;
+    }
+    Ok(deleted)
+}
+
+/// The distinct text hashes of a source's passages.
+pub(crate) fn text_hashes(conn: &Connection, source: SourceId) -> Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT DISTINCT text_hash FROM chunks WHERE source_id = ?1")?;
+    let rows = stmt.query_map([source], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub(crate) fn chunk_ids(conn: &Connection, source: SourceId) -> Result<Vec<ChunkId>> {

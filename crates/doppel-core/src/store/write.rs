@@ -191,7 +191,8 @@ pub(crate) fn store_ingested(
     let new_texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
     super::chat::forget_edited(tx, source, &new_texts)?;
     tx.execute("UPDATE citations SET chunk_id = NULL WHERE source_id = ?1", [source])?;
-    tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
+    let old_hashes = text_hashes(tx, source)?;
+    delete_passages(tx, source, removed.len())?;
     let mut inserted = Vec::with_capacity(chunks.len());
     let mut insert = tx.prepare_cached(
         "INSERT INTO chunks (id, source_id, ordinal, text, location, line_start, line_end,
@@ -218,7 +219,7 @@ pub(crate) fn store_ingested(
     if let Some(model) = vectors.model {
         insert_embeddings(tx, model, &vectors.blobs)?;
     }
-    delete_orphan_embeddings(tx)?;
+    delete_orphan_embeddings(tx, &old_hashes)?;
     bump_generations(tx)?;
     let now = now_ms();
     tx.execute(
@@ -484,8 +485,9 @@ pub(crate) fn delete_source(tx: &Transaction, source: SourceId) -> Result<Vec<Ch
          WHERE source_id = ?1",
         [source],
     )?;
-    tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
-    delete_orphan_embeddings(tx)?;
+    let hashes = text_hashes(tx, source)?;
+    delete_passages(tx, source, removed.len())?;
+    delete_orphan_embeddings(tx, &hashes)?;
     bump_generations(tx)?;
     tx.execute("DELETE FROM jobs WHERE source_id = ?1 OR duplicate_of = ?1", [source])?;
     let deleted = tx.execute("DELETE FROM sources WHERE id = ?1", [source])?;
@@ -493,6 +495,31 @@ pub(crate) fn delete_source(tx: &Transaction, source: SourceId) -> Result<Vec<Ch
         return Err(Error::NotFound { what: "source", id: source.to_string() });
     }
     Ok(removed)
+}
+
+/// A delete of at least one passage in this many rewrites the keyword index whole instead of
+/// taking each word out where it lies. Measured at 100k passages (BENCHMARKS.md): FTS5's
+/// secure delete costs about 1 ms per passage (more when the index has many segments), a whole
+/// rewrite ("optimize") about 4 µs per passage held.
+const REWRITE_SHARE: i64 = 200;
+
+/// Deletes a source's `count` passages so that no word of theirs stays in the keyword index,
+/// whichever way costs less: FTS5's secure delete (each word's entry taken out of its page,
+/// the index's standing setting), or, for a large share of the store, plain deletes followed by
+/// a rewrite of the index into one segment, which leaves the deleted entries behind (its old
+/// pages are freed, and `secure_delete` zeroes them). Both within the caller's transaction:
+/// a rollback restores the index and its secure-delete setting.
+fn delete_passages(tx: &Transaction, source: SourceId, count: usize) -> Result<()> {
+    let total: i64 = tx.query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))?;
+    if (count as i64).saturating_mul(REWRITE_SHARE) < total {
+        tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
+        return Ok(());
+    }
+    tx.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('secure-delete', 0)", [])?;
+    tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
+    tx.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('optimize')", [])?;
+    tx.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('secure-delete', 1)", [])?;
+    Ok(())
 }
 
 /// Cancels a job that is still queued. Returns the job as it is afterwards.
