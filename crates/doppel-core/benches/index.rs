@@ -806,7 +806,13 @@ fn compare(name: &str, dir: &Path, python: &Path) -> Result<()> {
     let rows = std::fs::metadata(dir.join("base.f32"))?.len() as usize / (DIM * 4);
     let deleted: Vec<String> = deleted_keys(rows).iter().map(u64::to_string).collect();
     let mut running = Vec::new();
+    // usearch builds on one thread only (about 4 times hnswlib's time): DOPPEL_BENCH_USEARCH=0
+    // leaves it out, for the 1m set.
+    let with_usearch = std::env::var("DOPPEL_BENCH_USEARCH").map_or(true, |v| v != "0");
     for (label, file) in [("Doppel", "doppel"), ("usearch", "usearch")] {
+        if file == "usearch" && !with_usearch {
+            continue;
+        }
         eprintln!("{name}: building the {label} index...");
         running.push(Running::start(
             label,

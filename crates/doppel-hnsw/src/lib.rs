@@ -333,7 +333,15 @@ impl<'a> View<'a> {
         let mut frontier = Frontier::new(entry, ef, visited);
         while let Some(near) = frontier.next() {
             self.copy_links(near.slot, level, links);
-            for &next in links.iter() {
+            // As in a query's search: the next candidate's vector is fetched while this one is
+            // scored (a build is mostly these searches).
+            if let Some(&first) = links.first() {
+                prefetch(self.block(first), PREFETCH_LINES);
+            }
+            for (i, &next) in links.iter().enumerate() {
+                if let Some(&after) = links.get(i + 1) {
+                    prefetch(self.block(after), PREFETCH_LINES);
+                }
                 if self.usable(next) && visited.first(next) {
                     frontier.offer(Near { distance: self.distance(query, next), slot: next });
                 }
