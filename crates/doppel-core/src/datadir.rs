@@ -47,7 +47,10 @@ impl DataDir {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                return Err(Error::AlreadyRunning { pid: read_pid(&mut file), dir: path });
+                let pid = read_pid(&mut file);
+                if pid != Some(std::process::id()) || !retry_own(&file) {
+                    return Err(Error::AlreadyRunning { pid, dir: path });
+                }
             }
             Err(TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
@@ -72,6 +75,28 @@ impl DataDir {
     }
 }
 
+/// How long a lock that this same process held last is tried again. The lock belongs to the
+/// open file, and a child process that another thread was starting (between its fork and its
+/// exec) at the moment this process let go holds a copy of that file for an instant: without
+/// this, closing a data directory and opening it again at once could be refused, rarely, as
+/// if another Doppel held it.
+const OWN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Tries again, for at most [`OWN_LOCK_WAIT`], to lock a file this process held last; true once
+/// the lock is taken.
+fn retry_own(file: &File) -> bool {
+    let deadline = std::time::Instant::now() + OWN_LOCK_WAIT;
+    while std::time::Instant::now() < deadline {
+        #[cfg(test)]
+        tests::RETRIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        if file.try_lock().is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
 fn read_pid(file: &mut File) -> Option<u32> {
     let mut text = String::new();
     file.seek(SeekFrom::Start(0)).ok()?;
@@ -88,6 +113,32 @@ pub fn lock_holder(path: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How many times a lock was tried again (see [`retry_own`]).
+    pub(super) static RETRIES: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
+
+    #[test]
+    fn a_directory_closed_by_this_process_opens_again_while_a_starting_child_holds_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDir::lock(dir.path()).unwrap();
+        // What a child process between its fork and its exec holds: the same open file.
+        let child = first._lock.try_clone().unwrap();
+        drop(first);
+        let retries = RETRIES.load(std::sync::atomic::Ordering::SeqCst);
+        std::thread::scope(|scope| {
+            let again = scope.spawn(|| DataDir::lock(dir.path()));
+            // The child lets go (it execs) once the opening is under way.
+            while RETRIES.load(std::sync::atomic::Ordering::SeqCst) == retries
+                && !again.is_finished()
+            {
+                std::thread::yield_now();
+            }
+            drop(child);
+            let again = again.join().unwrap();
+            assert!(again.is_ok(), "{:?}", again.err());
+        });
+    }
 
     #[test]
     fn second_lock_is_refused_and_names_the_holder() {
