@@ -114,6 +114,9 @@ struct State {
     stalled: Option<String>,
     /// An embedder is loaded (known without waiting for the worker's batch to end).
     embedder: bool,
+    /// The worker is loading the embedder at open, and has not yet said what it loaded (the
+    /// data directory is open meanwhile: reads that need no vectors go on).
+    starting: bool,
     phase: Phase,
 }
 
@@ -168,19 +171,47 @@ impl Vectors {
         read(&self.slot).live.as_ref().map_or(0, |i| i.memory_bytes() as u64)
     }
 
-    /// The loaded model's row id and description.
+    /// The loaded model's row id and description (once the embedder is loaded at open).
     pub(crate) fn model(&self) -> Option<(i64, ModelInfo)> {
-        lock(&self.state).model.clone()
+        self.started().model
     }
 
     /// Why the chosen model could not be loaded, when it could not.
     pub(crate) fn load_failure(&self) -> Option<String> {
-        lock(&self.state).unavailable.clone()
+        self.started().unavailable
     }
 
     /// Whether an embedder is loaded (a model server not asked yet counts).
     pub(crate) fn has_embedder(&self) -> bool {
+        self.started().embedder
+    }
+
+    /// The loaded model, as the worker knows it now (the worker never waits for itself).
+    pub(super) fn model_now(&self) -> Option<(i64, ModelInfo)> {
+        lock(&self.state).model.clone()
+    }
+
+    /// Whether an embedder is loaded, as the worker knows it now.
+    pub(super) fn has_embedder_now(&self) -> bool {
         lock(&self.state).embedder
+    }
+
+    /// The state once the embedder is loaded at open (or [`LOAD_WAIT`] has passed); unlike
+    /// [`Vectors::settled_state`], it does not wait for the index.
+    fn started(&self) -> State {
+        let state = lock(&self.state);
+        let (state, _) = self
+            .phase_changed
+            .wait_timeout_while(state, LOAD_WAIT, |s| s.starting)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.clone()
+    }
+
+    /// Says whether the worker is loading the embedder at open: while it is, readers that need
+    /// it wait.
+    pub(crate) fn set_starting(&self, starting: bool) {
+        lock(&self.state).starting = starting;
+        self.phase_changed.notify_all();
     }
 
     /// The query's embedding, and the chunk ids nearest to it with their similarity, at least
@@ -239,6 +270,7 @@ impl Vectors {
     /// Embeds for a reader: with a model server's second client when there is one, so that
     /// the worker's batch never holds a search up.
     fn embed_for_reader(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.started();
         if let Some(embedder) = lock(&self.queries).as_mut() {
             return embedder.embed(texts);
         }
@@ -255,7 +287,7 @@ impl Vectors {
         let state = lock(&self.state);
         let (state, _) = self
             .phase_changed
-            .wait_timeout_while(state, LOAD_WAIT, |s| s.phase.holds_readers())
+            .wait_timeout_while(state, LOAD_WAIT, |s| s.starting || s.phase.holds_readers())
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         state.clone()
     }

@@ -104,11 +104,23 @@ impl VectorWriter {
         }
     }
 
+    /// Says, before the worker's thread runs, that it will load the embedder first (see
+    /// [`VectorWriter::start`]): readers that need it wait for it.
+    pub(crate) fn starting(&self) {
+        self.vectors.set_starting(true);
+    }
+
     /// Loads the chosen embedder and starts reading (or rebuilding) its index in the
     /// background. Without a model, Doppel works on with keyword search and says why. A model
     /// server is not contacted here: a model it served before is known by its recorded
     /// dimension, and a new one is set up by the first batch that needs it.
     pub(crate) fn start(&mut self, conn: &Connection) {
+        self.load(conn);
+        // Readers held while the embedder loaded go on (an index being read holds them on).
+        self.vectors.set_starting(false);
+    }
+
+    fn load(&mut self, conn: &Connection) {
         let embedder = match self.load_embedder(conn) {
             Ok(embedder) => embedder,
             Err(e) => {
@@ -175,7 +187,7 @@ impl VectorWriter {
                 }
             }
             "hnsw_m" | "hnsw_ef_construction" => {
-                if let Some((model, info)) = self.vectors.model() {
+                if let Some((model, info)) = self.vectors.model_now() {
                     self.begin_background(conn, model, &info, false);
                 }
             }
@@ -192,7 +204,7 @@ impl VectorWriter {
             drop(done.thread.join());
         }
         let broken = self.background.is_none() && read(&self.vectors.slot).broken;
-        if broken && let Some((model, info)) = self.vectors.model() {
+        if broken && let Some((model, info)) = self.vectors.model_now() {
             warn!("the vector index is out of line with the stored vectors; rebuilding it");
             self.begin_background(conn, model, &info, false);
         }
@@ -206,7 +218,7 @@ impl VectorWriter {
     /// The loaded model's row id, setting up a model server's model on first use (its first
     /// answer tells the dimension). `None` when there is no embedder at all.
     pub(crate) fn active_model(&mut self, conn: &Connection) -> Result<Option<i64>> {
-        if let Some((model, _)) = self.vectors.model() {
+        if let Some((model, _)) = self.vectors.model_now() {
             return Ok(Some(model));
         }
         let info = {
@@ -265,7 +277,7 @@ impl VectorWriter {
 
     /// Saves the index with the generation it now holds, if it changed since its last save.
     pub(crate) fn save(&self, conn: &Connection) {
-        let Some((model, info)) = self.vectors.model() else { return };
+        let Some((model, info)) = self.vectors.model_now() else { return };
         if !self.unsaved() {
             return;
         }
@@ -335,7 +347,7 @@ impl VectorWriter {
     }
 
     fn backfill_batch(&mut self, conn: &mut Connection) -> Result<bool> {
-        if !self.vectors.has_embedder() {
+        if !self.vectors.has_embedder_now() {
             return Ok(false);
         }
         // The running count says whether there is work, so an idle worker does not scan every
@@ -480,7 +492,7 @@ impl VectorWriter {
 
     /// Counts the passages still waiting for a vector from the loaded model.
     fn count_pending(&self, conn: &Connection) {
-        let Some((model, _)) = self.vectors.model() else { return };
+        let Some((model, _)) = self.vectors.model_now() else { return };
         match store::count_without_vectors(conn, model) {
             Ok(pending) => lock(&self.vectors.state).pending = pending,
             Err(e) => warn!(error = %e, "could not count passages waiting for vectors"),
@@ -488,7 +500,7 @@ impl VectorWriter {
     }
 
     fn remove_saved_index(&self) {
-        let Some((_, info)) = self.vectors.model() else { return };
+        let Some((_, info)) = self.vectors.model_now() else { return };
         let (file, marker) = self.index_paths(&info);
         // The marker first: an index file without it is rebuilt, never trusted.
         for path in [marker, file] {
@@ -503,7 +515,7 @@ impl VectorWriter {
     /// Index files of models other than the loaded one may hold vectors just removed; they go
     /// (a model chosen again rebuilds its index from the database).
     fn remove_other_index_files(&self) {
-        let current = self.vectors.model().map(|(_, info)| info.fingerprint);
+        let current = self.vectors.model_now().map(|(_, info)| info.fingerprint);
         let Ok(entries) = std::fs::read_dir(&self.config.index_dir) else { return };
         for entry in entries.flatten() {
             let path = entry.path();

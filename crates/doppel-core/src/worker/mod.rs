@@ -232,7 +232,7 @@ pub(crate) struct Worker {
     /// The database file, checked again after a repair.
     database: PathBuf,
     /// The check of the database started at open, until its answer is taken.
-    check: Option<JoinHandle<std::result::Result<(), String>>>,
+    check: Option<OpenCheck>,
     /// Why the database is damaged, when it is: nothing is written to it until it is repaired.
     damage: Option<String>,
     /// When measurements were last written.
@@ -268,8 +268,9 @@ pub(crate) struct WorkerConfig {
 }
 
 impl Worker {
-    /// Recovers the queue from any crash, loads the embedder (its index follows in the
-    /// background) and starts the worker thread.
+    /// Recovers the queue from any crash and starts the worker thread, which first loads the
+    /// embedder (its index follows in the background). Until it has, readers that need vectors
+    /// wait for it, and the rest of the data directory is open.
     pub(crate) fn start(mut conn: Connection, config: WorkerConfig) -> Result<JoinHandle<()>> {
         let WorkerConfig { shared, vectors, readers, inbox, process_queue, parser, writer } =
             config;
@@ -281,16 +282,16 @@ impl Worker {
             info!(requeued, "jobs interrupted by a previous run were queued again");
         }
         let database = writer.database.clone();
-        let check = spawn_check(database.clone());
+        let check = spawn_check(&database);
         shared.metrics.keep_days(settings.metrics_days);
-        let mut vectors = VectorWriter::new(
+        let vectors = VectorWriter::new(
             vectors,
             Arc::clone(&shared.events),
             Arc::clone(&shared.metrics),
             writer,
             &settings,
         );
-        vectors.start(&conn);
+        vectors.starting();
         let worker = Worker {
             conn,
             shared,
@@ -314,10 +315,20 @@ impl Worker {
     }
 
     fn run(mut self, commands: Receiver<Command>) {
+        self.vectors.start(&self.conn);
         self.inbox = Some(commands);
         self.serve();
         self.flush_metrics(true);
         self.vectors.stop(&self.conn);
+        // The check started at open holds a connection: it stops where it is, so that nothing
+        // of this Doppel still uses the database once it is closed (an unfinished check says
+        // nothing).
+        if let Some(check) = self.check.take() {
+            if let Some(interrupt) = &check.interrupt {
+                interrupt.interrupt();
+            }
+            drop(check.thread.join());
+        }
     }
 
     /// Handles chat writes that arrived during a job; other commands wait for its end.
@@ -681,7 +692,7 @@ impl Worker {
     /// Why the database is damaged, if it is; waits for the check started at open.
     fn damage(&mut self) -> Option<String> {
         if let Some(check) = self.check.take() {
-            match check.join() {
+            match check.thread.join() {
                 Ok(Err(reason)) => {
                     error!(reason = %reason, "the database is damaged; nothing is written to it");
                     self.damage = Some(reason);
@@ -733,13 +744,19 @@ impl Worker {
 
 /// Checks the database at open on a thread of its own, so that opening never waits for it: it
 /// reads every page of a large file. The worker takes its answer before its first write.
-fn spawn_check(database: PathBuf) -> Option<JoinHandle<std::result::Result<(), String>>> {
-    let check = move || {
-        let conn = store::open_reader(&database).map_err(|e| e.to_string())?;
-        store::quick_check(&conn)
-    };
+/// The database's check at open, running on a thread of its own.
+struct OpenCheck {
+    thread: JoinHandle<std::result::Result<(), String>>,
+    /// Stops the check's query (`None` when its connection could not be opened).
+    interrupt: Option<rusqlite::InterruptHandle>,
+}
+
+fn spawn_check(database: &std::path::Path) -> Option<OpenCheck> {
+    let conn = store::open_reader(database);
+    let interrupt = conn.as_ref().ok().map(Connection::get_interrupt_handle);
+    let check = move || store::quick_check(&conn.map_err(|e| e.to_string())?);
     match std::thread::Builder::new().name("doppel-check".into()).spawn(check) {
-        Ok(thread) => Some(thread),
+        Ok(thread) => Some(OpenCheck { thread, interrupt }),
         Err(e) => {
             warn!(error = %e, "the database could not be checked at open");
             None
