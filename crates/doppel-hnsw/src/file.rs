@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use super::{FREE, Hnsw, LINE, Line, MAX_LEVEL, NONE, Params, Shape, Top};
+use super::{FREE, Hnsw, Line, MAX_LEVEL, NONE, Params, Shape, Top};
 
 #[cfg(target_endian = "big")]
 compile_error!("the index file is read and written as little-endian memory");
@@ -171,7 +171,7 @@ impl Hnsw {
             return Err(LoadError::Mismatch("vector dimension"));
         }
         if m as usize != shape.m || stride as usize != shape.stride {
-            return Err(LoadError::Mismatch("graph shape (m)"));
+            return Err(LoadError::Mismatch("graph shape (links per node, or an older layout)"));
         }
         // Sizes are checked against the file's before anything is allocated.
         let need = slots
@@ -190,7 +190,7 @@ impl Hnsw {
         input.take(&mut [0u8; 8][..(8 - slots % 8) % 8])?;
         let mut pairs = vec![0u32; upper_len * 2];
         input.take(as_bytes_mut(&mut pairs))?;
-        let mut blocks = vec![Line::default(); slots * shape.stride / LINE];
+        let mut blocks = vec![Line::default(); shape.lines(slots)];
         input.take(as_bytes_mut(&mut blocks))?;
         let mut arena = vec![0u32; arena_len];
         input.take(as_bytes_mut(&mut arena))?;
