@@ -193,6 +193,9 @@ fn build(cache: &Path, url: &str) -> Result<Option<f64>> {
         report.problems.len(),
         started.elapsed().as_secs_f64()
     );
+    for problem in &report.problems {
+        println!("  problem: {problem}");
+    }
     let queued =
         report.jobs.iter().any(|(state, n)| *n > 0 && (state == "queued" || state == "running"));
     if report.problems.is_empty()
