@@ -158,7 +158,9 @@ pub(crate) fn search(
         }
     }
     hits.truncate(limit);
-    readers.with(|c| mark_words(c, &request.query, &mut hits))?;
+    if hits.iter().any(|h| h.retriever != Retriever::Vector) {
+        readers.with(|c| mark_words(c, &request.query, &mut hits))?;
+    }
     Ok(SearchResults { hits, mode, note })
 }
 

@@ -510,8 +510,14 @@ const REWRITE_SHARE: i64 = 200;
 /// pages are freed, and `secure_delete` zeroes them). Both within the caller's transaction:
 /// a rollback restores the index and its secure-delete setting.
 fn delete_passages(tx: &Transaction, source: SourceId, count: usize) -> Result<()> {
-    let total: i64 = tx.query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))?;
-    if (count as i64).saturating_mul(REWRITE_SHARE) < total {
+    // Whether the store holds more than `REWRITE_SHARE` times `count` passages, counted no
+    // further than that: the choice costs in proportion to the delete, not to the store.
+    let enough = (count as i64).saturating_mul(REWRITE_SHARE).saturating_add(1);
+    let held: i64 =
+        tx.query_row("SELECT count(*) FROM (SELECT 1 FROM chunks LIMIT ?1)", [enough], |r| {
+            r.get(0)
+        })?;
+    if held >= enough {
         tx.execute("DELETE FROM chunks WHERE source_id = ?1", [source])?;
         return Ok(());
     }

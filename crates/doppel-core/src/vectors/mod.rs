@@ -25,7 +25,7 @@ pub(crate) mod index;
 mod writer;
 
 use std::collections::HashSet;
-use std::sync::{Condvar, Mutex, RwLock};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 pub(crate) use writer::{EMBED_BATCH, VectorWriter, WriterConfig};
@@ -173,12 +173,12 @@ impl Vectors {
 
     /// The loaded model's row id and description (once the embedder is loaded at open).
     pub(crate) fn model(&self) -> Option<(i64, ModelInfo)> {
-        self.started().model
+        self.started().model.clone()
     }
 
     /// Why the chosen model could not be loaded, when it could not.
     pub(crate) fn load_failure(&self) -> Option<String> {
-        self.started().unavailable
+        self.started().unavailable.clone()
     }
 
     /// Whether an embedder is loaded (a model server not asked yet counts).
@@ -198,13 +198,13 @@ impl Vectors {
 
     /// The state once the embedder is loaded at open (or [`LOAD_WAIT`] has passed); unlike
     /// [`Vectors::settled_state`], it does not wait for the index.
-    fn started(&self) -> State {
+    fn started(&self) -> MutexGuard<'_, State> {
         let state = lock(&self.state);
         let (state, _) = self
             .phase_changed
             .wait_timeout_while(state, LOAD_WAIT, |s| s.starting)
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.clone()
+        state
     }
 
     /// Says whether the worker is loading the embedder at open: while it is, readers that need
@@ -270,7 +270,7 @@ impl Vectors {
     /// Embeds for a reader: with a model server's second client when there is one, so that
     /// the worker's batch never holds a search up.
     fn embed_for_reader(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        self.started();
+        drop(self.started());
         if let Some(embedder) = lock(&self.queries).as_mut() {
             return embedder.embed(texts);
         }
