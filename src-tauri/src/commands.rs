@@ -20,6 +20,7 @@ use tauri::{AppHandle, Emitter, State};
 
 use crate::dto;
 use crate::error::IpcError;
+use crate::rendering::Rendering;
 use crate::state::Shell;
 
 // Taking the twin along and the local API have a file of their own, and so do diagnostics, the
@@ -46,13 +47,18 @@ pub async fn ping() -> Reply<()> {
 }
 
 #[tauri::command]
-pub async fn app_info(shell: State<'_, Shell>) -> Reply<dto::AppInfo> {
+pub async fn app_info(
+    shell: State<'_, Shell>,
+    rendering: State<'_, Rendering>,
+) -> Reply<dto::AppInfo> {
+    let rendering = rendering.describe();
     shell
-        .run(|d| {
+        .run(move |d| {
             Ok(dto::AppInfo {
                 version: env!("CARGO_PKG_VERSION"),
                 data_dir: d.data_dir().display().to_string(),
                 schema_version: SCHEMA_VERSION,
+                rendering,
             })
         })
         .await

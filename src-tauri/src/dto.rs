@@ -20,6 +20,8 @@ pub struct AppInfo {
     pub version: &'static str,
     pub data_dir: String,
     pub schema_version: i64,
+    /// How the window draws (`rendering::Rendering::describe`).
+    pub rendering: &'static str,
 }
 
 #[derive(Debug, Serialize)]

@@ -14,6 +14,7 @@ mod events;
 mod overview;
 mod portable;
 mod recognition;
+mod rendering;
 mod servers;
 mod state;
 
@@ -123,6 +124,8 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == doppel_core::PARSER_ARG) {
         return doppel_core::run_parser_child();
     }
+    // First of all, while this is the only thread: WebKit reads it from the environment.
+    let rendering = rendering::choose_for_this_machine();
     let shell = Shell::default();
     let app = tauri::Builder::default()
         // First: a second launch only focuses the running window (and then exits).
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_opener::init())
         .manage(shell.clone())
+        .manage(rendering)
         .setup(|app| {
             app.state::<Shell>().open_in_background(app.handle().clone());
             Ok(())

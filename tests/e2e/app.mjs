@@ -2,8 +2,8 @@
 // the front end does (window.__TAURI_INTERNALS__.invoke), listens to its events, and polls
 // with a bound instead of sleeping.
 
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { Keys, Session, WebDriverError } from "./webdriver.mjs";
@@ -57,6 +57,30 @@ export async function dataDirReleased() {
   await poll("the data directory's lock to be released", () =>
     !existsSync(lock) || spawnSync("flock", ["--nonblock", lock, "true"]).status === 0,
   );
+}
+
+/** The running processes, each with its parent's pid and its command line. */
+function processes() {
+  return readdirSync("/proc")
+    .filter((d) => /^\d+$/.test(d))
+    .map((pid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+        return { pid: Number(pid), ppid, cmd };
+      } catch {
+        return null;
+      }
+    })
+    .filter(Boolean);
+}
+
+/** The pids of the WebKitWebProcess (the page's process) of each running doppel-desktop. */
+export function webProcesses() {
+  const all = processes();
+  const apps = new Set(all.filter((p) => p.cmd.startsWith(env.application)).map((p) => p.pid));
+  return all.filter((p) => apps.has(p.ppid) && /WebKitWebProcess/.test(p.cmd)).map((p) => p.pid);
 }
 
 /** An IPC rejection, with the command's `{code, message}`. */
@@ -208,7 +232,11 @@ export class App {
     await this.session.executeAsync("const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(() => done(null)));");
     mkdirSync(env.screenshots, { recursive: true });
     const path = join(env.screenshots, `${name}.png`);
-    writeFileSync(path, await this.session.screenshot());
+    // The display's own pixels inside the window, from the X server: WebKitWebDriver's
+    // screenshot never returns while the page is drawn without compositing (WebKitGTK 2.50), as
+    // it is on a machine with no GPU (src-tauri/src/rendering.rs).
+    const { x, y, width, height } = await this.session.windowRect();
+    execFileSync("import", ["-display", process.env.DISPLAY, "-window", "root", "-crop", `${width}x${height}+${x}+${y}`, "+repage", path]);
     return path;
   }
 

@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { App, byTestId, CommandError, env, poll } from "./app.mjs";
+import { App, byTestId, CommandError, env, poll, webProcesses } from "./app.mjs";
 
 const TWIN = 1;
 
@@ -57,6 +57,17 @@ describe("the desktop window", () => {
     assert.equal(info.dataDir, env.dataDir);
     assert.match(info.version, /^\d+\.\d+\.\d+/);
     assert.ok(info.schemaVersion >= 1, JSON.stringify(info));
+  });
+
+  it("draws without compositing where no GPU can composite, tells WebKit so, and says it", async () => {
+    const gpu = readdirSync("/dev").includes("dri") && readdirSync("/dev/dri").some((n) => n.startsWith("renderD"));
+    const { rendering } = await app.invoke("app_info");
+    assert.equal(rendering, gpu ? "composited on the GPU" : "without compositing (no GPU found)");
+    // What reached the page's process: WebKit reads the switch from its environment.
+    const [web] = webProcesses();
+    assert.ok(web, "the window's WebKitWebProcess is running");
+    const environ = readFileSync(`/proc/${web}/environ`, "utf8").split("\0");
+    assert.equal(environ.includes("WEBKIT_DISABLE_COMPOSITING_MODE=1"), !gpu, environ.filter((v) => v.startsWith("WEBKIT")).join(" "));
   });
 
   it("rejects with one {code, message} shape", async () => {

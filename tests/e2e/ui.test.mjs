@@ -392,6 +392,8 @@ describe("the window, driven as a person uses it", () => {
     await app.click(byTestId("nav-settings"));
     const about = await app.waitFor("the about card", byTestId("about-card"));
     assert.ok(about[0].text.includes(env.dataDir), about[0].text);
+    const drawing = await app.waitFor("how the window draws", byTestId("about-rendering"));
+    assert.match(drawing[0].text, /compositing|GPU/, drawing[0].text);
     await app.screenshot("ui-07-settings-after-restart");
   });
 

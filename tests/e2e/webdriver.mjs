@@ -1,5 +1,5 @@
 // A tiny W3C WebDriver client over fetch, enough to drive the desktop window through
-// tauri-driver: sessions, scripts, elements, screenshots. No dependencies.
+// tauri-driver: sessions, scripts, elements, the window's size. No dependencies.
 
 /** A WebDriver error answer, with the driver's error code. */
 export class WebDriverError extends Error {
@@ -96,11 +96,6 @@ export class Session {
   /** The element's rendered text. */
   text(element) {
     return this.command("GET", `/element/${elementId(element)}/text`);
-  }
-
-  /** The window as PNG bytes. */
-  async screenshot() {
-    return Buffer.from(await this.command("GET", "/screenshot"), "base64");
   }
 
   title() {

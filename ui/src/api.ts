@@ -144,7 +144,7 @@ export type Answer = { conversation: string; message: Message; notes: string[] }
 export type VerifiedAnswer = { id: number; question: string; answer: string; createdAt: number };
 export type Persona = { name: string; description: string; voice: string; notCovered: string };
 export type WatchedFolder = { id: number; twinId: number; path: string; createdAt: number };
-export type AppInfo = { version: string; dataDir: string; schemaVersion: number };
+export type AppInfo = { version: string; dataDir: string; schemaVersion: number; rendering: string };
 export type ModelPart = "embedder" | "runtime" | "chat";
 /** A chosen model that cannot run: what is wrong (a sentence) and the fix as the CLI says it. */
 export type ModelProblem = { part: ModelPart; problem: string; fix: string };

@@ -467,7 +467,7 @@ function download(args: Args): Promise<unknown> {
 function handle(cmd: string, a: Args): unknown {
   switch (cmd) {
     case "app_info":
-      return { version: "0.1.0", dataDir: "/home/ada/.local/share/doppel", schemaVersion: 4 };
+      return { version: "0.1.0", dataDir: "/home/ada/.local/share/doppel", schemaVersion: 4, rendering: "composited on the GPU" };
     case "ping":
       return null;
     case "twins":

@@ -728,6 +728,8 @@ function AboutCard() {
         <dd class="origin">{info.dataDir}</dd>
         <dt>Schema</dt>
         <dd>{info.schemaVersion}</dd>
+        <dt>Drawing</dt>
+        <dd data-testid="about-rendering">{info.rendering}</dd>
       </dl>
     </section>
   );
