@@ -249,7 +249,7 @@ pub enum Retriever {
 /// How to search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum SearchMode {
-    /// Keyword and vector results fused by reciprocal rank.
+    /// Keyword and vector results fused by their scores, each list scaled to 0..1.
     #[default]
     Hybrid,
     /// Vector search only.
