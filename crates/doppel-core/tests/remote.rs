@@ -144,6 +144,39 @@ fn an_ollama_server_embeds_passages_and_queries_with_the_key_from_the_keychain()
 }
 
 #[test]
+fn a_passage_is_embedded_with_its_title_so_that_a_question_naming_the_title_finds_it() {
+    let data = tempfile::tempdir().unwrap();
+    let dimension = Arc::new(AtomicUsize::new(64));
+    let (url, seen) = serve(ollama(dimension));
+    let doppel = open(data.path());
+    use_server(&doppel, RemoteKind::Ollama, &url, "words-64");
+    assert_eq!(add(&doppel, "Allotment diary", GARDEN).state, JobState::Done);
+    assert_eq!(add(&doppel, "Bread", BREAD).state, JobState::Done);
+    let embedded = |seen: &Mutex<Vec<Request>>| -> Vec<String> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .flat_map(Request::texts)
+            .filter(|t| t.contains("tomatoes"))
+            .collect()
+    };
+    assert_eq!(embedded(&seen), [format!("Allotment diary\n{GARDEN}")]);
+    // The passage never says "allotment" or "diary"; its title does, and so search by meaning
+    // finds it.
+    let results = search(&doppel, "my allotment diary", SearchMode::Vector);
+    assert_eq!(results.mode, SearchMode::Vector);
+    assert_eq!(results.hits.first().map(|h| h.source_title.as_str()), Some("Allotment diary"));
+
+    // A new model embeds the stored passages again the same way.
+    seen.lock().unwrap().clear();
+    use_server(&doppel, RemoteKind::Ollama, &url, "words-64b");
+    assert_eq!(doppel.wait_for_vectors(|_| {}).unwrap().waiting, 0);
+    assert_eq!(embedded(&seen), [format!("Allotment diary\n{GARDEN}")]);
+    let results = search(&doppel, "my allotment diary", SearchMode::Vector);
+    assert_eq!(results.hits.first().map(|h| h.source_title.as_str()), Some("Allotment diary"));
+}
+
+#[test]
 fn an_openai_server_may_answer_out_of_order_and_gets_no_key_when_none_is_stored() {
     let data = tempfile::tempdir().unwrap();
     let (url, seen) = serve(Arc::new(|request: &Request| {

@@ -154,6 +154,8 @@ pub(crate) struct NewChunk {
     pub text: String,
     pub location: Location,
     pub token_count: u32,
+    /// The key of its vector: the hash of its text as embedded (`embedding_key`), set by the
+    /// job once the title is known.
     pub text_hash: String,
 }
 

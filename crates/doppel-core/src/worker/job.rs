@@ -257,13 +257,17 @@ impl Worker {
             target: self.settings.chunk_tokens,
             overlap: self.settings.chunk_overlap,
         };
-        let chunks = chunk(&doc, config, checkpoint)?;
-        let (new_vectors, all_vectors) = self.embed_chunks(job, &chunks)?;
         // Pasted text keeps the title it was given; files and pages take their document's own.
         let title = match (job.kind, &doc.title) {
             (JobKind::IngestFile | JobKind::IngestUrl, Some(title)) => title.clone(),
             _ => source.title.clone(),
         };
+        let mut chunks = chunk(&doc, config, checkpoint)?;
+        // A passage is embedded with its title, so its vector is found under both.
+        for chunk in &mut chunks {
+            chunk.text_hash = store::embedding_key(&title, &chunk.text);
+        }
+        let (new_vectors, all_vectors) = self.embed_chunks(job, &chunks, &title)?;
         let note = note_of(&doc.warnings);
         let facts = SourceFacts {
             title: &title,
@@ -418,12 +422,13 @@ impl Worker {
         Ok(Some(finished))
     }
 
-    /// Vectors for a source's chunks: new ones embedded (in batches, cancellable, with
-    /// progress), known ones read back. Returns what to store and every chunk's vector.
+    /// Vectors for a source's chunks, each embedded with `title`: new ones embedded (in
+    /// batches, cancellable, with progress), known ones read back. Returns what to store and every chunk's vector.
     fn embed_chunks(
         &mut self,
         job: &Job,
         chunks: &[NewChunk],
+        title: &str,
     ) -> Result<(NewVectors, HashMap<String, Vec<f32>>)> {
         let Some(model) = self.vectors.active_model(&self.conn)? else {
             return Ok((NewVectors::default(), HashMap::new()));
@@ -448,7 +453,9 @@ impl Worker {
         for (batch_number, batch) in todo.chunks(EMBED_BATCH).enumerate() {
             self.shared.checkpoint(job.id)?;
             self.serve_chat_writes();
-            let texts: Vec<&str> = batch.iter().map(|c| c.text.as_str()).collect();
+            let texts: Vec<String> =
+                batch.iter().map(|c| store::embedded_text(title, &c.text)).collect();
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
             let vectors = self.vectors.embed(&texts)?;
             for (chunk, vector) in batch.iter().zip(vectors) {
                 blobs.push((chunk.text_hash.clone(), to_blob(&vector)));
