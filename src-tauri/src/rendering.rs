@@ -3,10 +3,11 @@
 //! from its environment when it starts the page's process.
 //!
 //! With no GPU, Mesa composites on the CPU (llvmpipe), which costs both: on two cores with
-//! 50,000 sources the list scrolled at 35 frames a second and the page's process held 217 MB
-//! before a single source was shown; drawn without compositing, 73 frames a second and 118 MB
-//! (BENCHMARKS.md, "The window at scale"). A GPU is taken to be there when the kernel offers a
-//! DRM render node. A user's own `WEBKIT_DISABLE_COMPOSITING_MODE` is left as it is, either way.
+//! 50,000 sources the list scrolled at 32 frames a second and the page's process held 208 MB
+//! before a single source was shown; drawn without compositing, 75 frames a second and 115 MB
+//! (BENCHMARKS.md, "Desktop responsiveness", 50,000 sources). A GPU is taken to be there when
+//! the kernel offers a DRM render node. A user's own `WEBKIT_DISABLE_COMPOSITING_MODE` is left
+//! as it is, either way.
 
 use std::ffi::OsStr;
 use std::path::Path;

@@ -263,7 +263,7 @@ impl Worker {
             _ => source.title.clone(),
         };
         let mut chunks = chunk(&doc, config, checkpoint)?;
-        // A passage is embedded with its title, so its vector is found under both.
+        // A vector is keyed by what the model reads: the title and the passage's text.
         for chunk in &mut chunks {
             chunk.text_hash = store::embedding_key(&title, &chunk.text);
         }
@@ -423,7 +423,8 @@ impl Worker {
     }
 
     /// Vectors for a source's chunks, each embedded with `title`: new ones embedded (in
-    /// batches, cancellable, with progress), known ones read back. Returns what to store and every chunk's vector.
+    /// batches, cancellable, with progress), known ones read back. Returns what to store and
+    /// every chunk's vector.
     fn embed_chunks(
         &mut self,
         job: &Job,
