@@ -92,6 +92,11 @@ fn hostile_documents_fail_alone_with_clear_reasons() {
     }
     drop(mbox);
     let good = cli.write("in/good.docx", zip_of(&[("word/document.xml", GOOD_DOCX.as_bytes())]));
+    // A page that claims two megabytes as its title.
+    let titled = cli.write(
+        "in/titled.html",
+        format!("<title>{}</title><p>The lynx hunts at night.</p>", "Lynx é ".repeat(300_000)),
+    );
 
     cli.json(&["settings", "set", "parse_memory_mb", "256"]);
     let report = cli.json_status(&["ingest", cli.file("in").to_str().unwrap()], 2);
@@ -122,6 +127,12 @@ fn hostile_documents_fail_alone_with_clear_reasons() {
     assert_eq!(by_name("good.docx")["state"], "done");
     assert_eq!(cli.search("ocelot").len(), 1);
     assert!(cli.source_by_origin(&good).is_some());
+    // It is read, with the start of its title: a line the window can show.
+    assert_eq!(by_name("titled.html")["state"], "done");
+    let title = cli.source_by_origin(&titled).unwrap()["title"].as_str().unwrap().to_string();
+    assert_eq!(title.chars().count(), 301, "300 characters and an ellipsis: {title:.80}");
+    assert!(title.starts_with("Lynx é Lynx") && title.ends_with('…'), "{title:.80}");
+    assert_eq!(cli.search("lynx").len(), 1);
     assert!(report["jobs"].as_array().unwrap().iter().all(|j| j["attempts"] == 1), "{report}");
 }
 

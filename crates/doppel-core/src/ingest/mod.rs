@@ -390,6 +390,14 @@ impl FileStat {
     }
 }
 
+/// The first `most` characters of `text` (all of it when shorter), cut between characters.
+pub(crate) fn first_chars(text: &str, most: usize) -> &str {
+    match text.char_indices().nth(most) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 /// SHA-256 of some bytes, as lowercase hex.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);

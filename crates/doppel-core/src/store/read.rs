@@ -216,11 +216,8 @@ pub(crate) fn quick_check(conn: &Connection) -> std::result::Result<(), String> 
 }
 
 fn shorten(text: &str) -> String {
-    const MOST: usize = 300;
-    match text.char_indices().nth(MOST) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
-    }
+    let kept = crate::ingest::first_chars(text, 300);
+    if kept.len() < text.len() { format!("{kept}…") } else { text.to_string() }
 }
 
 /// Runs SQLite's own integrity check; `Ok(())` when it says "ok".

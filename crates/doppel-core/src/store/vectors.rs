@@ -26,14 +26,19 @@ pub(crate) fn ensure_model(conn: &Connection, info: &ModelInfo) -> Result<i64> {
     )?)
 }
 
-/// A passage as the embedding model reads it: the title of its document, then its text. A
-/// passage often does not name what it is about ("edit this file, then restart the service");
-/// its title does. On the answer benchmark's questions this raised hybrid search's recall@5 from
+/// A passage as the embedding model reads it: the title of its document (its first
+/// `TITLE_CHARS` characters), then its text. A passage often does not name what it is about
+/// ("edit this file, then restart the service"); its title does. On the answer benchmark's questions this raised hybrid search's recall@5 from
 /// 0.97 to 0.98 and MRR@10 from 0.90 to 0.91 (BENCHMARKS.md).
 pub(crate) fn embedded_text(title: &str, text: &str) -> String {
-    let title = title.trim();
+    // A title is a few words; a document may claim a whole page as one, and the model reads a
+    // few hundred tokens at most, so only its start is repeated before every passage.
+    let title = crate::ingest::first_chars(title.trim(), TITLE_CHARS).trim_end();
     if title.is_empty() { text.to_string() } else { format!("{title}\n{text}") }
 }
+
+/// The most characters of a title that a passage is embedded with.
+const TITLE_CHARS: usize = 200;
 
 /// The key a passage's vector is stored under: the hash of [`embedded_text`].
 pub(crate) fn embedding_key(title: &str, text: &str) -> String {
@@ -267,4 +272,23 @@ pub(crate) fn chunk_ids(conn: &Connection, source: SourceId) -> Result<Vec<Chunk
     let mut stmt = conn.prepare_cached("SELECT id FROM chunks WHERE source_id = ?1")?;
     let rows = stmt.query_map([source], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passage_is_embedded_after_its_title_and_only_a_titles_start_is_repeated() {
+        assert_eq!(
+            embedded_text(" Garden journal ", "May: tomatoes."),
+            "Garden journal\nMay: tomatoes."
+        );
+        assert_eq!(embedded_text("", "May: tomatoes."), "May: tomatoes.");
+        // A hostile title (a megabyte of it, multi-byte) costs no more than a short one.
+        let huge = "é".repeat(1_000_000);
+        let embedded = embedded_text(&huge, "text");
+        assert_eq!(embedded, format!("{}\ntext", "é".repeat(TITLE_CHARS)));
+        assert_ne!(embedding_key(&huge, "text"), embedding_key("", "text"));
+    }
 }

@@ -22,7 +22,8 @@ use crate::events::Event;
 use crate::fetch;
 use crate::ingest::chunk::{ChunkConfig, chunk};
 use crate::ingest::{
-    Document, FileStat, Format, parse, parse_text, parse_web_page, read_file, sha256_hex,
+    Document, FileStat, Format, first_chars, parse, parse_text, parse_web_page, read_file,
+    sha256_hex,
 };
 use crate::logging::redact_urls;
 use crate::metrics::{self, Metric};
@@ -35,6 +36,9 @@ use crate::vectors::EMBED_BATCH;
 /// Further tries at recording a job's end, and the delay before the first (doubled each time).
 const RECORD_RETRIES: u32 = 4;
 const RECORD_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The most characters of a document's title that are kept (then "…").
+const TITLE_CHARS: usize = 300;
 
 /// How a job's run ended, when it did not fail.
 struct Finished {
@@ -262,6 +266,10 @@ impl Worker {
             (JobKind::IngestFile | JobKind::IngestUrl, Some(title)) => title.clone(),
             _ => source.title.clone(),
         };
+        // A document may claim a whole page as its title; the window shows a line of it.
+        let kept = first_chars(&title, TITLE_CHARS);
+        let title =
+            if kept.len() < title.len() { format!("{}…", kept.trim_end()) } else { title };
         let mut chunks = chunk(&doc, config, checkpoint)?;
         // A vector is keyed by what the model reads: the title and the passage's text.
         for chunk in &mut chunks {
