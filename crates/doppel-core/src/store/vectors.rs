@@ -28,8 +28,9 @@ pub(crate) fn ensure_model(conn: &Connection, info: &ModelInfo) -> Result<i64> {
 
 /// A passage as the embedding model reads it: the title of its document (its first
 /// `TITLE_CHARS` characters), then its text. A passage often does not name what it is about
-/// ("edit this file, then restart the service"); its title does. On the answer benchmark's questions this raised hybrid search's recall@5 from
-/// 0.97 to 0.98 and MRR@10 from 0.90 to 0.91 (BENCHMARKS.md).
+/// ("edit this file, then restart the service"); its title does. On the answer benchmark's
+/// questions this raised hybrid search's recall@5 from 0.97 to 0.98 and MRR@10 from 0.90 to
+/// 0.91 (BENCHMARKS.md).
 pub(crate) fn embedded_text(title: &str, text: &str) -> String {
     // A title is a few words; a document may claim a whole page as one, and the model reads a
     // few hundred tokens at most, so only its start is repeated before every passage.
