@@ -398,6 +398,12 @@ pub(crate) fn first_chars(text: &str, most: usize) -> &str {
     }
 }
 
+/// `text` when it has at most `most` characters, else its first `most` and an ellipsis.
+pub(crate) fn clipped(text: &str, most: usize) -> String {
+    let kept = first_chars(text, most);
+    if kept.len() < text.len() { format!("{}…", kept.trim_end()) } else { text.to_string() }
+}
+
 /// SHA-256 of some bytes, as lowercase hex.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::*;
+use crate::ingest::clipped;
 
 pub(crate) fn twins(conn: &Connection) -> Result<Vec<Twin>> {
     let mut stmt = conn.prepare("SELECT id, name, created_at FROM twins ORDER BY id")?;
@@ -210,14 +211,9 @@ pub(crate) fn quick_check(conn: &Connection) -> std::result::Result<(), String> 
         .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect());
     match found {
         Ok(lines) if lines.len() == 1 && lines[0] == "ok" => Ok(()),
-        Ok(lines) => Err(shorten(&lines.join("; "))),
-        Err(e) => Err(shorten(&e.to_string())),
+        Ok(lines) => Err(clipped(&lines.join("; "), 300)),
+        Err(e) => Err(clipped(&e.to_string(), 300)),
     }
-}
-
-fn shorten(text: &str) -> String {
-    let kept = crate::ingest::first_chars(text, 300);
-    if kept.len() < text.len() { format!("{kept}…") } else { text.to_string() }
 }
 
 /// Runs SQLite's own integrity check; `Ok(())` when it says "ok".

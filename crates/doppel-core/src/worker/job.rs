@@ -22,8 +22,7 @@ use crate::events::Event;
 use crate::fetch;
 use crate::ingest::chunk::{ChunkConfig, chunk};
 use crate::ingest::{
-    Document, FileStat, Format, first_chars, parse, parse_text, parse_web_page, read_file,
-    sha256_hex,
+    Document, FileStat, Format, clipped, parse, parse_text, parse_web_page, read_file, sha256_hex,
 };
 use crate::logging::redact_urls;
 use crate::metrics::{self, Metric};
@@ -267,9 +266,7 @@ impl Worker {
             _ => source.title.clone(),
         };
         // A document may claim a whole page as its title; the window shows a line of it.
-        let kept = first_chars(&title, TITLE_CHARS);
-        let title =
-            if kept.len() < title.len() { format!("{}…", kept.trim_end()) } else { title };
+        let title = clipped(&title, TITLE_CHARS);
         let mut chunks = chunk(&doc, config, checkpoint)?;
         // A vector is keyed by what the model reads: the title and the passage's text.
         for chunk in &mut chunks {

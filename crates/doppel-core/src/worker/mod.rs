@@ -742,8 +742,6 @@ impl Worker {
     }
 }
 
-/// Checks the database at open on a thread of its own, so that opening never waits for it: it
-/// reads every page of a large file. The worker takes its answer before its first write.
 /// The database's check at open, running on a thread of its own.
 struct OpenCheck {
     thread: JoinHandle<std::result::Result<(), String>>,
@@ -751,6 +749,8 @@ struct OpenCheck {
     interrupt: Option<rusqlite::InterruptHandle>,
 }
 
+/// Checks the database at open on a thread of its own, so that opening never waits for it: it
+/// reads every page of a large file. The worker takes its answer before its first write.
 fn spawn_check(database: &std::path::Path) -> Option<OpenCheck> {
     let conn = store::open_reader(database);
     let interrupt = conn.as_ref().ok().map(Connection::get_interrupt_handle);
